@@ -1,0 +1,56 @@
+# SwiftCCID — see README.md. `make demo` and `make test` do all their own set-up.
+SHELL := /bin/bash
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+PYTHON := /usr/bin/python3
+VERSION := 0.1.0
+BUILD := build
+BUNDLE := $(BUILD)/ifd-swiftccid.bundle
+SO := $(BUNDLE)/Contents/Linux/libswiftccid.so
+SIM := $(BUILD)/ccid-sim
+# Debian packages the build, the demo and the tests use.
+DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pyscard libccid util-linux mount
+
+.PHONY: all deps bundle sim demo test unit-test integration-test bench install uninstall clean
+
+all: bundle sim
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages: $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
+	fi
+	@test "$$(pkg-config --cflags-only-I libpcsclite | xargs)" = "-I/usr/include/PCSC" || \
+	  { echo "libpcsclite headers are not in /usr/include/PCSC (pkg-config says: $$(pkg-config --cflags-only-I libpcsclite | xargs))"; exit 1; }
+
+# The IFD handler pcscd loads: Swift runtime linked statically, only IFDH* exported, no Foundation.
+bundle: deps
+	$(SWIFT) build -c release --scratch-path .build-bundle --product swiftccid \
+	  -Xswiftc -static-stdlib -Xlinker --version-script=$(CURDIR)/bundle/exports.map
+	mkdir -p $(BUNDLE)/Contents/Linux
+	install -m 0644 .build-bundle/release/libswiftccid.so $(SO)
+	bundle/make-info-plist.sh bundle/Info.plist.in bundle/readers.txt $(VERSION) > $(BUNDLE)/Contents/Info.plist
+	@if ldd $(SO) | grep -Ei 'swift|Foundation|pcsclite'; then echo "libswiftccid.so must not need these"; exit 1; fi
+
+sim: deps
+	$(SWIFT) build -c release --product ccid-sim
+	mkdir -p $(BUILD)
+	ln -sf ../.build/release/ccid-sim $(SIM)
+
+demo: bundle sim
+	@tests/demo.sh $(SIM)
+
+unit-test: deps
+	$(SWIFT) test --parallel
+
+integration-test: bundle sim
+	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
+
+test: unit-test integration-test
+
+bench: bundle sim
+	$(PYTHON) tests/bench.py --sim $(SIM)
+
+clean:
+	rm -rf $(BUILD) .build .build-bundle

@@ -1,0 +1,39 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "SwiftCCID",
+    products: [
+        // The IFD handler pcscd loads: build/ifd-swiftccid.bundle/Contents/Linux/libswiftccid.so
+        .library(name: "swiftccid", type: .dynamic, targets: ["IFDHandler"]),
+        .executable(name: "ccid-sim", targets: ["ccid-sim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // pcsc-lite's headers only. Its directory is what `pkg-config --cflags libpcsclite`
+        // gives on Debian (the Makefile checks); a pkg-config system library would also
+        // link libpcsclite, the client library, into pcscd.
+        .target(name: "CPCSCLite", cSettings: [.unsafeFlags(["-I/usr/include/PCSC"])]),
+        .target(name: "CPCSCLog"),
+        .target(name: "ThreadSupport"),
+        .target(name: "CCID", dependencies: ["ThreadSupport"]),
+        .target(name: "ISO7816"),
+        .target(name: "Relay", dependencies: ["CCID", "ThreadSupport"]),
+        .target(name: "CCIDDriver", dependencies: ["CCID", "ISO7816", "ThreadSupport"]),
+        .target(name: "IFDHandler", dependencies: ["CCIDDriver", "Relay", "CPCSCLite", "CPCSCLog", "ThreadSupport"],
+                swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]),
+        .target(name: "SimulatorCore", dependencies: ["CCID", "ISO7816", "Relay", "ThreadSupport"],
+                path: "Simulator/SimulatorCore"),
+        .executableTarget(name: "ccid-sim",
+                          dependencies: ["SimulatorCore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Simulator/ccid-sim"),
+        .testTarget(name: "CCIDTests", dependencies: ["CCID"]),
+        .testTarget(name: "ISO7816Tests", dependencies: ["ISO7816"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID"]),
+        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,179 @@
+import ISO7816
+
+/// What a card does with one command APDU.
+public struct CardAnswer: Equatable, Sendable {
+    public var response: [UInt8]
+    /// How long the card stays busy first, asking for more time meanwhile.
+    public var busy: Duration
+    public init(_ response: [UInt8], busy: Duration = .zero) {
+        self.response = response
+        self.busy = busy
+    }
+}
+
+/// A simulated card: an ATR and an APDU processor. The protocol in use is
+/// the one negotiated since the last power-up.
+public protocol SimulatedCard: AnyObject, Sendable {
+    var name: String { get }
+    var atr: [UInt8] { get }
+    /// Cold or warm reset: volatile state (selection, pending responses) is lost.
+    func reset()
+    func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer
+}
+
+/// The PC/SC compliance test card of shared/cards/compliance-test-card.md:
+/// a test applet plus the extended-APDU commands of the "Athena" cards.
+public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
+    public enum Variant: String, CaseIterable, Sendable {
+        case direct = "compliance"
+        case inverse = "compliance-inverse"
+        case crypto = "compliance-crypto"
+
+        public var atr: [UInt8] {
+            switch self {
+            case .direct: [0x3B, 0xD6, 0x18, 0x00, 0x80, 0xB1, 0x80, 0x6D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9E]
+            case .inverse: [0x3F, 0x96, 0x18, 0x80, 0x01, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9F]
+            case .crypto: [0x3B, 0xD6, 0x18, 0x00, 0x81, 0xB1, 0x80, 0x7D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x8F]
+            }
+        }
+    }
+
+    public static let appletAID: [UInt8] = [0xA0, 0x00, 0x00, 0x00, 0x18, 0xFF]
+    public static let initialPINTries = 3
+    /// Each unit of P2 of the time-request command keeps the card busy this long.
+    public static let busyUnit: Duration = .milliseconds(50)
+
+    public let variant: Variant
+    public var name: String { variant.rawValue }
+    public var atr: [UInt8] { variant.atr }
+
+    // Guarded by the reader that owns the card (one command at a time).
+    private var selected = false
+    private var pendingResponse: [UInt8] = []
+    private var pinTries = ComplianceTestCard.initialPINTries
+    private var lastPINCommand: [UInt8] = []
+
+    public init(_ variant: Variant = .direct) { self.variant = variant }
+
+    public func reset() {
+        selected = false
+        pendingResponse = []
+    }
+
+    static let ok: [UInt8] = [0x90, 0x00]
+    static let wrongLength: [UInt8] = [0x67, 0x00]
+    static let insNotSupported: [UInt8] = [0x6D, 0x00]
+
+    public func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer {
+        guard let command = try? CommandAPDU(apdu) else { return CardAnswer(Self.wrongLength) }
+        let (_, ins, p1, p2) = command.header
+        if ins != 0xC0 { pendingResponse = [] }
+        switch ins {
+        case 0xA4: return CardAnswer(select(command))
+        case 0xC0: return CardAnswer(getResponse(command))
+        case 0x00 where p1 == 0x04: return CardAnswer(repeatedByte(command))
+        case 0x12 where p1 == 0x01 && p2 == 0x80: return CardAnswer(checkSequence(command.data, lengthChecked: false))
+        default: break
+        }
+        guard selected else { return CardAnswer(Self.insNotSupported) }
+        switch ins {
+        case 0x30:
+            // `80 30 00 00 [00]`: P3, if present, must be 0.
+            return CardAnswer(apdu.count == 4 || (apdu.count == 5 && apdu[4] == 0) ? Self.ok : Self.wrongLength)
+        case 0x32, 0x22: return CardAnswer(checkSequence(command.data, lengthChecked: true))
+        case 0x3A: return CardAnswer(checkSequence(command.data, lengthChecked: false))
+        case 0x34, 0x21, 0x3C:
+            let wanted = Int(p1) << 8 | Int(p2)
+            if ins != 0x3C {
+                guard command.apduCase == .two, wanted == command.expectedLength else { return CardAnswer(Self.wrongLength) }
+            }
+            return CardAnswer(sequence(wanted) + Self.ok)
+        case 0x36, 0x23, 0x3E:
+            if ins != 0x3E, command.dataLength == 0 { return CardAnswer(Self.wrongLength) }
+            let check = checkSequence(command.data, lengthChecked: false)
+            guard check == Self.ok else { return CardAnswer(check) }
+            let data = sequence(Int(p1) << 8 | Int(p2))
+            return CardAnswer(caseFourAnswer(data, protocolType: protocolType))
+        case 0x38: return CardAnswer(Self.ok, busy: Self.busyUnit * Int(p2))
+        case 0x20: return CardAnswer(verify(command, apdu: apdu))
+        case 0x24: return CardAnswer(modify(command, apdu: apdu))
+        case 0x40:
+            if protocolType == 0, !command.isExtended, command.apduCase == .two,
+               command.expectedLength != lastPINCommand.count, lastPINCommand.count <= 256 {
+                return CardAnswer([0x6C, UInt8(truncatingIfNeeded: lastPINCommand.count)])
+            }
+            return CardAnswer(lastPINCommand + Self.ok)
+        default:
+            return CardAnswer(Self.insNotSupported)
+        }
+    }
+
+    private func select(_ c: CommandAPDU) -> [UInt8] {
+        guard c.header.p1 == 0x04 else { return [0x6A, 0x86] }
+        if Array(c.data) == Self.appletAID {
+            selected = true
+            return Self.ok
+        }
+        selected = false
+        return [0x6A, 0x82]
+    }
+
+    /// Under T=0 a case 4 answer is announced with 61xx and fetched by GET RESPONSE.
+    private func caseFourAnswer(_ data: [UInt8], protocolType: UInt8) -> [UInt8] {
+        guard protocolType == 0, !data.isEmpty else { return data + Self.ok }
+        pendingResponse = data
+        return [0x61, UInt8(truncatingIfNeeded: min(data.count, 256))]
+    }
+
+    private func getResponse(_ c: CommandAPDU) -> [UInt8] {
+        guard !pendingResponse.isEmpty else { return [0x6F, 0x00] }
+        let le = c.apduCase == .two ? c.expectedLength : 256
+        let available = pendingResponse.count
+        if le > available { return [0x6C, UInt8(truncatingIfNeeded: available)] }
+        let n = le
+        let chunk = Array(pendingResponse.prefix(n))
+        pendingResponse.removeFirst(n)
+        if pendingResponse.isEmpty { return chunk + Self.ok }
+        return chunk + [0x61, UInt8(truncatingIfNeeded: min(pendingResponse.count, 256))]
+    }
+
+    /// Case 2E/2S: `80 00 04 VV Le` → VV repeated Ne times.
+    private func repeatedByte(_ c: CommandAPDU) -> [UInt8] {
+        guard c.apduCase == .two else { return Self.wrongLength }
+        return [UInt8](repeating: c.header.p2, count: c.expectedLength) + Self.ok
+    }
+
+    private func checkSequence(_ data: ArraySlice<UInt8>, lengthChecked: Bool) -> [UInt8] {
+        if lengthChecked, data.isEmpty { return Self.wrongLength }
+        for (i, b) in data.enumerated() where b != UInt8(truncatingIfNeeded: i) {
+            return [0x6A, UInt8(clamping: i)]
+        }
+        return Self.ok
+    }
+
+    private func sequence(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0) } }
+
+    /// PIN digits are ASCII "1", "2", "3"…; 0xFF is block padding.
+    private func checkPIN(_ data: ArraySlice<UInt8>) -> Int? {
+        for (i, b) in data.enumerated() where b != 0xFF && b != UInt8(truncatingIfNeeded: 0x31 + i) { return i }
+        return nil
+    }
+
+    private func verify(_ c: CommandAPDU, apdu: [UInt8]) -> [UInt8] {
+        if c.dataLength == 0 { return [0x63, 0xC0 | UInt8(pinTries)] }
+        lastPINCommand = apdu
+        if pinTries == 0 { return [0x69, 0x83] }
+        if let wrong = checkPIN(c.data) {
+            pinTries -= 1
+            return [0x6A, UInt8(clamping: wrong)]
+        }
+        pinTries = Self.initialPINTries
+        return Self.ok
+    }
+
+    private func modify(_ c: CommandAPDU, apdu: [UInt8]) -> [UInt8] {
+        lastPINCommand = apdu
+        if let wrong = checkPIN(c.data) { return [0x6A, UInt8(clamping: wrong)] }
+        return Self.ok
+    }
+}

@@ -1,0 +1,327 @@
+import CCID
+import ISO7816
+import Relay
+import ThreadSupport
+
+/// A reply and how long the reader waits before sending it.
+public struct TimedReply: Sendable {
+    public var delay: Duration
+    public var reply: Reply
+}
+
+/// A simulated CCID reader at short or extended APDU exchange level: the
+/// device side of the relay, or of an in-process transport in tests.
+public final class SimulatedReader: RelayDevice, @unchecked Sendable {
+    public let name: String
+    public let profile: ReaderProfile
+    public let serialNumber: String
+    public let descriptors: USBDescriptorSet
+    public var descriptor: ClassDescriptor { profile.descriptor }
+
+    /// What the user does at the PIN pad when asked.
+    public enum PINPadAction: Sendable, Equatable { case enter(String), cancel, timeout }
+
+    private let lock = Lock()
+    private var slots: [SlotModel]
+    private var connection: RelayServerConnection?
+    private var interruptObservers: [@Sendable ([UInt8]) -> Void] = []
+    private var pinPad: PINPadAction = .enter("1234")
+    /// Time extensions are sent at this interval while the card is busy.
+    static let timeExtensionInterval: Duration = .milliseconds(200)
+
+    struct SlotModel {
+        var card: SimulatedCard?
+        var powered = false
+        var protocolType: UInt8 = 0
+        var parameters: [UInt8] = []
+        var commandChain: [UInt8]? = nil
+        var pendingResponse: [UInt8] = []
+    }
+
+    public init(name: String, profile: ReaderProfile, serialNumber: String) {
+        self.name = name
+        self.profile = profile
+        self.serialNumber = serialNumber
+        descriptors = USBDescriptorSet.ccidDevice(
+            vendorID: profile.vendorID, productID: profile.productID, bcdDevice: profile.bcdDevice,
+            manufacturer: profile.manufacturer, product: profile.product, serialNumber: serialNumber,
+            classDescriptor: profile.descriptor)
+        slots = Array(repeating: SlotModel(), count: profile.descriptor.slotCount)
+    }
+
+    public var slotCount: Int { slots.count }
+
+    public func cardName(slot: Int) -> String? {
+        lock.withLock { slots.indices.contains(slot) ? slots[slot].card?.name : nil }
+    }
+
+    public func setPINPad(_ action: PINPadAction) { lock.withLock { pinPad = action } }
+
+    // MARK: Card events
+
+    public enum SlotActionError: Error, CustomStringConvertible {
+        case noSuchSlot(Int, count: Int)
+        public var description: String {
+            switch self {
+            case .noSuchSlot(let s, let n): "slot \(s) does not exist (reader has \(n))"
+            }
+        }
+    }
+
+    public func insert(_ card: SimulatedCard, slot: Int) throws(SlotActionError) {
+        try change(slot: slot) { $0 = SlotModel(card: card) }
+    }
+
+    public func remove(slot: Int) throws(SlotActionError) {
+        try change(slot: slot) { $0 = SlotModel() }
+    }
+
+    private func change(slot: Int, _ body: (inout SlotModel) -> Void) throws(SlotActionError) {
+        let count = slots.count
+        guard slot >= 0, slot < count else { throw .noSuchSlot(slot, count: count) }
+        let (message, targets): ([UInt8], (RelayServerConnection?, [@Sendable ([UInt8]) -> Void])) = lock.withLock {
+            body(&slots[slot])
+            let changes = slots.enumerated().map { i, s in
+                InterruptMessage.SlotChange(present: s.card != nil, changed: i == slot)
+            }
+            return (InterruptMessage.notifySlotChange(changes).encoded(), (connection, interruptObservers))
+        }
+        targets.0?.send(.interruptIn(message))
+        for observer in targets.1 { observer(message) }
+    }
+
+    /// For in-process transports: interrupt messages as the reader sends them.
+    public func observeInterrupts(_ observer: @escaping @Sendable ([UInt8]) -> Void) {
+        lock.withLock { interruptObservers.append(observer) }
+    }
+
+    // MARK: RelayDevice
+
+    public func connected(_ connection: RelayServerConnection) { lock.withLock { self.connection = connection } }
+
+    public func disconnected(_ connection: RelayServerConnection) {
+        lock.withLock {
+            if self.connection === connection { self.connection = nil }
+            // The host let go of the device: as after a USB reset, cards are unpowered.
+            for i in slots.indices { slots[i].powered = false; slots[i].commandChain = nil; slots[i].pendingResponse = [] }
+        }
+    }
+
+    public func bulkOut(_ message: [UInt8], from connection: RelayServerConnection) {
+        for step in respond(to: message) {
+            if step.delay > .zero { sleep(step.delay) }
+            connection.send(.bulkIn(step.reply.encoded()))
+        }
+    }
+
+    public func control(_ request: ControlRequest, from connection: RelayServerConnection) -> [UInt8]? {
+        switch (request.requestType, ClassRequest(rawValue: request.request)) {
+        case (0x21, .abort?): return []
+        case (0xA1, .getClockFrequencies?):
+            guard descriptor.numClockSupported > 0 else { return nil }
+            var out: [UInt8] = []
+            out.appendLE(descriptor.defaultClock)
+            if descriptor.numClockSupported > 1 { out.appendLE(descriptor.maximumClock) }
+            return out
+        case (0xA1, .getDataRates?):
+            guard descriptor.numDataRatesSupported > 0 else { return nil }
+            var out: [UInt8] = []
+            out.appendLE(descriptor.dataRate)
+            if descriptor.numDataRatesSupported > 1 { out.appendLE(descriptor.maxDataRate) }
+            return out
+        default: return nil
+        }
+    }
+
+    // MARK: The CCID device model
+
+    /// The replies to one bulk-out message; malformed input gets what a
+    /// reader gives (a failed SlotStatus) or nothing.
+    public func respond(to message: [UInt8]) -> [TimedReply] {
+        if message.count > Int(descriptor.maxCCIDMessageLength), message.count >= ccidHeaderLength {
+            return [TimedReply(delay: .zero, reply: failure(slot: message[5], seq: message[6], error: 1, type: .slotStatus))]
+        }
+        let command: Command
+        do throws(CCIDDecodingError) { command = try Command(decoding: message) } catch {
+            guard message.count >= ccidHeaderLength else { return [] }
+            // Unknown message type or bad length: CCID §6.2.6, "command not supported".
+            return [TimedReply(delay: .zero, reply: failure(slot: message[5], seq: message[6], error: 0, type: .slotStatus))]
+        }
+        let slot = Int(command.slot)
+        let expected = Reply.expectedType(for: command.messageType)
+        guard slot < slots.count else {
+            return [TimedReply(delay: .zero, reply: failure(slot: command.slot, seq: command.sequence, error: 5, type: expected))]
+        }
+        return lock.withLock { handle(command, slot: slot, expected: expected) }
+    }
+
+    func failure(slot: UInt8, seq: UInt8, error: UInt8, type: Reply.MessageType, icc: ICCStatus = .absent) -> Reply {
+        let status = SlotStatus(icc: icc, command: .failed)
+        let body: Reply.Body = switch type {
+        case .dataBlock: .dataBlock(chainParameter: 0, data: [])
+        case .slotStatus: .slotStatus(clockStatus: 0)
+        case .parameters: .parameters(protocolNumber: 0, data: [])
+        case .escape: .escape(data: [])
+        case .dataRateAndClockFrequency: .dataRateAndClockFrequency(clockFrequency: 0, dataRate: 0)
+        }
+        return Reply(slot: slot, sequence: seq, status: status, error: error, body: body)
+    }
+
+    private func iccStatus(_ s: SlotModel) -> ICCStatus {
+        s.card == nil ? .absent : (s.powered ? .presentActive : .presentInactive)
+    }
+
+    /// Called with `lock` held.
+    private func handle(_ command: Command, slot: Int, expected: Reply.MessageType) -> [TimedReply] {
+        let s = UInt8(slot), seq = command.sequence
+        func now(_ r: Reply) -> [TimedReply] { [TimedReply(delay: .zero, reply: r)] }
+        func fail(_ e: SlotError) -> [TimedReply] { now(failure(slot: s, seq: seq, error: e.rawValue, type: expected, icc: iccStatus(slots[slot]))) }
+        func ok(_ body: Reply.Body) -> [TimedReply] { now(Reply(slot: s, sequence: seq, status: SlotStatus(icc: iccStatus(slots[slot])), body: body)) }
+
+        switch command.body {
+        case .getSlotStatus, .iccClock, .t0APDU, .abort:
+            return ok(.slotStatus(clockStatus: 0))
+        case .iccPowerOff:
+            slots[slot].powered = false
+            slots[slot].commandChain = nil
+            return ok(.slotStatus(clockStatus: 0))
+        case .iccPowerOn:
+            guard let card = slots[slot].card else { return fail(.iccMute) }
+            card.reset()
+            let atr = card.atr
+            slots[slot].powered = true
+            slots[slot].protocolType = (try? ATR(atr))?.defaultProtocol ?? 0
+            slots[slot].parameters = []
+            slots[slot].commandChain = nil
+            slots[slot].pendingResponse = []
+            return ok(.dataBlock(chainParameter: 0, data: atr))
+        case .setParameters(let p, let data):
+            guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
+            let offered = (try? ATR(card.atr))?.offeredProtocols ?? [0]
+            guard p <= 1, offered.contains(p), (p == 0 ? data.count == 5 : data.count == 7) else {
+                return now(failure(slot: s, seq: seq, error: 7, type: .parameters, icc: iccStatus(slots[slot])))
+            }
+            slots[slot].protocolType = p
+            slots[slot].parameters = data
+            return ok(.parameters(protocolNumber: p, data: data))
+        case .getParameters, .resetParameters:
+            guard slots[slot].card != nil else { return fail(.iccMute) }
+            if case .resetParameters = command.body { slots[slot].parameters = [] }
+            let p = slots[slot].protocolType
+            let data = slots[slot].parameters.isEmpty ? (p == 1 ? [0x11, 0x10, 0, 0x4D, 0, 0x20, 0] : [0x11, 0, 0, 10, 0]) : slots[slot].parameters
+            return ok(.parameters(protocolNumber: p, data: data))
+        case .xfrBlock(_, let level, let data):
+            guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
+            return xfrBlock(card: card, slot: slot, seq: seq, level: level, data: data)
+        case .secure(_, _, let data):
+            guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
+            return secure(card: card, slot: slot, seq: seq, data: data)
+        case .escape, .mechanical:
+            return fail(.commandNotSupported)
+        case .setDataRateAndClockFrequency:
+            return ok(.dataRateAndClockFrequency(clockFrequency: descriptor.defaultClock, dataRate: descriptor.dataRate))
+        }
+    }
+
+    private func dataBlock(_ slot: Int, _ seq: UInt8, chain: UInt8, _ data: [UInt8]) -> Reply {
+        Reply(slot: UInt8(slot), sequence: seq, status: SlotStatus(icc: iccStatus(slots[slot])),
+              body: .dataBlock(chainParameter: chain, data: data))
+    }
+
+    private func xfrBlock(card: SimulatedCard, slot: Int, seq: UInt8, level: UInt16, data: [UInt8]) -> [TimedReply] {
+        let badLevel = failure(slot: UInt8(slot), seq: seq, error: 8, type: .dataBlock, icc: iccStatus(slots[slot]))
+        let piece = descriptor.maxMessageDataLength
+        switch descriptor.exchangeLevel {
+        case .shortAPDU:
+            guard level == 0, let apdu = try? CommandAPDU(data), !apdu.isExtended else {
+                return [TimedReply(delay: .zero, reply: badLevel)]
+            }
+            return run(card: card, slot: slot, seq: seq, apdu: data)
+        case .extendedAPDU:
+            switch LevelParameter(rawValue: level) {
+            case .beginsAndEnds?:
+                slots[slot].commandChain = nil
+                return run(card: card, slot: slot, seq: seq, apdu: data)
+            case .begins?:
+                slots[slot].commandChain = data
+                return [TimedReply(delay: .zero, reply: dataBlock(slot, seq, chain: 0x10, []))]
+            case .continues?, .ends?:
+                guard var chain = slots[slot].commandChain, chain.count + data.count <= 65544 else {
+                    slots[slot].commandChain = nil
+                    return [TimedReply(delay: .zero, reply: badLevel)]
+                }
+                chain += data
+                if level == LevelParameter.continues.rawValue {
+                    slots[slot].commandChain = chain
+                    return [TimedReply(delay: .zero, reply: dataBlock(slot, seq, chain: 0x10, []))]
+                }
+                slots[slot].commandChain = nil
+                return run(card: card, slot: slot, seq: seq, apdu: chain)
+            case .emptyContinuation?:
+                guard !slots[slot].pendingResponse.isEmpty else { return [TimedReply(delay: .zero, reply: badLevel)] }
+                let next = Array(slots[slot].pendingResponse.prefix(piece))
+                slots[slot].pendingResponse.removeFirst(next.count)
+                let chain: UInt8 = slots[slot].pendingResponse.isEmpty ? 0x02 : 0x03
+                return [TimedReply(delay: .zero, reply: dataBlock(slot, seq, chain: chain, next))]
+            case nil:
+                return [TimedReply(delay: .zero, reply: badLevel)]
+            }
+        default:
+            return [TimedReply(delay: .zero, reply: failure(slot: UInt8(slot), seq: seq, error: 0, type: .dataBlock,
+                                                            icc: iccStatus(slots[slot])))]
+        }
+    }
+
+    /// Gives the APDU to the card; a busy card earns time extensions first, a
+    /// long answer goes out in chained pieces.
+    private func run(card: SimulatedCard, slot: Int, seq: UInt8, apdu: [UInt8]) -> [TimedReply] {
+        let answer = card.process(apdu, protocolType: slots[slot].protocolType)
+        var steps: [TimedReply] = []
+        var remaining = answer.busy
+        let timeExtension = Reply(slot: UInt8(slot), sequence: seq, status: SlotStatus(icc: .presentActive, command: .timeExtension),
+                              error: 1, body: .dataBlock(chainParameter: 0, data: []))
+        while remaining > Self.timeExtensionInterval {
+            steps.append(TimedReply(delay: Self.timeExtensionInterval, reply: timeExtension))
+            remaining -= Self.timeExtensionInterval
+        }
+        let piece = max(1, descriptor.maxMessageDataLength)
+        var response = answer.response
+        var chain: UInt8 = 0
+        if response.count > piece, descriptor.exchangeLevel == .extendedAPDU {
+            slots[slot].pendingResponse = Array(response[piece...])
+            response = Array(response[..<piece])
+            chain = 0x01
+        }
+        steps.append(TimedReply(delay: remaining, reply: dataBlock(slot, seq, chain: chain, response)))
+        return steps
+    }
+
+    private func secure(card: SimulatedCard, slot: Int, seq: UInt8, data: [UInt8]) -> [TimedReply] {
+        let fail = { (e: SlotError) in
+            [TimedReply(delay: .zero, reply: self.failure(slot: UInt8(slot), seq: seq, error: e.rawValue, type: .dataBlock,
+                                                          icc: self.iccStatus(self.slots[slot])))]
+        }
+        guard let operation = data.first else { return fail(SlotError(rawValue: 10)) }
+        let support = descriptor.pinSupport
+        guard operation == 0 && support.contains(.verification) || operation == 1 && support.contains(.modification) else {
+            return fail(.commandNotSupported)
+        }
+        switch pinPad {
+        case .cancel: return fail(.pinCancelled)
+        case .timeout: return fail(.pinTimeout)
+        case .enter(let digits):
+            guard let apdu = PINBlock.fill(secureData: data, digits: digits) else { return fail(SlotError(rawValue: 10)) }
+            return run(card: card, slot: slot, seq: seq, apdu: apdu)
+        }
+    }
+}
+
+func sleep(_ d: Duration) {
+    var ts = timespec(tv_sec: Int(d.components.seconds), tv_nsec: Int(d.components.attoseconds / 1_000_000_000))
+    var left = timespec()
+    while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import SimulatorCore
+
+struct PrivatePCSCD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pcscd",
+        abstract: "Serve the readers and run a private pcscd (own mount namespace) that loads the driver for them.",
+        discussion: """
+            Prints PCSCLITE_CSOCK_NAME=<path> as the first line once clients can connect; \
+            point PC/SC clients at it with that environment variable. Stops on SIGTERM or SIGINT \
+            and removes everything it created.
+            """)
+
+    @OptionGroup var directory: DirectoryOption
+    @OptionGroup var readers: ReaderOptions
+
+    @Option(help: "The IFD handler bundle to load (default: build/ifd-swiftccid.bundle, else the installed one).")
+    var driver: String?
+
+    @Option(help: "Keep pcscd's log in this file (default: discarded on exit).")
+    var pcscdLog: String?
+
+    @Flag(help: "Run pcscd with --debug.")
+    var debug = false
+
+    func run() throws {
+        let library = try DriverBundle.library(explicit: driver)
+        let dir = directory.resolved
+        let running = try startSimulator(directory: dir, setups: try readers.setups())
+        let sim = running.simulator
+        let fm = FileManager.default
+        let confDir = "\(dir)/reader.conf.d", runDir = "\(dir)/pcscd"
+        var cleanup: [String] = [confDir, runDir]
+        defer {
+            for path in cleanup { try? fm.removeItem(atPath: path) }
+            running.stop()
+        }
+        try fm.createDirectory(atPath: confDir, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+        for i in sim.readers.indices {
+            let entry = """
+                FRIENDLYNAME "\(sim.friendlyName(i))"
+                DEVICENAME relay:\(sim.socketPath(i))
+                LIBPATH \(library)
+
+                """
+            try entry.write(toFile: "\(confDir)/\(sim.readers[i].name)", atomically: true, encoding: .utf8)
+        }
+        let logPath = pcscdLog ?? "\(dir)/pcscd.log"
+        if pcscdLog == nil { cleanup.append(logPath) }
+        _ = fm.createFile(atPath: logPath, contents: nil)
+        guard let log = FileHandle(forWritingAtPath: logPath) else { throw ValidationError("cannot write \(logPath)") }
+        // pcscd's server socket is fixed at /run/pcscd/pcscd.comm: give it a private /run/pcscd.
+        try fm.createDirectory(atPath: "/run/pcscd", withIntermediateDirectories: true)
+        let pcscd = Process()
+        pcscd.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        pcscd.arguments = ["--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                           "mount --bind \"$0\" /run/pcscd && exec pcscd --foreground --config \"$1\" $2",
+                           runDir, confDir, debug ? "--debug" : "--info"]
+        pcscd.standardOutput = log
+        pcscd.standardError = log
+        StopSignal.install()
+        try pcscd.run()
+        defer { stop(pcscd) }
+
+        let socketPath = "\(runDir)/pcscd.comm"
+        let ready = Date().addingTimeInterval(15)
+        while !Self.canConnect(socketPath) {
+            guard pcscd.isRunning else { fail("pcscd exited (status \(pcscd.terminationStatus)); see \(logPath)") }
+            guard Date() < ready else { fail("pcscd did not open \(socketPath) within 15 s; see \(logPath)") }
+            usleep(50_000)
+        }
+        print("PCSCLITE_CSOCK_NAME=\(socketPath)")
+        for i in sim.readers.indices {
+            for s in 0..<sim.readers[i].slotCount { print("reader\t\(sim.pcscName(i, slot: s))") }
+        }
+        fflush(nil)
+        StopSignal.wait()
+    }
+
+    func stop(_ process: Process) {
+        guard process.isRunning else { return }
+        process.terminate()
+        let limit = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < limit { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    static func canConnect(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+    }
+}
+
+/// Finds the IFD handler library inside a bundle.
+enum DriverBundle {
+    static let name = "ifd-swiftccid.bundle"
+
+    static func library(explicit: String?) throws -> String {
+        if let explicit { return try library(in: explicit) }
+        for candidate in candidates() where FileManager.default.fileExists(atPath: "\(candidate)/Contents/Info.plist") {
+            return try library(in: candidate)
+        }
+        throw ValidationError("no \(name) found; run `make bundle` or `make install`, or pass --driver")
+    }
+
+    static func candidates() -> [String] {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        var list = ["\(FileManager.default.currentDirectoryPath)/build/\(name)",
+                    exe.appendingPathComponent("../../build/\(name)").standardized.path,
+                    exe.appendingPathComponent("../../../build/\(name)").standardized.path]
+        let pkg = Process()
+        pkg.executableURL = URL(fileURLWithPath: "/usr/bin/pkg-config")
+        pkg.arguments = ["--variable=usbdropdir", "libpcsclite"]
+        let out = Pipe()
+        pkg.standardOutput = out
+        if (try? pkg.run()) != nil {
+            pkg.waitUntilExit()
+            let dir = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            if !dir.isEmpty { list.append("\(dir)/\(name)") }
+        }
+        list.append("/usr/lib/pcsc/drivers/\(name)")
+        return list
+    }
+
+    /// Contents/Linux/<CFBundleExecutable> of the bundle.
+    static func library(in bundle: String) throws -> String {
+        let plist = "\(bundle)/Contents/Info.plist"
+        guard let data = FileManager.default.contents(atPath: plist),
+              let root = try? PropertyListSerialization.propertyList(from: data, format: nil) as? [String: Any],
+              let exe = root["CFBundleExecutable"] as? String else {
+            throw ValidationError("\(plist) is missing or names no CFBundleExecutable")
+        }
+        let path = URL(fileURLWithPath: "\(bundle)/Contents/Linux/\(exe)").standardized.path
+        guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("\(path) does not exist") }
+        guard !path.contains(" ") else { throw ValidationError("\(path): reader.conf cannot carry a path with spaces") }
+        return path
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import SimulatorCore
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the simulated readers until SIGTERM.")
+
+    @OptionGroup var directory: DirectoryOption
+    @OptionGroup var readers: ReaderOptions
+
+    func run() throws {
+        let setups = try readers.setups()
+        let running = try startSimulator(directory: directory.resolved, setups: setups)
+        for i in running.simulator.readers.indices {
+            print("\(running.simulator.socketPath(i))\t\(running.simulator.friendlyName(i))")
+        }
+        fflush(nil)
+        StopSignal.wait()
+        running.stop()
+    }
+}
+
+/// A started simulator and what to undo when it stops.
+struct RunningSimulator {
+    let simulator: Simulator
+    let createdDirectory: Bool
+
+    func stop() {
+        simulator.stop()
+        if createdDirectory { try? FileManager.default.removeItem(atPath: simulator.directory) }
+    }
+}
+
+func startSimulator(directory: String, setups: [ReaderSetup]) throws -> RunningSimulator {
+    let fm = FileManager.default
+    var isDir: ObjCBool = false
+    let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
+    if !existed { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+    if FileManager.default.fileExists(atPath: "\(directory)/\(Simulator.controlSocketName)"),
+       (try? ControlClient.request(directory: directory, ["list"])) != nil {
+        throw ValidationError("a simulator is already running in \(directory)")
+    }
+    let simulator = try Simulator(directory: directory, setups: setups, log: { note($0) })
+    try simulator.start()
+    return RunningSimulator(simulator: simulator, createdDirectory: !existed)
+}
+
+/// SIGTERM, SIGINT and SIGHUP end the simulator. A handler writes to a pipe
+/// the main thread waits on; the signals stay unblocked so children (pcscd)
+/// inherit a clean mask.
+enum StopSignal {
+    nonisolated(unsafe) static var pipeFDs: [Int32] = [-1, -1]
+
+    static func install() {
+        pipe(&pipeFDs)
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            signal(sig) { _ in
+                var byte: UInt8 = 1
+                _ = write(StopSignal.pipeFDs[1], &byte, 1)
+            }
+        }
+    }
+
+    static func wait() {
+        if pipeFDs[0] < 0 { install() }
+        var byte: UInt8 = 0
+        while read(pipeFDs[0], &byte, 1) < 0 && errno == EINTR {}
+    }
+}

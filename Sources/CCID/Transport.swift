@@ -1,0 +1,63 @@
+import ThreadSupport
+
+/// What the driver knows of a device before talking CCID to it.
+public struct DeviceIdentity: Equatable, Sendable {
+    public var vendorID: UInt16
+    public var productID: UInt16
+    public var bcdDevice: UInt16
+    public var manufacturer: String
+    public var product: String
+    public var serialNumber: String
+    public var interfaceNumber: UInt8
+    public var classDescriptor: ClassDescriptor
+    public var hasInterruptEndpoint: Bool
+
+    public init(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16, manufacturer: String, product: String,
+                serialNumber: String, interfaceNumber: UInt8, classDescriptor: ClassDescriptor,
+                hasInterruptEndpoint: Bool) {
+        self.vendorID = vendorID
+        self.productID = productID
+        self.bcdDevice = bcdDevice
+        self.manufacturer = manufacturer
+        self.product = product
+        self.serialNumber = serialNumber
+        self.interfaceNumber = interfaceNumber
+        self.classDescriptor = classDescriptor
+        self.hasInterruptEndpoint = hasInterruptEndpoint
+    }
+}
+
+public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The device is gone (unplugged, socket closed, handle stale).
+    case noDevice
+    case timeout
+    /// The wait was interrupted on purpose (stop polling).
+    case cancelled
+    case stalled
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case .noDevice: "device gone"
+        case .timeout: "timed out"
+        case .cancelled: "cancelled"
+        case .stalled: "request stalled"
+        case .protocolViolation(let why): "protocol violation: \(why)"
+        }
+    }
+}
+
+/// Moves CCID messages to and from one device: USB, or a relay socket.
+/// Bulk messages go one at a time; the interrupt pipe is read by another thread.
+public protocol CCIDTransport: AnyObject, Sendable {
+    var identity: DeviceIdentity { get }
+    func sendBulk(_ message: [UInt8], deadline: Deadline) throws(TransportError)
+    func receiveBulk(deadline: Deadline) throws(TransportError) -> [UInt8]
+    /// Blocks until an interrupt message arrives, the deadline passes (`.timeout`)
+    /// or `cancelInterruptWait()` is called (`.cancelled`).
+    func receiveInterrupt(deadline: Deadline) throws(TransportError) -> [UInt8]
+    func cancelInterruptWait()
+    func control(_ request: ControlRequest, deadline: Deadline) throws(TransportError) -> [UInt8]
+    /// Releases the device; later calls fail with `.noDevice`.
+    func close()
+}

@@ -1,0 +1,115 @@
+/// The USB descriptors of a CCID device: what a USB stack reads at
+/// enumeration, and what the relay hello carries. Building them is for the
+/// device side (simulator); parsing them finds the CCID interface.
+public struct USBDescriptorSet: Equatable, Sendable {
+    /// The 18-byte device descriptor.
+    public var device: [UInt8]
+    /// The whole configuration (wTotalLength bytes).
+    public var configuration: [UInt8]
+    /// String descriptors by index, as text.
+    public var strings: [UInt8: String]
+
+    public init(device: [UInt8], configuration: [UInt8], strings: [UInt8: String]) {
+        self.device = device
+        self.configuration = configuration
+        self.strings = strings
+    }
+
+    public enum Endpoint {
+        public static let bulkOut: UInt8 = 0x01
+        public static let bulkIn: UInt8 = 0x82
+        public static let interruptIn: UInt8 = 0x83
+    }
+
+    static let manufacturerIndex: UInt8 = 1, productIndex: UInt8 = 2, serialIndex: UInt8 = 3
+
+    /// A single-interface CCID device with bulk-out, bulk-in and interrupt-in endpoints.
+    public static func ccidDevice(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16,
+                                  manufacturer: String, product: String, serialNumber: String,
+                                  classDescriptor: ClassDescriptor, interfaceClass: UInt8 = 0x0B) -> USBDescriptorSet {
+        var dev: [UInt8] = [18, 0x01]
+        dev.appendLE(UInt16(0x0200))
+        dev += [0, 0, 0, 64]
+        dev.appendLE(vendorID)
+        dev.appendLE(productID)
+        dev.appendLE(bcdDevice)
+        dev += [manufacturerIndex, productIndex, serialIndex, 1]
+
+        var body: [UInt8] = [9, 0x04, 0, 0, 3, interfaceClass, 0, 0, 0]
+        body += classDescriptor.encoded()
+        body += endpoint(Endpoint.bulkOut, attributes: 0x02, maxPacket: 64, interval: 0)
+        body += endpoint(Endpoint.bulkIn, attributes: 0x02, maxPacket: 64, interval: 0)
+        body += endpoint(Endpoint.interruptIn, attributes: 0x03, maxPacket: 8, interval: 16)
+        var config: [UInt8] = [9, 0x02]
+        config.appendLE(UInt16(9 + body.count))
+        config += [1, 1, 0, 0x80, 50]
+        config += body
+        return USBDescriptorSet(device: dev, configuration: config,
+                                strings: [manufacturerIndex: manufacturer, productIndex: product, serialIndex: serialNumber])
+    }
+
+    static func endpoint(_ address: UInt8, attributes: UInt8, maxPacket: UInt16, interval: UInt8) -> [UInt8] {
+        var e: [UInt8] = [7, 0x05, address, attributes]
+        e.appendLE(maxPacket)
+        e.append(interval)
+        return e
+    }
+
+    /// Finds the CCID interface: class 0x0B, or vendor class 0xFF carrying a
+    /// 54-byte class descriptor; the class descriptor may follow the interface
+    /// or (some readers) its endpoints.
+    public func identity() throws(USBDescriptorError) -> DeviceIdentity {
+        var d = ByteReader(device)
+        guard device.count >= 18, d.u8() == 18, d.u8() == 0x01 else { throw .badDeviceDescriptor }
+        _ = d.take(6)
+        guard let vid = d.u16le(), let pid = d.u16le(), let bcd = d.u16le(),
+              let iMan = d.u8(), let iProd = d.u8(), let iSerial = d.u8() else { throw .badDeviceDescriptor }
+
+        var interfaceNumber: UInt8? = nil
+        var interfaceClass: UInt8 = 0
+        var classDescriptor: ClassDescriptor? = nil
+        var hasInterrupt = false
+        var offset = 0
+        while offset < configuration.count {
+            let length = Int(configuration[offset])
+            guard length >= 2, offset + length <= configuration.count else { throw .badConfiguration(offset: offset) }
+            let type = configuration[offset + 1]
+            let desc = configuration[offset..<offset + length]
+            switch type {
+            case 0x04:
+                guard classDescriptor == nil, length >= 9 else { break }
+                interfaceNumber = desc[desc.startIndex + 2]
+                interfaceClass = desc[desc.startIndex + 5]
+                hasInterrupt = false
+            case 0x21, 0xFF:
+                if length == ClassDescriptor.length, interfaceNumber != nil, classDescriptor == nil,
+                   interfaceClass == 0x0B || interfaceClass == 0xFF {
+                    classDescriptor = try? ClassDescriptor(decoding: desc)
+                }
+            case 0x05 where length >= 7 && interfaceNumber != nil:
+                if desc[desc.startIndex + 3] & 0x03 == 0x03 && desc[desc.startIndex + 2] & 0x80 != 0 { hasInterrupt = true }
+            default: break
+            }
+            offset += length
+        }
+        guard let number = interfaceNumber, let ccid = classDescriptor else { throw .noCCIDInterface }
+        return DeviceIdentity(vendorID: vid, productID: pid, bcdDevice: bcd,
+                              manufacturer: strings[iMan] ?? "", product: strings[iProd] ?? "",
+                              serialNumber: strings[iSerial] ?? "", interfaceNumber: number,
+                              classDescriptor: ccid, hasInterruptEndpoint: hasInterrupt)
+    }
+}
+
+public enum USBDescriptorError: Error, Equatable, Sendable, CustomStringConvertible {
+    case badDeviceDescriptor
+    case badConfiguration(offset: Int)
+    case noCCIDInterface
+
+    public var description: String {
+        switch self {
+        case .badDeviceDescriptor: "malformed USB device descriptor"
+        case .badConfiguration(let o): "malformed USB configuration descriptor at byte \(o)"
+        case .noCCIDInterface: "no CCID interface with a 54-byte class descriptor"
+        }
+    }
+}

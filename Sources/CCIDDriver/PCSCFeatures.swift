@@ -1,0 +1,101 @@
+import CCID
+
+/// PC/SC Part 10 (v2.02.09) reader features: the feature list, the TLV
+/// properties, and the translation of PIN structures to CCID Secure.
+public enum PCSCFeature: UInt8, Sendable, CaseIterable {
+    case verifyPINDirect = 0x06
+    case modifyPINDirect = 0x07
+    case ifdPINProperties = 0x0A
+    case getTLVProperties = 0x12
+
+    /// The control code for a feature: SCARD_CTL_CODE(0x330000 + tag), as the
+    /// incumbent driver numbers them, so existing applications find them.
+    public var controlCode: UInt32 { PCSCFeature.scardCtlCode(0x33_0000 + UInt32(rawValue)) }
+
+    public static func scardCtlCode(_ code: UInt32) -> UInt32 { 0x4200_0000 &+ code }
+    public static let getFeatureRequest = scardCtlCode(3400)
+    /// The same request as Windows numbers it (FILE_DEVICE_SMARTCARD << 16 | 3400 << 2).
+    public static let getFeatureRequestWindows: UInt32 = 0x31_0000 | 3400 << 2
+
+    public static func available(for identity: DeviceIdentity) -> [PCSCFeature] {
+        var list: [PCSCFeature] = []
+        let pin = identity.classDescriptor.pinSupport
+        if pin.contains(.verification) { list.append(.verifyPINDirect) }
+        if pin.contains(.modification) { list.append(.modifyPINDirect) }
+        if !pin.isEmpty { list.append(.ifdPINProperties) }
+        list.append(.getTLVProperties)
+        return list
+    }
+
+    /// CM_IOCTL_GET_FEATURE_REQUEST answer: tag, 4, control code big-endian.
+    public static func featureList(for identity: DeviceIdentity) -> [UInt8] {
+        var out: [UInt8] = []
+        for f in available(for: identity) {
+            out += [f.rawValue, 4]
+            out.appendBE(f.controlCode)
+        }
+        return out
+    }
+
+    /// Largest APDU data field the driver carries: 0 means short APDUs only (Part 10 §2.6.14).
+    public static func maxAPDUDataSize(for descriptor: ClassDescriptor) -> UInt32 {
+        switch descriptor.exchangeLevel {
+        case .extendedAPDU: 65535
+        default: 0
+        }
+    }
+
+    /// FEATURE_GET_TLV_PROPERTIES answer (Part 10 §2.6.14): tag, length, little-endian value.
+    public static func tlvProperties(for identity: DeviceIdentity, firmware: String) -> [UInt8] {
+        let d = identity.classDescriptor
+        var out: [UInt8] = []
+        func u8(_ tag: UInt8, _ v: UInt8) { out += [tag, 1, v] }
+        func u16(_ tag: UInt8, _ v: UInt16) { out += [tag, 2]; out.appendLE(v) }
+        func u32(_ tag: UInt8, _ v: UInt32) { out += [tag, 4]; out.appendLE(v) }
+        u16(0x01, d.lcdLayout)                       // wLcdLayout
+        if !d.pinSupport.isEmpty {
+            u8(0x02, 0x02)                           // bEntryValidationCondition: validation key
+            u8(0x03, 0x00)                           // bTimeOut2
+        }
+        if d.lcdLayout != 0 {
+            u16(0x04, d.lcdLayout & 0xFF)            // wLcdMaxCharacters
+            u16(0x05, d.lcdLayout >> 8)              // wLcdMaxLines
+        }
+        let fw = Array(firmware.utf8.prefix(64))
+        if !fw.isEmpty { out += [0x08, UInt8(fw.count)] + fw }  // sFirmwareID
+        u32(0x0A, maxAPDUDataSize(for: d))           // dwMaxAPDUDataSize
+        u16(0x0B, identity.vendorID)                 // wIdVendor
+        u16(0x0C, identity.productID)                // wIdProduct
+        return out
+    }
+
+    /// PIN_PROPERTIES_STRUCTURE: wLcdLayout, bEntryValidationCondition, bTimeOut2.
+    public static func pinProperties(for descriptor: ClassDescriptor) -> [UInt8] {
+        var out: [UInt8] = []
+        out.appendLE(descriptor.lcdLayout)
+        return out + [0x02, 0x00]
+    }
+
+    /// PIN_VERIFY_STRUCTURE (Part 10) → CCID PIN verification data structure
+    /// (CCID 1.1 §6.1.11.7) with bPINOperation 0.
+    public static func verifyStructureToCCID(_ s: [UInt8]) -> [UInt8]? {
+        // bTimerOut … bTeoPrologue (15 bytes), ulDataLength (4), abData.
+        guard s.count >= 19 else { return nil }
+        var r = ByteReader(s[15..<19])
+        guard let length = r.u32le(), Int(length) == s.count - 19, length >= 4 else { return nil }
+        return [0x00, s[0]] + s[2..<15] + s[19...]
+    }
+
+    /// PIN_MODIFY_STRUCTURE → CCID PIN modification data structure with
+    /// bPINOperation 1; bMsgIndex2/3 are present only as bNumberMessage asks.
+    public static func modifyStructureToCCID(_ s: [UInt8]) -> [UInt8]? {
+        guard s.count >= 24 else { return nil }
+        var r = ByteReader(s[20..<24])
+        guard let length = r.u32le(), Int(length) == s.count - 24, length >= 4 else { return nil }
+        let numberMessage = s[11]
+        var out: [UInt8] = [0x01, s[0]] + s[2..<15]
+        if numberMessage >= 2 { out.append(s[15]) }
+        if numberMessage >= 3 { out.append(s[16]) }
+        return out + s[17..<20] + s[24...]
+    }
+}

@@ -1,0 +1,123 @@
+import CCID
+import ISO7816
+
+extension Reader {
+    /// Powers the card up (cold or warm: a power-on of a powered card is a warm reset) and returns its ATR.
+    public func powerOn(slot: Int) throws(DriverError) -> [UInt8] {
+        let s = try checkSlot(slot)
+        var lastError: DriverError = .noCard
+        for voltage in voltageSequence {
+            let reply = try exchange(.iccPowerOn(voltage: voltage), slot: s, waitingTime: .seconds(2))
+            do throws(DriverError) {
+                try check(reply)
+            } catch {
+                lastError = error
+                if error == .noCard { throw error }
+                continue
+            }
+            guard case .dataBlock(_, let atr) = reply.body, !atr.isEmpty else {
+                throw .protocolViolation("power-on answered without an ATR")
+            }
+            let parsed: ATR?
+            do throws(ATRError) { parsed = try ATR(atr) } catch {
+                log("slot \(slot): ATR \(hexString(atr)) does not parse (\(error)); keeping defaults")
+                parsed = nil
+            }
+            update(slot) {
+                $0.atr = atr
+                $0.parsedATR = parsed
+                $0.protocolType = nil
+            }
+            return atr
+        }
+        throw lastError
+    }
+
+    /// Automatic when the reader selects the voltage; otherwise class A, B, C in turn (ISO 7816-3 §6.2.4).
+    var voltageSequence: [VoltageSelection] {
+        if descriptor.features.contains(.automaticVoltageSelection) { return [.automatic] }
+        var order: [VoltageSelection] = []
+        if descriptor.voltageSupport.contains(.v5) { order.append(.v5) }
+        if descriptor.voltageSupport.contains(.v3) { order.append(.v3) }
+        if descriptor.voltageSupport.contains(.v1_8) { order.append(.v1_8) }
+        return order.isEmpty ? [.automatic] : order
+    }
+
+    public func powerOff(slot: Int) throws(DriverError) {
+        let s = try checkSlot(slot)
+        update(slot) { $0.poweredOff() }
+        let reply = try exchange(.iccPowerOff, slot: s, waitingTime: controlWaitingTime)
+        if reply.status.command == .failed, reply.status.icc != .absent { throw .commandFailed(reply.slotError) }
+    }
+
+    /// The card's presence as the reader sees it now.
+    public func iccStatus(slot: Int) throws(DriverError) -> ICCStatus {
+        let s = try checkSlot(slot)
+        let reply = try exchange(.getSlotStatus, slot: s, waitingTime: controlWaitingTime)
+        if reply.status.icc == .absent { update(slot) { $0.poweredOff() } }
+        return reply.status.icc
+    }
+
+    /// Chooses a protocol from those `requested` (bit 0 T=0, bit 1 T=1), the
+    /// card offers and the reader supports, and sets the reader's parameters.
+    public func selectProtocol(slot: Int, requested: UInt32) throws(DriverError) -> UInt8 {
+        let s = try checkSlot(slot)
+        guard let state = state(of: slot), state.powered else { throw .noCard }
+        let atr = state.parsedATR
+        let offered = atr?.offeredProtocols ?? [0]
+        let readerProtocols = descriptor.protocols
+        let usable = offered.filter { p in
+            (p == 0 && readerProtocols.contains(.t0) || p == 1 && readerProtocols.contains(.t1))
+                && requested & (1 << UInt32(p)) != 0
+        }
+        if let specific = atr?.specificMode, !specific.canChange, !usable.contains(specific.protocolType) {
+            throw .protocolNotSupported("card is fixed to T=\(specific.protocolType)")
+        }
+        guard let chosen = atr?.specificMode.map({ $0.protocolType }).flatMap({ usable.contains($0) ? $0 : nil })
+                ?? usable.first else {
+            throw .protocolNotSupported("no common protocol: card offers \(offered.map { "T=\($0)" }), asked for mask \(requested)")
+        }
+        let parameters = ProtocolParameters(atr: atr, protocolType: chosen,
+                                            readerNegotiates: descriptor.features.contains(.automaticPPS)
+                                                || descriptor.features.contains(.automaticParameterNegotiation))
+        let reply = try exchange(.setParameters(protocolNumber: chosen, data: parameters.encoded()),
+                                 slot: s, waitingTime: controlWaitingTime)
+        if reply.status.command == .failed {
+            // Readers that configure themselves from the ATR may refuse SetParameters; the protocol still holds.
+            guard descriptor.features.contains(.automaticParameterConfigurationFromATR) else {
+                try check(reply)
+                return chosen
+            }
+            log("slot \(slot): reader refused SetParameters (\(reply.slotError)); it configures itself from the ATR")
+        }
+        update(slot) { $0.protocolType = chosen }
+        return chosen
+    }
+}
+
+/// abProtocolDataStructure of PC_to_RDR_SetParameters (CCID 1.1 §6.1.7).
+struct ProtocolParameters {
+    var fiDi: UInt8
+    var protocolType: UInt8
+    var atr: ATR?
+
+    init(atr: ATR?, protocolType: UInt8, readerNegotiates: Bool) {
+        self.atr = atr
+        self.protocolType = protocolType
+        // Without PPS the card runs at Fi/Di = 372/1 unless it is in specific mode (§9.1).
+        let useTA1 = readerNegotiates || atr?.specificMode.map { !$0.parametersImplicit } == true
+        fiDi = useTA1 ? (atr?.ta1 ?? 0x11) : 0x11
+        if atr?.fi == nil || atr?.di == nil { fiDi = 0x11 }
+    }
+
+    func encoded() -> [UInt8] {
+        let guardTime = atr?.extraGuardTime ?? 0
+        if protocolType == 1 {
+            let edc: UInt8 = atr?.t1EDC == .crc ? 0x11 : 0x10
+            let bwiCwi = ((atr?.t1BWI ?? 4) << 4) | (atr?.t1CWI ?? 13)
+            let ifsc = UInt8(clamping: atr?.t1IFSC ?? 32)
+            return [fiDi, edc, guardTime, bwiCwi, 0x00, ifsc, 0x00]
+        }
+        return [fiDi, 0x00, guardTime, atr?.t0WaitingTimeInteger ?? 10, 0x00]
+    }
+}

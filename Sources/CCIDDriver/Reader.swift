@@ -1,0 +1,141 @@
+import CCID
+import ISO7816
+import ThreadSupport
+
+/// One CCID reader: its slots, the bulk exchange with sequence numbers and
+/// deadlines, and the card events from its interrupt pipe. Safe to call from
+/// pcscd's reader, event and hotplug threads at once.
+public final class Reader: @unchecked Sendable {
+    public let transport: CCIDTransport
+    public let identity: DeviceIdentity
+    public var descriptor: ClassDescriptor { identity.classDescriptor }
+    public let timeouts: ExchangeTimeouts
+    let log: @Sendable (String) -> Void
+
+    /// Serialises bulk exchanges: one command in flight per reader.
+    private let exchangeLock = Lock()
+    private var sequence: UInt8 = 0
+    private let slotLock = Lock()
+    private var slots: [SlotState]
+    let events: CardEvents
+
+    public init(transport: CCIDTransport, timeouts: ExchangeTimeouts = ExchangeTimeouts(),
+                log: @escaping @Sendable (String) -> Void) {
+        self.transport = transport
+        identity = transport.identity
+        self.timeouts = timeouts
+        self.log = log
+        slots = Array(repeating: SlotState(), count: transport.identity.classDescriptor.slotCount)
+        events = CardEvents(slotCount: transport.identity.classDescriptor.slotCount)
+        if identity.hasInterruptEndpoint {
+            let events = self.events, transport = self.transport
+            if !startThread({ events.pump(from: transport, log: log) }) {
+                log("cannot start the interrupt thread; card events will be polled")
+            }
+        }
+    }
+
+    public var slotCount: Int { slots.count }
+
+    public func state(of slot: Int) -> SlotState? {
+        slotLock.withLock { slots.indices.contains(slot) ? slots[slot] : nil }
+    }
+
+    func update(_ slot: Int, _ change: (inout SlotState) -> Void) {
+        slotLock.withLock { if slots.indices.contains(slot) { change(&slots[slot]) } }
+    }
+
+    func checkSlot(_ slot: Int) throws(DriverError) -> UInt8 {
+        guard slot >= 0, slot < slotCount, let s = UInt8(exactly: slot) else { throw .invalidSlot(slot) }
+        return s
+    }
+
+    public func close() {
+        events.stopAll()
+        transport.close()
+    }
+
+    // MARK: One command, one reply
+
+    /// Sends `body` to `slot` and waits for its reply under one deadline:
+    /// replies with another slot or sequence are dropped, time extensions move
+    /// the deadline within its cap, expiry aborts the command.
+    func exchange(_ body: Command.Body, slot: UInt8, waitingTime: Duration) throws(DriverError) -> Reply {
+        var failure: DriverError? = nil
+        var result: Reply? = nil
+        exchangeLock.withLock {
+            do throws(DriverError) { result = try exchangeLocked(body, slot: slot, waitingTime: waitingTime) }
+            catch { failure = error }
+        }
+        if let failure { throw failure }
+        guard let result else { throw .protocolViolation("no reply") }
+        return result
+    }
+
+    private func exchangeLocked(_ body: Command.Body, slot: UInt8, waitingTime: Duration) throws(DriverError) -> Reply {
+        sequence &+= 1
+        let command = Command(slot: slot, sequence: sequence, body: body)
+        var deadline = ExchangeDeadline(waitingTime: waitingTime, timeouts: timeouts)
+        do throws(TransportError) {
+            try transport.sendBulk(command.encoded(), deadline: deadline.current)
+        } catch {
+            throw DriverError(error)
+        }
+        let expected = Reply.expectedType(for: command.messageType)
+        while true {
+            let bytes: [UInt8]
+            do throws(TransportError) {
+                bytes = try transport.receiveBulk(deadline: deadline.current)
+            } catch {
+                if error == .timeout {
+                    log("slot \(slot) seq \(command.sequence): no reply before the deadline; aborting")
+                    abortLocked(slot: slot, sequence: command.sequence)
+                }
+                throw DriverError(error)
+            }
+            let reply: Reply
+            do throws(CCIDDecodingError) { reply = try Reply(decoding: bytes) } catch {
+                log("slot \(slot): dropping undecodable reply (\(error)): \(hexString(bytes.prefix(32)))")
+                continue
+            }
+            guard reply.slot == slot, reply.sequence == command.sequence else {
+                log("dropping stale reply for slot \(reply.slot) seq \(reply.sequence) (awaiting slot \(slot) seq \(command.sequence))")
+                continue
+            }
+            if reply.status.command == .timeExtension {
+                deadline.extend(multiplier: reply.error)
+                continue
+            }
+            guard reply.messageType == expected else {
+                throw .protocolViolation("\(reply.messageType) in answer to \(command.messageType)")
+            }
+            return reply
+        }
+    }
+
+    /// CCID §5.3.1: the ABORT class request and PC_to_RDR_Abort with the same
+    /// slot and sequence, then drain until the abort's answer (bounded).
+    private func abortLocked(slot: UInt8, sequence: UInt8) {
+        let limit = Deadline.after(.seconds(1))
+        _ = try? transport.control(.abort(slot: slot, sequence: sequence, interface: UInt16(identity.interfaceNumber)),
+                                   deadline: limit)
+        let abort = Command(slot: slot, sequence: sequence, body: .abort)
+        guard (try? transport.sendBulk(abort.encoded(), deadline: limit)) != nil else { return }
+        while let bytes = try? transport.receiveBulk(deadline: limit) {
+            if let r = try? Reply(decoding: bytes), r.slot == slot, r.sequence == sequence,
+               r.messageType == .slotStatus { return }
+        }
+    }
+
+    /// Turns a failed reply into an error; `ICC_MUTE` with an absent card is `.noCard`.
+    func check(_ reply: Reply) throws(DriverError) {
+        guard reply.status.command == .failed else { return }
+        if reply.status.icc == .absent { throw .noCard }
+        switch reply.slotError {
+        case .iccMute: throw .cardMute
+        default: throw .commandFailed(reply.slotError)
+        }
+    }
+
+    var controlWaitingTime: Duration { .seconds(2) }
+}

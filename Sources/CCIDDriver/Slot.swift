@@ -1,0 +1,14 @@
+import ISO7816
+
+/// What the driver knows of one slot.
+public struct SlotState: Sendable {
+    public var atr: [UInt8] = []
+    public var parsedATR: ATR? = nil
+    /// 0 or 1 once a protocol was selected since power-up.
+    public var protocolType: UInt8? = nil
+    public var powered: Bool { !atr.isEmpty }
+
+    public init() {}
+
+    mutating func poweredOff() { self = SlotState() }
+}

@@ -1,0 +1,74 @@
+import CCID
+import CCIDDriver
+import CPCSCLite
+
+/// SCARD_ATTR_VALUE(class, tag) from reader.h: a function-like macro Swift cannot import.
+func scardAttribute(_ attributeClass: Int32, _ tag: UInt) -> UInt { UInt(attributeClass) << 16 | tag }
+
+enum Attribute {
+    static let vendorName = scardAttribute(SCARD_CLASS_VENDOR_INFO, 0x0100)
+    static let vendorIFDVersion = scardAttribute(SCARD_CLASS_VENDOR_INFO, 0x0102)
+    static let vendorIFDSerialNo = scardAttribute(SCARD_CLASS_VENDOR_INFO, 0x0103)
+    static let channelID = scardAttribute(SCARD_CLASS_COMMUNICATIONS, 0x0110)
+    static let currentProtocolType = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0201)
+    static let iccPresence = scardAttribute(SCARD_CLASS_ICC_STATE, 0x0300)
+    static let iccInterfaceStatus = scardAttribute(SCARD_CLASS_ICC_STATE, 0x0301)
+    static let atrString = scardAttribute(SCARD_CLASS_ICC_STATE, 0x0303)
+    static let maxInput = scardAttribute(SCARD_CLASS_VENDOR_DEFINED, 0xA007)
+}
+
+/// The value of a capability or attribute for one LUN, or nil if unknown.
+/// DWORD-valued attributes are 32-bit little-endian, as PC/SC defines DWORD.
+func capability(_ tag: UInt, entry: Registry.Entry) -> [UInt8]? {
+    let reader = entry.reader
+    let identity = reader.identity
+    let state = reader.state(of: entry.slot)
+    func dword(_ v: UInt32) -> [UInt8] { var b: [UInt8] = []; b.appendLE(v); return b }
+    func text(_ s: String) -> [UInt8] { Array(s.utf8) + [0] }
+    switch tag {
+    case UInt(TAG_IFD_ATR), Attribute.atrString:
+        return state?.atr ?? []
+    case UInt(TAG_IFD_SLOTS_NUMBER):
+        return [UInt8(clamping: reader.slotCount)]
+    case UInt(TAG_IFD_SIMULTANEOUS_ACCESS):
+        // Readers this driver can serve at once: no fixed table, so the most the byte holds.
+        return [255]
+    case UInt(TAG_IFD_THREAD_SAFE), UInt(TAG_IFD_SLOT_THREAD_SAFE):
+        // Each reader serialises its own exchanges, so pcscd may call concurrently.
+        return [1]
+    case UInt(TAG_IFD_POLLING_THREAD_KILLABLE):
+        // Never pthread_cancel Swift code: pcscd stops polling with TAG_IFD_STOP_POLLING_THREAD.
+        return [0]
+    case Attribute.vendorName:
+        return text(identity.manufacturer)
+    case Attribute.vendorIFDVersion:
+        // 0xMMmmbbbb from bcdDevice 0xMMmm.
+        return dword(UInt32(identity.bcdDevice) << 16)
+    case Attribute.vendorIFDSerialNo:
+        return identity.serialNumber.isEmpty ? nil : text(identity.serialNumber)
+    case Attribute.channelID:
+        // 0xDDDDCCCC: DDDD 0x0020 = USB; relay devices are USB devices behind a socket.
+        return dword(0x0020_0000 | UInt32(identity.interfaceNumber))
+    case Attribute.currentProtocolType:
+        guard let p = state?.protocolType else { return dword(0) }
+        return dword(p == 1 ? UInt32(SCARD_PROTOCOL_T1) : UInt32(SCARD_PROTOCOL_T0))
+    case Attribute.iccPresence:
+        // 0 absent, 1 present (no swallowing mechanism).
+        let status = try? reader.iccStatus(slot: entry.slot)
+        return [status == .presentActive || status == .presentInactive ? 1 : 0]
+    case Attribute.iccInterfaceStatus:
+        return [state?.powered == true ? 1 : 0]
+    case Attribute.maxInput:
+        return dword(UInt32(clamping: maxCommandLength(reader.descriptor)))
+    default:
+        return nil
+    }
+}
+
+/// The largest command APDU the driver carries for this reader.
+func maxCommandLength(_ d: ClassDescriptor) -> Int {
+    switch d.exchangeLevel {
+    case .extendedAPDU: return 4 + 3 + 65535 + 2
+    default: return min(d.maxMessageDataLength, 4 + 1 + 255 + 1)
+    }
+}

@@ -1,0 +1,123 @@
+import CCIDDriver
+import Relay
+import ThreadSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// pcscd's LUNs and the readers behind them. A LUN is (reader index << 16 |
+/// slot); every slot of a multi-slot reader gets its own LUN and shares one
+/// `Reader`, released when its last slot closes.
+final class Registry: @unchecked Sendable {
+    struct Entry {
+        let reader: Reader
+        let slot: Int
+        let key: DeviceKey
+        var removed = false
+    }
+
+    struct DeviceKey: Hashable {
+        let readerIndex: UInt
+        let name: String
+    }
+
+    private let lock = Lock()
+    private var luns: [UInt: Entry] = [:]
+    private var devices: [DeviceKey: (reader: Reader, users: Int)] = [:]
+
+    static func slot(of lun: UInt) -> Int { Int(lun & 0xFFFF) }
+    static func readerIndex(of lun: UInt) -> UInt { lun >> 16 }
+
+    func lookup(_ lun: UInt) -> Entry? { lock.withLock { luns[lun] } }
+
+    enum OpenError: Error { case inUse, badSlot(Int), connect(String) }
+
+    /// Opens (or shares) the reader behind `name` for `lun`.
+    func open(lun: UInt, name: DeviceName, displayName: String, timeouts: ExchangeTimeouts) throws(OpenError) -> Entry {
+        let key = DeviceKey(readerIndex: Registry.readerIndex(of: lun), name: displayName)
+        let slot = Registry.slot(of: lun)
+        let existing: Reader? = lock.withLock {
+            guard luns[lun] == nil, let d = devices[key] else { return nil }
+            devices[key] = (d.reader, d.users + 1)
+            return d.reader
+        }
+        if let reader = existing {
+            guard slot < reader.slotCount else {
+                release(key)
+                throw .badSlot(slot)
+            }
+            let entry = Entry(reader: reader, slot: slot, key: key)
+            lock.withLock { luns[lun] = entry }
+            return entry
+        }
+        if lock.withLock({ luns[lun] != nil }) { throw .inUse }
+        let transport: RelayClientTransport
+        switch name {
+        case .relay(let path):
+            do throws(RelayConnectError) {
+                transport = try RelayClientTransport(path: path, deadline: .after(.seconds(5)), log: { Log.error($0) })
+            } catch {
+                throw .connect("\(path): \(error)")
+            }
+        case .usb(let text):
+            throw .connect("\(text): USB devices are not handled by this build; use a relay: device name")
+        }
+        let reader = Reader(transport: transport, timeouts: timeouts, log: { Log.error("\(displayName): \($0)") })
+        guard slot < reader.slotCount else {
+            reader.close()
+            throw .badSlot(slot)
+        }
+        let entry = Entry(reader: reader, slot: slot, key: key)
+        lock.withLock {
+            devices[key] = (reader, 1)
+            luns[lun] = entry
+        }
+        return entry
+    }
+
+    /// Forgets `lun`; the device closes with its last LUN.
+    func close(lun: UInt) -> Bool {
+        guard let entry = lock.withLock({ luns.removeValue(forKey: lun) }) else { return false }
+        entry.reader.stopWaitingForCardEvent(slot: entry.slot)
+        release(entry.key)
+        return true
+    }
+
+    private func release(_ key: DeviceKey) {
+        let last: Reader? = lock.withLock {
+            guard let d = devices[key] else { return nil }
+            if d.users <= 1 {
+                devices.removeValue(forKey: key)
+                return d.reader
+            }
+            devices[key] = (d.reader, d.users - 1)
+            return nil
+        }
+        last?.close()
+    }
+
+    /// TAG_IFD_DEVICE_REMOVED: the device is gone; fail fast until closed.
+    func markRemoved(lun: UInt) {
+        let reader: Reader? = lock.withLock {
+            luns[lun]?.removed = true
+            return luns[lun]?.reader
+        }
+        reader?.close()
+    }
+}
+
+let registry = Registry()
+
+/// The driver's settings, from the environment pcscd runs in.
+enum Settings {
+    /// SWIFTCCID_MAX_EXCHANGE_MS caps any one exchange (default 30 000 ms).
+    static var timeouts: ExchangeTimeouts {
+        var t = ExchangeTimeouts()
+        if let raw = getenv("SWIFTCCID_MAX_EXCHANGE_MS"), let ms = Int64(String(cString: raw)), ms > 0 {
+            t.maximum = .milliseconds(min(ms, 3_600_000))
+        }
+        return t
+    }
+
+    static var relayDirectory: String? { getenv("SWIFTCCID_RELAY_DIR").map { String(cString: $0) } }
+}

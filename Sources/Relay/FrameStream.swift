@@ -1,0 +1,44 @@
+import ThreadSupport
+
+/// Frames over a connected socket: a write lock so several threads may send,
+/// and a blocking frame reader for the single thread that owns the read side.
+public final class FrameStream: @unchecked Sendable {
+    public let socket: UnixSocket
+    private let writeLock = Lock()
+    private var decoder = RelayFrameDecoder()
+    private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+
+    public init(socket: UnixSocket) { self.socket = socket }
+
+    public func send(_ frame: RelayFrame) throws(SocketError) {
+        let bytes = frame.encoded()
+        var failure: SocketError? = nil
+        writeLock.withLock {
+            do throws(SocketError) { try socket.writeAll(bytes) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    public enum ReadError: Error, Sendable {
+        case closed
+        case timeout
+        case socket(SocketError)
+        case protocolViolation(RelayError)
+    }
+
+    /// The next frame; only one thread may call this.
+    public func receive(until deadline: Deadline = .distantFuture) throws(ReadError) -> RelayFrame {
+        while true {
+            do throws(RelayError) {
+                if let frame = try decoder.next() { return frame }
+            } catch {
+                throw .protocolViolation(error)
+            }
+            if deadline != .distantFuture, !socket.waitReadable(until: deadline) { throw .timeout }
+            let n: Int
+            do throws(SocketError) { n = try socket.read(into: &buffer) } catch { throw .socket(error) }
+            if n == 0 { throw .closed }
+            decoder.append(buffer[0..<n])
+        }
+    }
+}

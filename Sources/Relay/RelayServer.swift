@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CCID
+import ThreadSupport
+
+/// The device side of one relay connection: what a simulated reader or an
+/// attach worker implements.
+public protocol RelayDevice: AnyObject, Sendable {
+    var descriptors: USBDescriptorSet { get }
+    /// A bulk-out CCID message; answer with `connection.send(.bulkIn(...))`.
+    func bulkOut(_ message: [UInt8], from connection: RelayServerConnection)
+    /// Returns the data of an IN request, [] for OUT, nil to stall.
+    func control(_ request: ControlRequest, from connection: RelayServerConnection) -> [UInt8]?
+    func connected(_ connection: RelayServerConnection)
+    func disconnected(_ connection: RelayServerConnection)
+}
+
+public final class RelayServerConnection: @unchecked Sendable {
+    public let stream: FrameStream
+    public let peer: UnixSocket.PeerCredentials?
+
+    init(socket: UnixSocket) {
+        stream = FrameStream(socket: socket)
+        peer = socket.peerCredentials()
+    }
+
+    public func send(_ frame: RelayFrame) {
+        do throws(SocketError) { try stream.send(frame) } catch { stream.socket.shutdown() }
+    }
+
+    /// Ends the connection: to the client, the device was unplugged.
+    public func hangUp() { stream.socket.shutdown() }
+}
+
+/// Listens on a socket path and serves one device; one client at a time, as
+/// a USB device is claimed by one driver. Peers are checked by credentials.
+public final class RelayListener: @unchecked Sendable {
+    public let path: String
+    private let socket: UnixSocket
+    private let device: RelayDevice
+    private let allowPeer: @Sendable (UnixSocket.PeerCredentials) -> Bool
+    private let log: @Sendable (String) -> Void
+    private let state = Lock()
+    private var active: RelayServerConnection?
+    private var stopped = false
+
+    /// Default policy: root, or the same user as the server.
+    public static let sameUserOrRoot: @Sendable (UnixSocket.PeerCredentials) -> Bool = { peer in
+        peer.uid == 0 || peer.uid == geteuid()
+    }
+
+    public init(path: String, device: RelayDevice, mode: mode_t = 0o660,
+                allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
+                log: @escaping @Sendable (String) -> Void) throws(SocketError) {
+        self.path = path
+        self.device = device
+        self.allowPeer = allowPeer
+        self.log = log
+        socket = try UnixSocket.listen(path: path, mode: mode)
+        guard startThread({ [self] in acceptLoop() }) else {
+            socket.close()
+            throw SocketError(operation: "pthread_create", errno: 0)
+        }
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client: UnixSocket
+            do throws(SocketError) { client = try socket.accept() } catch { break }
+            if state.withLock({ stopped }) { client.close(); break }
+            let connection = RelayServerConnection(socket: client)
+            guard let peer = connection.peer, allowPeer(peer) else {
+                log("relay \(path): refused peer \(connection.peer.map { "uid \($0.uid) pid \($0.pid)" } ?? "without credentials")")
+                client.close()
+                continue
+            }
+            let busy = state.withLock { () -> Bool in
+                if active != nil { return true }
+                active = connection
+                return false
+            }
+            if busy {
+                log("relay \(path): refused pid \(peer.pid): device already in use")
+                client.close()
+                continue
+            }
+            _ = startThread { [self] in serve(connection) }
+        }
+    }
+
+    private func serve(_ connection: RelayServerConnection) {
+        connection.send(.hello(RelayHello(descriptors: device.descriptors)))
+        device.connected(connection)
+        loop: while true {
+            let frame: RelayFrame
+            do throws(FrameStream.ReadError) { frame = try connection.stream.receive() } catch {
+                if case .protocolViolation(let e) = error { log("relay \(path): \(e)") }
+                break
+            }
+            switch frame {
+            case .bulkOut(let m): device.bulkOut(m, from: connection)
+            case .control(let tag, let request):
+                let data = device.control(request, from: connection)
+                connection.send(.controlReply(tag: tag, stalled: data == nil, data: data ?? []))
+            default:
+                log("relay \(path): client sent a \(frame.frameType) frame")
+                break loop
+            }
+        }
+        device.disconnected(connection)
+        state.withLock { if active === connection { active = nil } }
+        connection.stream.socket.close()
+    }
+
+    /// Unplugs: the current client sees the connection close.
+    public func dropClient() {
+        state.withLock { active }?.hangUp()
+    }
+
+    public func stop() {
+        state.withLock { stopped = true }
+        socket.shutdown()
+        socket.close()
+        unlink(path)
+        dropClient()
+    }
+}

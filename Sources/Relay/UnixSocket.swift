@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ThreadSupport
+
+/// A thin typed wrapper over a UNIX stream socket descriptor: calls C, turns
+/// errno into `SocketError`, no policy.
+public struct UnixSocket: Sendable {
+    public let fd: Int32
+
+    public init(fd: Int32) { self.fd = fd }
+
+    public static func connect(path: String) throws(SocketError) -> UnixSocket {
+        let s = try make()
+        var (addr, len) = try address(path)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s.fd, $0, len) }
+        }
+        if rc != 0 {
+            let e = errno
+            s.close()
+            throw SocketError(operation: "connect \(path)", errno: e)
+        }
+        return s
+    }
+
+    /// Binds and listens at `path` (replacing a stale socket file), then sets its mode.
+    public static func listen(path: String, mode: mode_t) throws(SocketError) -> UnixSocket {
+        let s = try make()
+        var (addr, len) = try address(path)
+        unlink(path)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s.fd, $0, len) }
+        }
+        if rc != 0 {
+            let e = errno
+            s.close()
+            throw SocketError(operation: "bind \(path)", errno: e)
+        }
+        chmod(path, mode)
+        if Glibc.listen(s.fd, 16) != 0 {
+            let e = errno
+            s.close()
+            throw SocketError(operation: "listen \(path)", errno: e)
+        }
+        return s
+    }
+
+    private static func make() throws(SocketError) -> UnixSocket {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
+        return UnixSocket(fd: fd)
+    }
+
+    private static func address(_ path: String) throws(SocketError) -> (sockaddr_un, socklen_t) {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+        guard !bytes.isEmpty, bytes.count < capacity else {
+            throw SocketError(operation: "socket path of \(bytes.count) bytes (limit \(capacity - 1))", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        return (addr, socklen_t(MemoryLayout<sockaddr_un>.size))
+    }
+
+    public func accept() throws(SocketError) -> UnixSocket {
+        while true {
+            let fd = Glibc.accept(self.fd, nil, nil)
+            if fd >= 0 {
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                return UnixSocket(fd: fd)
+            }
+            if errno == EINTR { continue }
+            throw SocketError(operation: "accept", errno: errno)
+        }
+    }
+
+    /// Reads what is available (blocking); 0 means the peer closed.
+    public func read(into buffer: inout [UInt8]) throws(SocketError) -> Int {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw SocketError(operation: "read", errno: errno)
+        }
+    }
+
+    public func writeAll(_ bytes: [UInt8]) throws(SocketError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SocketError(operation: "write", errno: errno)
+            }
+            offset += n
+        }
+    }
+
+    /// Waits until the socket is readable or the deadline passes; false on timeout.
+    public func waitReadable(until deadline: Deadline) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let ms = deadline == .distantFuture ? -1 : Int32(clamping: (deadline.remaining.milliseconds) + 1)
+            let rc = poll(&p, 1, ms)
+            if rc > 0 { return true }
+            if rc == 0 { return deadline.hasPassed ? false : true }
+            if errno != EINTR { return true }
+        }
+    }
+
+    public struct PeerCredentials: Sendable { public var pid: pid_t; public var uid: uid_t; public var gid: gid_t }
+
+    public func peerCredentials() -> PeerCredentials? {
+        // struct ucred (Linux ABI: pid, uid, gid); Glibc hides it behind _GNU_SOURCE.
+        var cred = (pid: pid_t(0), uid: uid_t(0), gid: gid_t(0))
+        var len = socklen_t(MemoryLayout<(pid_t, uid_t, gid_t)>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 else { return nil }
+        return PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
+    }
+
+    /// Wakes a thread blocked in read on this socket (it then reads 0).
+    public func shutdown() { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+    public func close() { _ = Glibc.close(fd) }
+}
+
+public struct SocketError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var operation: String
+    public var errno: Int32
+    public init(operation: String, errno: Int32) {
+        self.operation = operation
+        self.errno = errno
+    }
+    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
+}
