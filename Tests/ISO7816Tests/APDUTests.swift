@@ -1,0 +1,40 @@
+import Testing
+@testable import ISO7816
+
+struct APDUTests {
+    @Test func shortCases() throws {
+        let c1 = try CommandAPDU([0x80, 0x30, 0, 0])
+        #expect(c1.apduCase == .one && !c1.isExtended)
+        let c2 = try CommandAPDU([0x80, 0x34, 0, 0x10, 0x10])
+        #expect(c2.apduCase == .two && c2.expectedLength == 16)
+        let c2max = try CommandAPDU([0x80, 0x34, 1, 0, 0x00])
+        #expect(c2max.expectedLength == 256)
+        let c3 = try CommandAPDU([0x80, 0x32, 0, 0, 3, 0, 1, 2])
+        #expect(c3.apduCase == .three && c3.dataLength == 3 && Array(c3.data) == [0, 1, 2])
+        let c4 = try CommandAPDU([0x80, 0x36, 0, 5, 2, 0, 1, 0])
+        #expect(c4.apduCase == .four && c4.expectedLength == 256 && c4.dataLength == 2)
+    }
+
+    @Test func extendedCases() throws {
+        let c2 = try CommandAPDU([0x80, 0x00, 0x04, 0x55, 0x00, 0x00, 0x00])
+        #expect(c2.apduCase == .two && c2.isExtended && c2.expectedLength == 65536)
+        let data = [UInt8](repeating: 7, count: 300)
+        let c3 = try CommandAPDU([0x80, 0x12, 0x01, 0x80, 0x00, 0x01, 0x2C] + data)
+        #expect(c3.apduCase == .three && c3.isExtended && c3.dataLength == 300)
+        let c4 = try CommandAPDU([0x80, 0x36, 0x01, 0x00, 0x00, 0x01, 0x2C] + data + [0x01, 0x00])
+        #expect(c4.apduCase == .four && c4.isExtended && c4.expectedLength == 256)
+    }
+
+    @Test func inconsistentLengthsAreErrors() {
+        #expect(throws: APDUError.tooShort(3)) { try CommandAPDU([0, 1, 2]) }
+        #expect(throws: APDUError.inconsistentLength(8)) { try CommandAPDU([0x80, 0x32, 0, 0, 5, 0, 1, 2]) }
+        #expect(throws: APDUError.inconsistentLength(6)) { try CommandAPDU([0x80, 0x32, 0, 0, 0, 1]) }
+    }
+
+    @Test func randomAPDUsNeverTrap() {
+        for _ in 0..<20_000 {
+            let bytes = (0..<Int.random(in: 0..<300)).map { _ in UInt8.random(in: 0...255) }
+            if let a = try? CommandAPDU(bytes) { _ = a.data.count }
+        }
+    }
+}
