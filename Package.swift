@@ -32,8 +32,8 @@ let package = Package(
                           path: "Simulator/ccid-sim"),
         .testTarget(name: "CCIDTests", dependencies: ["CCID"]),
         .testTarget(name: "ISO7816Tests", dependencies: ["ISO7816"]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID"]),
-        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID", "SimulatorCore", "ThreadSupport"]),
+        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
