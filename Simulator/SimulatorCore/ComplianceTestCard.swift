@@ -153,9 +153,15 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
 
     private func sequence(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0) } }
 
-    /// PIN digits are ASCII "1", "2", "3"…; 0xFF is block padding.
+    /// PIN digits are ASCII "1", "2", "3"…; 0xFF is block padding, after
+    /// which the next PIN (MODIFY carries old and new) starts again at "1".
     private func checkPIN(_ data: ArraySlice<UInt8>) -> Int? {
-        for (i, b) in data.enumerated() where b != 0xFF && b != UInt8(truncatingIfNeeded: 0x31 + i) { return i }
+        var expected: UInt8 = 0x31
+        for (i, b) in data.enumerated() {
+            if b == 0xFF { expected = 0x31; continue }
+            if b != expected { return i }
+            expected &+= 1
+        }
         return nil
     }
 

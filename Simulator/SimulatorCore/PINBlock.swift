@@ -16,7 +16,8 @@ enum PINBlock {
             offsets = [0]
         } else {
             let numberMessage = data[11]
-            apduStart = 17 + (numberMessage >= 2 ? 1 : 0) + (numberMessage >= 3 ? 1 : 0) + 3
+            // bMsgIndex1 at 14, then bMsgIndex2/3 as bNumberMessage says, then bTeoPrologue (3).
+            apduStart = 15 + (numberMessage >= 2 ? 1 : 0) + (numberMessage >= 3 ? 1 : 0) + 3
             // bConfirmPIN bit 1: the old PIN is entered too.
             offsets = data[9] & 0x02 != 0 ? [data[5], data[6]] : [data[6]]
         }

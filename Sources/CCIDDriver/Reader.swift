@@ -114,9 +114,9 @@ public final class Reader: @unchecked Sendable {
     }
 
     /// CCID §5.3.1: the ABORT class request and PC_to_RDR_Abort with the same
-    /// slot and sequence, then drain until the abort's answer (bounded).
+    /// slot and sequence, then drain until the abort's answer, for at most the transport margin.
     private func abortLocked(slot: UInt8, sequence: UInt8) {
-        let limit = Deadline.after(.seconds(1))
+        let limit = Deadline.after(timeouts.transportMargin)
         _ = try? transport.control(.abort(slot: slot, sequence: sequence, interface: UInt16(identity.interfaceNumber)),
                                    deadline: limit)
         let abort = Command(slot: slot, sequence: sequence, body: .abort)

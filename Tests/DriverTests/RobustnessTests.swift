@@ -1,0 +1,178 @@
+import Testing
+@testable import CCID
+@testable import CCIDDriver
+@testable import SimulatorCore
+import ThreadSupport
+import Foundation
+
+/// Time extensions, deadlines and abort, hostile replies, card events.
+struct RobustnessTests {
+    @Test func timeExtensionsMoveTheDeadline() throws {
+        let h = try Harness()
+        try h.connect(protocolType: 0)
+        // 60 × 50 ms = 3 s busy: longer than the first deadline (WWT ≈ 0.9 s + 1 s margin).
+        let start = Deadline.now()
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x38, 0x00, 60]) == [0x90, 0x00])
+        #expect(Deadline.now().nanoseconds - start.nanoseconds >= 2_900_000_000)
+    }
+
+    @Test func timeExtensionsStopAtTheCap() throws {
+        let h = try Harness(timeouts: ExchangeTimeouts(maximum: .milliseconds(1500)))
+        try h.connect(protocolType: 0)
+        let start = Deadline.now()
+        #expect(throws: DriverError.timeout) { try h.reader.transmit(slot: 0, apdu: [0x80, 0x38, 0x00, 200]) }
+        let elapsed = Deadline.now().nanoseconds - start.nanoseconds
+        #expect(elapsed < 3_000_000_000, "one capped deadline plus the abort, not 10 s")
+        #expect(h.log.all.contains { $0.contains("aborting") })
+    }
+
+    @Test func staleAndForeignRepliesAreDropped() throws {
+        let h = try Harness()
+        try h.connect()
+        // Before every reply: a copy with another sequence number and one for another slot.
+        h.transport.tamper = { reply in
+            var stale = reply, foreign = reply
+            stale[6] &+= 100
+            foreign[5] = 7
+            return [stale, foreign, reply]
+        }
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2]) == [0, 1, 0x90, 0x00])
+        #expect(h.log.all.contains { $0.contains("stale reply") })
+    }
+
+    @Test func lostReplyCostsOneDeadlineAndTheReaderRecovers() throws {
+        let h = try Harness(timeouts: ExchangeTimeouts(maximum: .seconds(1), transportMargin: .milliseconds(200)))
+        try h.connect()
+        h.transport.tamper = { _ in [] }
+        #expect(throws: DriverError.timeout) { try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2]) }
+        h.transport.tamper = nil
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2]) == [0, 1, 0x90, 0x00])
+    }
+
+    @Test func garbageRepliesNeverTrap() throws {
+        let h = try Harness(timeouts: ExchangeTimeouts(maximum: .milliseconds(300), transportMargin: .milliseconds(100)))
+        try h.connect()
+        for _ in 0..<60 {
+            h.transport.tamper = { reply in
+                var r = reply
+                switch Int.random(in: 0..<5) {
+                case 0: r = (0..<Int.random(in: 0..<20)).map { _ in UInt8.random(in: 0...255) }
+                case 1: r[1] = 0xFF                           // length lie
+                case 2: r[0] = 0x81                           // wrong message type
+                case 3: r = Array(r.prefix(Int.random(in: 0..<r.count)))
+                default: r[7] = 0x40                          // command failed
+                }
+                return [r]
+            }
+            _ = try? h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2])
+        }
+        h.transport.tamper = nil
+        _ = try h.reader.powerOn(slot: 0)
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 1, 1]) != [])
+    }
+
+    @Test func chainingLiesAreProtocolErrors() throws {
+        let h = try Harness(profile: "omnikey-3121-extended")
+        try h.connect(protocolType: 1)
+        // The reader claims more response pieces follow, forever.
+        h.transport.tamper = { reply in
+            var r = reply
+            if r[0] == 0x80 { r[9] = 0x01 }
+            return [r]
+        }
+        #expect(throws: DriverError.self) { try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2]) }
+    }
+
+    @Test func cardEventsReachTheSlotsWaiter() throws {
+        let h = try Harness(profile: "acr1281u-3slot-extended", cards: [nil, nil, nil])
+        let results = Lines()
+        let reader = h.reader
+        _ = startThread {
+            results.append("\(reader.waitForCardEvent(slot: 2, timeout: .seconds(5)))")
+        }
+        usleep(100_000)
+        try h.sim.insert(ComplianceTestCard(), slot: 0)    // another slot: does not wake slot 2
+        usleep(100_000)
+        #expect(results.all.isEmpty)
+        try h.sim.insert(ComplianceTestCard(), slot: 2)
+        let limit = Deadline.after(.seconds(5))
+        while results.all.isEmpty && !limit.hasPassed { usleep(10_000) }
+        #expect(results.all == ["changed"])
+        #expect(h.reader.waitForCardEvent(slot: 0, timeout: .milliseconds(50)) == .changed)
+        #expect(h.reader.waitForCardEvent(slot: 0, timeout: .milliseconds(50)) == .timeout)
+        // pcscd may stop polling before the thread waits: the next wait returns at once.
+        h.reader.stopWaitingForCardEvent(slot: 1)
+        #expect(h.reader.waitForCardEvent(slot: 1, timeout: .seconds(5)) == .stopped)
+        h.reader.close()
+        #expect(h.reader.waitForCardEvent(slot: 1, timeout: .seconds(5)) != .timeout)
+    }
+}
+
+struct PINPadTests {
+    /// PC/SC PIN_VERIFY_STRUCTURE: ASCII PIN, byte units, 8-byte block, no length field.
+    static func verifyStructure() -> [UInt8] {
+        let apdu: [UInt8] = [0x00, 0x20, 0x00, 0x01, 0x08] + [UInt8](repeating: 0xFF, count: 8)
+        var s: [UInt8] = [0x1E, 0x00, 0x82, 0x08, 0x00, 0x08, 0x04, 0x02, 0x01, 0x09, 0x04, 0x00, 0x00, 0x00, 0x00]
+        s += [UInt8(apdu.count), 0, 0, 0]
+        return s + apdu
+    }
+
+    @Test func verifyPINDirect() throws {
+        let h = try Harness(profile: "ezio-pinpad-extended")
+        try h.connect(protocolType: 1)
+        let secure = try #require(PCSCFeature.verifyStructureToCCID(Self.verifyStructure()))
+        #expect(secure.first == 0x00 && secure.count == 15 + 13)
+        #expect(try h.reader.secure(slot: 0, data: secure) == [0x90, 0x00])
+        // The card saw the PIN the pad inserted: 31 32 33 34 then padding.
+        let last = try h.reader.transmit(slot: 0, apdu: [0x80, 0x40, 0x00, 0x00, 0x00])
+        #expect(Array(last.prefix(9)) == [0x00, 0x20, 0x00, 0x01, 0x08, 0x31, 0x32, 0x33, 0x34])
+        h.sim.setPINPad(.enter("1299"))
+        #expect(try h.reader.secure(slot: 0, data: secure) == [0x6A, 0x02])
+        h.sim.setPINPad(.cancel)
+        #expect(throws: DriverError.commandFailed(.pinCancelled)) { try h.reader.secure(slot: 0, data: secure) }
+    }
+
+    @Test func modifyPINDirect() throws {
+        let h = try Harness(profile: "ezio-pinpad-extended")
+        try h.connect(protocolType: 1)
+        let apdu: [UInt8] = [0x00, 0x24, 0x00, 0x01, 0x10] + [UInt8](repeating: 0xFF, count: 16)
+        var s: [UInt8] = [0x1E, 0x00, 0x82, 0x08, 0x00, 0x00, 0x08, 0x08, 0x04, 0x03, 0x02, 0x03, 0x09, 0x04, 0x00, 0x01, 0x02, 0, 0, 0]
+        s += [UInt8(apdu.count), 0, 0, 0]
+        let secure = try #require(PCSCFeature.modifyStructureToCCID(s + apdu))
+        #expect(secure.first == 0x01)
+        #expect(try h.reader.secure(slot: 0, data: secure) == [0x90, 0x00])
+        let last = try h.reader.transmit(slot: 0, apdu: [0x80, 0x40, 0x00, 0x00, 0x00])
+        #expect(Array(last.prefix(9)) == [0x00, 0x24, 0x00, 0x01, 0x10, 0x31, 0x32, 0x33, 0x34])
+        #expect(last.count == 23 && Array(last[13..<17]) == [0x31, 0x32, 0x33, 0x34])
+    }
+
+    @Test func readerWithoutPINPadRefusesSecure() throws {
+        let h = try Harness(profile: "omnikey-3121-extended")
+        try h.connect()
+        let secure = try #require(PCSCFeature.verifyStructureToCCID(Self.verifyStructure()))
+        #expect(throws: DriverError.commandFailed(.commandNotSupported)) { try h.reader.secure(slot: 0, data: secure) }
+    }
+
+    @Test func featureListAndProperties() throws {
+        let pinpad = try Harness(profile: "ezio-pinpad-extended").reader.identity
+        let list = PCSCFeature.featureList(for: pinpad)
+        #expect(list.count == 4 * 6)
+        #expect(Array(list[0..<6]) == [0x06, 4, 0x42, 0x33, 0x00, 0x06])
+        let plain = try Harness(profile: "cherry-st-short").reader.identity
+        #expect(PCSCFeature.featureList(for: plain) == [0x12, 4, 0x42, 0x33, 0x00, 0x12])
+        let tlv = PCSCFeature.tlvProperties(for: plain, firmware: "x")
+        // dwMaxAPDUDataSize: 0 for a short-APDU reader.
+        #expect(tlv.windowContains([0x0A, 4, 0, 0, 0, 0]))
+        let ext = PCSCFeature.tlvProperties(for: try Harness().reader.identity, firmware: "x")
+        #expect(ext.windowContains([0x0A, 4, 0xFF, 0xFF, 0, 0]))
+        #expect(PCSCFeature.verifyStructureToCCID([1, 2, 3]) == nil)
+        #expect(PCSCFeature.verifyStructureToCCID(Array(Self.verifyStructure().dropLast())) == nil)
+    }
+}
+
+extension Array where Element == UInt8 {
+    func windowContains(_ w: [UInt8]) -> Bool {
+        guard w.count <= count else { return false }
+        return (0...(count - w.count)).contains { Array(self[$0..<$0 + w.count]) == w }
+    }
+}
