@@ -49,15 +49,21 @@ public final class Simulator: @unchecked Sendable {
 
     public func socketPath(_ index: Int) -> String { "\(directory)/\(Self.socketName(index))" }
 
-    /// The name pcscd gives a reader configured with `friendlyName(i)`: "<name> 00 <slot>".
+    /// The reader.conf FRIENDLYNAME; pcscd names slot S of it "<name> NN SS",
+    /// NN being pcscd's own reader number.
     public func friendlyName(_ index: Int) -> String {
         let r = readers[index]
         return "\(r.profile.product) [\(r.name)]"
     }
 
-    public func pcscName(_ index: Int, slot: Int) -> String {
-        let hex = Array("0123456789ABCDEF")
-        return "\(friendlyName(index)) 00 \(hex[(slot >> 4) & 0xF])\(hex[slot & 0xF])"
+    /// The slot a PC/SC reader name of reader `index` names, if it is one.
+    func slot(inPCSCName token: String, reader index: Int) -> Int? {
+        let prefix = friendlyName(index) + " "
+        guard token.hasPrefix(prefix) else { return nil }
+        let numbers = token.dropFirst(prefix.count).split(separator: " ")
+        guard numbers.count == 2, numbers.allSatisfy({ $0.count == 2 && UInt8($0, radix: 16) != nil }),
+              let slot = Int(numbers[1], radix: 16), slot < readers[index].slotCount else { return nil }
+        return slot
     }
 
     public func start() throws(SimulatorError) {
@@ -87,7 +93,7 @@ public final class Simulator: @unchecked Sendable {
         if let i = readers.firstIndex(where: { $0.name == token }) { return (i, nil) }
         for i in readers.indices {
             if token == friendlyName(i) { return (i, nil) }
-            for s in 0..<readers[i].slotCount where token == pcscName(i, slot: s) { return (i, s) }
+            if let s = slot(inPCSCName: token, reader: i) { return (i, s) }
         }
         return nil
     }
@@ -96,7 +102,7 @@ public final class Simulator: @unchecked Sendable {
         readers.indices.map { i in
             let r = readers[i]
             let cards = (0..<r.slotCount).map { "slot \($0): \(r.cardName(slot: $0) ?? "empty")" }.joined(separator: ", ")
-            return "\(i)\t\(r.name)\t\(r.profile.name)\t\(pcscName(i, slot: 0))\t\(cards)"
+            return "\(i)\t\(r.name)\t\(r.profile.name)\t\(friendlyName(i))\t\(cards)"
         }
     }
 }

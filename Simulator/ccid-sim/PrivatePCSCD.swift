@@ -24,8 +24,17 @@ struct PrivatePCSCD: ParsableCommand {
     @Flag(help: "Run pcscd with --debug.")
     var debug = false
 
+    @Option(name: .customLong("relay"), help: "Also give pcscd this relay socket served by another process (an attach worker, a test peer). Repeatable.")
+    var extraRelays: [String] = []
+
+    func validate() throws {
+        for path in extraRelays where !path.hasPrefix("/") || path.contains(" ") || path.utf8.count >= 108 {
+            throw ValidationError("--relay wants an absolute socket path without spaces, under 108 bytes: \(path)")
+        }
+    }
+
     func run() throws {
-        let library = try DriverBundle.library(explicit: driver)
+        let bundled = try DriverBundle.library(explicit: driver)
         let dir = directory.resolved
         let running = try startSimulator(directory: dir, setups: try readers.setups())
         let sim = running.simulator
@@ -38,15 +47,20 @@ struct PrivatePCSCD: ParsableCommand {
         }
         try fm.createDirectory(atPath: confDir, withIntermediateDirectories: true)
         try fm.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+        // pcscd warns about reader.conf entries whose LIBPATH lies in a .bundle: point at a link instead.
+        let library = "\(dir)/\((bundled as NSString).lastPathComponent)"
+        try? fm.removeItem(atPath: library)
+        try fm.createSymbolicLink(atPath: library, withDestinationPath: bundled)
+        cleanup.append(library)
+        // One file, readers in order: pcscd numbers readers as it reads them ("<name> NN SS").
+        var conf = ""
         for i in sim.readers.indices {
-            let entry = """
-                FRIENDLYNAME "\(sim.friendlyName(i))"
-                DEVICENAME relay:\(sim.socketPath(i))
-                LIBPATH \(library)
-
-                """
-            try entry.write(toFile: "\(confDir)/\(sim.readers[i].name)", atomically: true, encoding: .utf8)
+            conf += "FRIENDLYNAME \"\(sim.friendlyName(i))\"\nDEVICENAME relay:\(sim.socketPath(i))\nLIBPATH \(library)\n\n"
         }
+        for (k, path) in extraRelays.enumerated() {
+            conf += "FRIENDLYNAME \"Relay \(k) [\((path as NSString).lastPathComponent)]\"\nDEVICENAME relay:\(path)\nLIBPATH \(library)\n\n"
+        }
+        try conf.write(toFile: "\(confDir)/ccid-sim", atomically: true, encoding: .utf8)
         let logPath = pcscdLog ?? "\(dir)/pcscd.log"
         if pcscdLog == nil { cleanup.append(logPath) }
         _ = fm.createFile(atPath: logPath, contents: nil)
@@ -72,9 +86,6 @@ struct PrivatePCSCD: ParsableCommand {
             usleep(50_000)
         }
         print("PCSCLITE_CSOCK_NAME=\(socketPath)")
-        for i in sim.readers.indices {
-            for s in 0..<sim.readers[i].slotCount { print("reader\t\(sim.pcscName(i, slot: s))") }
-        }
         fflush(nil)
         StopSignal.wait()
     }

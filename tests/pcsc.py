@@ -1,0 +1,89 @@
+"""Thin helpers over pyscard's raw PC/SC API (smartcard.scard)."""
+from smartcard import scard as S
+
+
+class PCSCError(Exception):
+    def __init__(self, what, rv):
+        super().__init__("%s: %s (0x%08X)" % (what, S.SCardGetErrorMessage(rv), rv & 0xFFFFFFFF))
+        self.rv = rv
+
+
+def check(what, rv):
+    if rv != S.SCARD_S_SUCCESS:
+        raise PCSCError(what, rv)
+
+
+class Context:
+    def __enter__(self):
+        rv, self.ctx = S.SCardEstablishContext(S.SCARD_SCOPE_USER)
+        check("SCardEstablishContext", rv)
+        return self
+
+    def __exit__(self, *exc):
+        S.SCardReleaseContext(self.ctx)
+
+    def readers(self):
+        rv, readers = S.SCardListReaders(self.ctx, [])
+        check("SCardListReaders", rv)
+        return readers
+
+    def connect(self, reader, protocols=S.SCARD_PROTOCOL_T0 | S.SCARD_PROTOCOL_T1, mode=S.SCARD_SHARE_SHARED):
+        rv, card, proto = S.SCardConnect(self.ctx, reader, mode, protocols)
+        check("SCardConnect %s" % reader, rv)
+        return Card(card, proto)
+
+    def state(self, reader, current=S.SCARD_STATE_UNAWARE, timeout_ms=0):
+        rv, states = S.SCardGetStatusChange(self.ctx, timeout_ms, [(reader, current)])
+        if rv == S.SCARD_E_TIMEOUT:
+            return None
+        check("SCardGetStatusChange", rv)
+        return states[0][1]
+
+
+class Card:
+    def __init__(self, handle, protocol):
+        self.handle = handle
+        self.protocol = protocol
+
+    def transmit(self, apdu):
+        pci = S.SCARD_PCI_T1 if self.protocol == S.SCARD_PROTOCOL_T1 else S.SCARD_PCI_T0
+        rv, response = S.SCardTransmit(self.handle, pci, list(apdu))
+        check("SCardTransmit", rv)
+        return response
+
+    def attribute(self, attr):
+        rv, value = S.SCardGetAttrib(self.handle, attr)
+        check("SCardGetAttrib 0x%X" % attr, rv)
+        return value
+
+    def control(self, code, data=()):
+        rv, response = S.SCardControl(self.handle, code, list(data))
+        check("SCardControl 0x%X" % code, rv)
+        return response
+
+    def disconnect(self, disposition=S.SCARD_LEAVE_CARD):
+        S.SCardDisconnect(self.handle, disposition)
+
+
+SELECT_TEST_APPLET = [0x00, 0xA4, 0x04, 0x00, 0x06, 0xA0, 0x00, 0x00, 0x00, 0x18, 0xFF]
+OK = [0x90, 0x00]
+
+
+def features(card):
+    """CM_IOCTL_GET_FEATURE_REQUEST as {tag: control code}."""
+    raw = card.control(S.SCARD_CTL_CODE(3400))
+    out = {}
+    for i in range(0, len(raw), 6):
+        out[raw[i]] = int.from_bytes(bytes(raw[i + 2:i + 6]), "big")
+    return out
+
+
+def tlv_properties(card):
+    codes = features(card)
+    raw = card.control(codes[0x12])
+    out, i = {}, 0
+    while i + 2 <= len(raw):
+        tag, n = raw[i], raw[i + 1]
+        out[tag] = int.from_bytes(bytes(raw[i + 2:i + 2 + n]), "little") if tag != 0x08 else bytes(raw[i + 2:i + 2 + n])
+        i += 2 + n
+    return out

@@ -1,0 +1,100 @@
+"""Test glue: a private pcscd with our driver and ccid-sim readers.
+
+libpcsclite caches the server socket path per process, so every scenario in
+one test process uses the same directory (and so the same socket path);
+scenarios run one after another.
+"""
+import os
+import signal
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIM = os.environ.get("CCID_SIM", os.path.join(ROOT, "build", "ccid-sim"))
+DIR = "/tmp/sccid-it-%d" % os.getpid()
+SOCKET = os.path.join(DIR, "pcscd", "pcscd.comm")
+os.environ["PCSCLITE_CSOCK_NAME"] = SOCKET
+
+
+class PrivatePCSCD:
+    """`ccid-sim pcscd` for the length of a `with` block."""
+
+    def __init__(self, *args, env=None):
+        self.args = list(args)
+        self.env = dict(os.environ, **(env or {}))
+        self.log = DIR + ".pcscd.log"
+        self.proc = None
+
+    def __enter__(self):
+        cmd = [SIM, "pcscd", "--dir", DIR, "--pcscd-log", self.log] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+        first = self.proc.stdout.readline().strip()
+        if first != "PCSCLITE_CSOCK_NAME=" + SOCKET:
+            self.proc.kill()
+            err = self.proc.stderr.read()
+            self.proc.wait()
+            raise RuntimeError("ccid-sim pcscd did not start: %r %s" % (first, err))
+        try:
+            self.pcscd_pid = pcscd_pid()
+            wait_for(lambda: len(reader_names()) > 0, what="pcscd lists readers")
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def sim(self, *args):
+        """Runs a `ccid-sim` subcommand against this simulator."""
+        return subprocess.run([SIM] + list(args) + ["--dir", DIR], capture_output=True, text=True, timeout=20)
+
+    def pcscd_alive(self):
+        try:
+            os.kill(self.pcscd_pid, 0)
+            return True
+        except OSError:
+            return False
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return False
+
+
+def pcscd_pid():
+    with open(os.path.join(DIR, "pcscd", "pcscd.pid")) as f:
+        return int(f.read().strip("\0\n "))
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    limit = time.monotonic() + timeout
+    while time.monotonic() < limit:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def reader_names():
+    from smartcard.scard import (SCardEstablishContext, SCardListReaders, SCardReleaseContext,
+                                 SCARD_SCOPE_USER, SCARD_S_SUCCESS)
+    rv, ctx = SCardEstablishContext(SCARD_SCOPE_USER)
+    if rv != SCARD_S_SUCCESS:
+        return []
+    try:
+        rv, readers = SCardListReaders(ctx, [])
+        return list(readers) if rv == SCARD_S_SUCCESS else []
+    finally:
+        SCardReleaseContext(ctx)
+
+
+def seq(n):
+    return [i & 0xFF for i in range(n)]

@@ -1,0 +1,228 @@
+"""Integration: a real pcscd (private mount namespace) loads libswiftccid.so
+for ccid-sim readers; real clients (pyscard, opensc-tool, pcsc_scan) use them."""
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+from smartcard import scard as S
+
+from pcsc import Context, OK, SELECT_TEST_APPLET, features, tlv_properties, PCSCError
+from simharness import PrivatePCSCD, seq, wait_for, reader_names
+
+ATR1 = [0x3B, 0xD6, 0x18, 0x00, 0x80, 0xB1, 0x80, 0x6D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9E]
+ATR2 = [0x3F, 0x96, 0x18, 0x80, 0x01, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9F]
+ATR3 = [0x3B, 0xD6, 0x18, 0x00, 0x81, 0xB1, 0x80, 0x7D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x8F]
+OMNIKEY = "OMNIKEY 3x21 Smart Card Reader [sim0] 00 00"
+
+
+def run(cmd, timeout=30):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+class DefaultReader(unittest.TestCase):
+    """`ccid-sim pcscd` with no arguments: one extended-APDU reader, the compliance card."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pcscd = PrivatePCSCD().__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pcscd.__exit__(None, None, None)
+
+    def test_clients_list_the_reader_and_the_atr(self):
+        self.assertEqual(reader_names(), [OMNIKEY])
+        out = run(["opensc-tool", "--list-readers"]).stdout
+        self.assertIn(OMNIKEY, out)
+        self.assertEqual(run(["opensc-tool", "--reader", "0", "--atr"]).stdout.strip(),
+                         ":".join("%02x" % b for b in ATR1))
+        scan = run(["pcsc_scan", "-r"]).stdout
+        self.assertIn(OMNIKEY, scan)
+        cards = run(["pcsc_scan", "-c", "-n"]).stdout
+        self.assertIn("3B D6 18 00 80 B1 80 6D 1F 03 80 51 00 61 10 30 9E", cards)
+
+    def test_opensc_tool_exchanges_apdus(self):
+        out = run(["opensc-tool", "--reader", "0", "--send-apdu", "00:A4:04:00:06:A0:00:00:00:18:FF",
+                   "--send-apdu", "80:34:00:08:08"]).stdout
+        self.assertIn("SW1=0x90, SW2=0x00", out)
+        self.assertIn("00 01 02 03 04 05 06 07", out)
+
+    def _cases_at_every_length(self, protocol):
+        with Context() as c:
+            card = c.connect(OMNIKEY, protocol)
+            self.assertEqual(card.protocol, protocol)
+            self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+            self.assertEqual(card.transmit([0x80, 0x30, 0x00, 0x00]), OK)
+            for n in range(1, 257):
+                le = n & 0xFF
+                self.assertEqual(card.transmit([0x80, 0x34, n >> 8, n & 0xFF, le]), seq(n) + OK, "case 2, %d" % n)
+                if n == 256:
+                    continue
+                self.assertEqual(card.transmit([0x80, 0x32, 0x00, 0x00, n] + seq(n)), OK, "case 3, %d" % n)
+                answer = card.transmit([0x80, 0x36, 0x00, n, n] + seq(n) + [0x00])
+                if protocol == S.SCARD_PROTOCOL_T1:
+                    self.assertEqual(answer, seq(n) + OK, "case 4, %d" % n)
+                else:
+                    self.assertEqual(answer, [0x61, n], "case 4 (T=0), %d" % n)
+                    self.assertEqual(card.transmit([0x00, 0xC0, 0x00, 0x00, n]), seq(n) + OK)
+            card.disconnect(S.SCARD_RESET_CARD)
+
+    def test_cases_1_to_4_at_every_short_length_T1(self):
+        self._cases_at_every_length(S.SCARD_PROTOCOL_T1)
+
+    def test_cases_1_to_4_at_every_short_length_T0(self):
+        self._cases_at_every_length(S.SCARD_PROTOCOL_T0)
+
+    def test_extended_apdus_up_to_65535_bytes(self):
+        with Context() as c:
+            card = c.connect(OMNIKEY, S.SCARD_PROTOCOL_T1)
+            for n in (257, 1000, 4096, 65535):
+                out = card.transmit([0x80, 0x00, 0x04, 0xA5, 0x00, n >> 8, n & 0xFF])
+                self.assertEqual(len(out), n + 2)
+                self.assertEqual(out[-2:], OK)
+                self.assertTrue(all(b == 0xA5 for b in out[:-2]))
+                self.assertEqual(card.transmit([0x80, 0x12, 0x01, 0x80, 0x00, n >> 8, n & 0xFF] + seq(n)), OK, "3E %d" % n)
+            card.disconnect()
+
+    def test_attributes(self):
+        with Context() as c:
+            card = c.connect(OMNIKEY, S.SCARD_PROTOCOL_T1)
+            self.assertEqual(bytes(card.attribute(S.SCARD_ATTR_VENDOR_NAME)).rstrip(b"\0"), b"HID Global")
+            self.assertEqual(bytes(card.attribute(S.SCARD_ATTR_VENDOR_IFD_SERIAL_NO)).rstrip(b"\0"), b"SIM1000")
+            self.assertEqual(int.from_bytes(bytes(card.attribute(S.SCARD_ATTR_VENDOR_IFD_VERSION)), "little"), 0x01000000)
+            self.assertEqual(card.attribute(S.SCARD_ATTR_ATR_STRING), ATR1)
+            self.assertEqual(card.attribute(S.SCARD_ATTR_ICC_PRESENCE), [1])
+            self.assertEqual(card.attribute(S.SCARD_ATTR_ICC_INTERFACE_STATUS), [1])
+            self.assertEqual(int.from_bytes(bytes(card.attribute(S.SCARD_ATTR_MAXINPUT)), "little"), 65544)
+            self.assertEqual(int.from_bytes(bytes(card.attribute(S.SCARD_ATTR_CHANNEL_ID)), "little") >> 16, 0x0020)
+            self.assertEqual(int.from_bytes(bytes(card.attribute(S.SCARD_ATTR_CURRENT_PROTOCOL_TYPE)), "little"),
+                             S.SCARD_PROTOCOL_T1)
+            card.disconnect()
+
+    def test_part10_features(self):
+        with Context() as c:
+            card = c.connect(OMNIKEY, S.SCARD_PROTOCOL_T1)
+            codes = features(card)
+            self.assertEqual(set(codes), {0x12})                   # no PIN pad on this reader
+            self.assertEqual(card.control(0x313520), card.control(S.SCARD_CTL_CODE(3400)))  # Windows code too
+            props = tlv_properties(card)
+            self.assertEqual(props[0x0A], 65535)                   # dwMaxAPDUDataSize
+            self.assertEqual((props[0x0B], props[0x0C]), (0x076B, 0x3031))
+            card.disconnect()
+
+    def test_card_insert_and_remove_are_seen(self):
+        with Context() as c:
+            state = c.state(OMNIKEY)
+            self.assertTrue(state & S.SCARD_STATE_PRESENT)
+            self.assertEqual(self.pcscd.sim("remove", OMNIKEY).returncode, 0)
+            state = c.state(OMNIKEY, state, timeout_ms=5000)
+            self.assertTrue(state is not None and state & S.SCARD_STATE_EMPTY, "removal not seen")
+            r = self.pcscd.sim("insert", "sim0", "--card", "compliance-inverse")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            state = c.state(OMNIKEY, state, timeout_ms=5000)
+            self.assertTrue(state is not None and state & S.SCARD_STATE_PRESENT, "insertion not seen")
+            card = c.connect(OMNIKEY)
+            self.assertEqual(card.attribute(S.SCARD_ATTR_ATR_STRING), ATR2)
+            card.disconnect()
+            self.assertEqual(self.pcscd.sim("insert", "0", "--card", "compliance-crypto").returncode, 0)
+            wait_for(lambda: c.state(OMNIKEY) & S.SCARD_STATE_PRESENT and True, what="crypto card")
+            card = c.connect(OMNIKEY)
+            self.assertEqual(card.protocol, S.SCARD_PROTOCOL_T1)   # T=1-only card
+            self.assertEqual(card.attribute(S.SCARD_ATTR_ATR_STRING), ATR3)
+            card.disconnect()
+            self.assertEqual(self.pcscd.sim("insert", "sim0").returncode, 0)
+
+    def test_list_names_readers_three_ways(self):
+        out = self.pcscd.sim("list").stdout
+        self.assertIn("sim0", out)
+        self.assertIn("OMNIKEY 3x21 Smart Card Reader [sim0]", out)
+        self.assertNotEqual(self.pcscd.sim("remove", "no-such-reader").returncode, 0)
+
+
+class ManyReaders(unittest.TestCase):
+    """A short-APDU reader, a 3-slot reader and a PIN pad served at once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.config = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+        json.dump({"readers": [
+            {"profile": "cherry-st-short", "cards": ["compliance"]},
+            {"profile": "acr1281u-3slot-extended", "cards": ["compliance", None, "compliance-crypto"]},
+            {"profile": "ezio-pinpad-extended", "cards": ["compliance"]},
+        ]}, cls.config)
+        cls.config.close()
+        cls.pcscd = PrivatePCSCD("--config", cls.config.name).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pcscd.__exit__(None, None, None)
+        os.unlink(cls.config.name)
+
+    # pcscd numbers readers in reader.conf order: "<name> <reader number> <slot>".
+    CHERRY = "Smart Card Reader USB [sim0] 00 00"
+    ACR = ["ACR1281U [sim1] 01 %02X" % s for s in range(3)]
+    EZIO = "Ezio Shield [sim2] 02 00"
+
+    def test_every_slot_is_a_reader(self):
+        wait_for(lambda: len(reader_names()) == 5, what="5 PC/SC readers")
+        self.assertEqual(sorted(reader_names()), sorted([self.CHERRY] + self.ACR + [self.EZIO]))
+
+    def test_short_apdu_reader_refuses_extended(self):
+        with Context() as c:
+            card = c.connect(self.CHERRY, S.SCARD_PROTOCOL_T1)
+            self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x11, 0xFF]), [0x11] * 255 + OK)
+            with self.assertRaises(PCSCError):
+                card.transmit([0x80, 0x00, 0x04, 0x11, 0x00, 0x01, 0x00])
+            self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x11, 0x02]), [0x11, 0x11] + OK)   # still usable
+            self.assertEqual(tlv_properties(card)[0x0A], 0)
+            card.disconnect()
+
+    def test_multi_slot_reader(self):
+        with Context() as c:
+            s0 = c.connect(self.ACR[0], S.SCARD_PROTOCOL_T0)
+            s2 = c.connect(self.ACR[2])
+            self.assertEqual(s2.protocol, S.SCARD_PROTOCOL_T1)
+            self.assertTrue(c.state(self.ACR[1]) & S.SCARD_STATE_EMPTY)
+            self.assertEqual(s0.transmit(SELECT_TEST_APPLET), OK)
+            self.assertEqual(s2.transmit(SELECT_TEST_APPLET), OK)
+            self.assertEqual(s0.transmit([0x80, 0x36, 0x00, 0x03, 0x01, 0x00, 0x00]), [0x61, 0x03])
+            self.assertEqual(s2.transmit([0x80, 0x36, 0x00, 0x03, 0x01, 0x00, 0x00]), [0, 1, 2] + OK)
+            n = 3000
+            self.assertEqual(len(s2.transmit([0x80, 0x00, 0x04, 0x01, 0x00, n >> 8, n & 0xFF])), n + 2)
+            s0.disconnect()
+            s2.disconnect()
+            r = self.pcscd.sim("insert", self.ACR[1])      # the PC/SC name says slot 1
+            self.assertEqual(r.returncode, 0, r.stderr)
+            wait_for(lambda: c.state(self.ACR[1]) & S.SCARD_STATE_PRESENT and True, what="slot 1 insertion")
+            s1 = c.connect(self.ACR[1])
+            self.assertEqual(s1.transmit([0x80, 0x00, 0x04, 0x22, 0x01]), [0x22] + OK)
+            s1.disconnect()
+
+    def test_pin_pad_verify_and_modify(self):
+        with Context() as c:
+            card = c.connect(self.EZIO, S.SCARD_PROTOCOL_T1)
+            codes = features(card)
+            self.assertEqual(set(codes), {0x06, 0x07, 0x0A, 0x12})
+            self.assertEqual(card.control(codes[0x0A]), [0x11, 0x02, 0x02, 0x00])   # wLcdLayout 2x17
+            self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+            apdu = [0x00, 0x20, 0x00, 0x01, 0x08] + [0xFF] * 8
+            verify = [0x1E, 0x00, 0x82, 0x08, 0x00, 0x08, 0x04, 0x02, 0x01, 0x09, 0x04, 0x00, 0x00, 0x00, 0x00,
+                      len(apdu), 0, 0, 0] + apdu
+            self.assertEqual(card.control(codes[0x06], verify), OK)
+            self.assertEqual(self.pcscd.sim("pinpad", self.EZIO, "enter", "1239").returncode, 0)
+            self.assertEqual(card.control(codes[0x06], verify), [0x6A, 0x03])
+            self.assertEqual(self.pcscd.sim("pinpad", "sim2", "cancel").returncode, 0)
+            with self.assertRaises(PCSCError):
+                card.control(codes[0x06], verify)
+            self.assertEqual(self.pcscd.sim("pinpad", "sim2", "enter", "1234").returncode, 0)
+            apdu = [0x00, 0x24, 0x00, 0x01, 0x10] + [0xFF] * 16
+            modify = [0x1E, 0x00, 0x82, 0x08, 0x00, 0x00, 0x08, 0x08, 0x04, 0x03, 0x02, 0x03, 0x09, 0x04,
+                      0x00, 0x01, 0x02, 0, 0, 0, len(apdu), 0, 0, 0] + apdu
+            self.assertEqual(card.control(codes[0x07], modify), OK)
+            card.disconnect()
+
+
+if __name__ == "__main__":
+    unittest.main()
