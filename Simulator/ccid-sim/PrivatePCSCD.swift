@@ -27,6 +27,9 @@ struct PrivatePCSCD: ParsableCommand {
     @Option(name: .customLong("relay"), help: "Also give pcscd this relay socket served by another process (an attach worker, a test peer). Repeatable.")
     var extraRelays: [String] = []
 
+    @Option(name: .customLong("reader-conf"), help: "Also give pcscd this reader.conf file (e.g. another driver to compare with). Repeatable.")
+    var extraConfs: [String] = []
+
     func validate() throws {
         for path in extraRelays where !path.hasPrefix("/") || path.contains(" ") || path.utf8.count >= 108 {
             throw ValidationError("--relay wants an absolute socket path without spaces, under 108 bytes: \(path)")
@@ -59,6 +62,10 @@ struct PrivatePCSCD: ParsableCommand {
         }
         for (k, path) in extraRelays.enumerated() {
             conf += "FRIENDLYNAME \"Relay \(k) [\((path as NSString).lastPathComponent)]\"\nDEVICENAME relay:\(path)\nLIBPATH \(library)\n\n"
+        }
+        for path in extraConfs {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read \(path)") }
+            conf += text + "\n"
         }
         try conf.write(toFile: "\(confDir)/ccid-sim", atomically: true, encoding: .utf8)
         let logPath = pcscdLog ?? "\(dir)/pcscd.log"

@@ -26,6 +26,11 @@ public final class FrameStream: @unchecked Sendable {
         case protocolViolation(RelayError)
     }
 
+    /// A frame already buffered, without reading the socket; only the reading thread may call this.
+    public func next() throws(ReadError) -> RelayFrame? {
+        do throws(RelayError) { return try decoder.next() } catch { throw .protocolViolation(error) }
+    }
+
     /// The next frame; only one thread may call this.
     public func receive(until deadline: Deadline = .distantFuture) throws(ReadError) -> RelayFrame {
         while true {

@@ -1,13 +1,23 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CCID
 import ThreadSupport
 
-/// `CCIDTransport` over a relay socket: one connection is one device. A
-/// reader thread sorts incoming frames into bulk, interrupt and control
-/// queues; the server closing the connection means the device is unplugged.
+/// `CCIDTransport` over a relay socket: one connection is one device; the
+/// server closing it means the device is unplugged.
+///
+/// No reader thread: whichever thread waits for a frame reads the socket
+/// itself (leader/follower) and files frames of other kinds into their
+/// queues. The thread waiting for interrupts gives the socket up as soon as
+/// an exchange starts, so a reply wakes the thread that wants it directly.
 public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
     public let identity: DeviceIdentity
     public let path: String
     private let stream: FrameStream
+    private let wake: (read: Int32, write: Int32)
+    private let log: @Sendable (String) -> Void
+
     private let state = ConditionLock()
     // Guarded by `state`:
     private var bulkIn: [[UInt8]] = []
@@ -16,7 +26,12 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
     private var nextTag: UInt32 = 1
     private var closed = false
     private var interruptWaitCancelled = false
-    private let log: @Sendable (String) -> Void
+    /// A thread is reading the socket (it owns `stream`'s read side).
+    private var reading = false
+    /// The reader is the interrupt waiter, which yields to exchanges.
+    private var readerYields = false
+    /// An exchange is in flight: the interrupt waiter leaves the socket alone.
+    private var exchangeInFlight = false
 
     /// Interrupt messages kept while nobody polls; older ones are dropped (a
     /// flood must not grow memory) — the slot status is re-read anyway.
@@ -37,8 +52,7 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
             socket.close()
             switch error {
             case .protocolViolation(let e): throw .protocolViolation(e)
-            case .timeout: throw .noHello
-            case .closed: throw .noHello
+            case .timeout, .closed: throw .noHello
             case .socket(let e): throw .socket(e)
             }
         }
@@ -50,62 +64,148 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
             socket.close()
             throw .descriptors(error)
         }
-        self.stream = stream
-        guard startThread({ [self] in readLoop() }) else {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else {
             socket.close()
-            throw .socket(SocketError(operation: "pthread_create", errno: 0))
+            throw .socket(SocketError(operation: "pipe2", errno: errno))
+        }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wake = (fds[0], fds[1])
+        self.stream = stream
+    }
+
+    deinit {
+        stream.socket.close()
+        Glibc.close(wake.read)
+        Glibc.close(wake.write)
+    }
+
+    // MARK: Reading, by whoever waits
+
+    /// Waits until `ready` holds (lock held when called and on return),
+    /// reading the socket itself when nobody else does.
+    private func waitFor(until deadline: Deadline, yields: Bool, _ ready: () throws(TransportError) -> Bool) throws(TransportError) {
+        while true {
+            if try ready() { return }
+            if closed { throw .noDevice }
+            if deadline.hasPassed { throw .timeout }
+            if !reading && !(yields && exchangeInFlight) {
+                reading = true
+                readerYields = yields
+                state.unlock()
+                let outcome = readFrames(until: deadline, yields: yields)
+                state.lock()
+                reading = false
+                readerYields = false
+                file(outcome)
+                state.broadcast()
+            } else {
+                if reading && readerYields && !yields { poke() }
+                state.wait(until: deadline)
+            }
         }
     }
 
-    private func readLoop() {
-        while true {
-            let frame: RelayFrame
-            do throws(FrameStream.ReadError) {
-                frame = try stream.receive()
-            } catch {
-                if case .protocolViolation(let e) = error { log("relay \(path): \(e); dropping the connection") }
-                break
+    private enum ReadOutcome {
+        case frames([RelayFrame])
+        case nothing
+        case closed(reason: String?)
+    }
+
+    /// Reads what the socket has (one read), or returns when poked or at the deadline.
+    private func readFrames(until deadline: Deadline, yields: Bool) -> ReadOutcome {
+        var fds = [pollfd(fd: stream.socket.fd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+        let ms = deadline == .distantFuture ? -1 : Int32(clamping: deadline.remaining.milliseconds + 1)
+        let rc = poll(&fds, yields ? 2 : 1, ms)
+        if rc < 0 { return errno == EINTR ? .nothing : .closed(reason: "poll: \(errno)") }
+        if yields && fds[1].revents != 0 { drainWake() }
+        guard fds[0].revents != 0 else { return .nothing }
+        var frames: [RelayFrame] = []
+        do throws(FrameStream.ReadError) {
+            frames.append(try stream.receive(until: Deadline.now()))
+            while let more = try stream.next() { frames.append(more) }
+        } catch {
+            switch error {
+            case .timeout: break
+            case .closed: return frames.isEmpty ? .closed(reason: nil) : .frames(frames)
+            case .socket(let e): return .closed(reason: "\(e)")
+            case .protocolViolation(let e): return .closed(reason: "\(e)")
             }
-            var violation: String? = nil
-            state.withLock {
+        }
+        return .frames(frames)
+    }
+
+    /// Files frames into their queues (lock held); a violation drops the device.
+    private func file(_ outcome: ReadOutcome) {
+        switch outcome {
+        case .nothing: return
+        case .closed(let reason):
+            if let reason, !closed { log("relay \(path): \(reason); dropping the connection") }
+            disconnect()
+        case .frames(let frames):
+            for frame in frames {
                 switch frame {
                 case .bulkIn(let m):
-                    if bulkIn.count >= Self.bulkQueueLimit { violation = "more than \(Self.bulkQueueLimit) unsolicited bulk replies" }
-                    else { bulkIn.append(m) }
+                    guard bulkIn.count < Self.bulkQueueLimit else {
+                        log("relay \(path): more than \(Self.bulkQueueLimit) unsolicited bulk replies; dropping the connection")
+                        disconnect()
+                        return
+                    }
+                    bulkIn.append(m)
                 case .interruptIn(let m):
                     if interrupts.count >= Self.interruptQueueLimit { interrupts.removeFirst() }
                     interrupts.append(m)
                 case .controlReply(let tag, let stalled, let data):
                     controlReplies[tag] = (stalled, data)
                 case .hello, .bulkOut, .control:
-                    violation = "server sent a \(frame.frameType) frame"
+                    log("relay \(path): server sent a \(frame.frameType) frame; dropping the connection")
+                    disconnect()
+                    return
                 }
-                state.broadcast()
-            }
-            if let violation {
-                log("relay \(path): \(violation); dropping the connection")
-                break
             }
         }
-        state.withLock {
-            closed = true
-            state.broadcast()
-        }
-        stream.socket.close()
     }
 
+    private func disconnect() {
+        closed = true
+        stream.socket.shutdown()
+    }
+
+    private func poke() {
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
+    }
+
+    private func drainWake() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(wake.read, &buffer, buffer.count) > 0 {}
+    }
+
+    // MARK: CCIDTransport
+
     public func sendBulk(_ message: [UInt8], deadline: Deadline) throws(TransportError) {
+        let yieldingReader: Bool = state.withLock {
+            exchangeInFlight = true
+            return reading && readerYields
+        }
+        // Ask the interrupt waiter to give up the socket while the device works.
+        if yieldingReader { poke() }
         if state.withLock({ closed }) { throw .noDevice }
         do throws(SocketError) { try stream.send(.bulkOut(message)) } catch { throw .noDevice }
     }
 
     public func receiveBulk(deadline: Deadline) throws(TransportError) -> [UInt8] {
         state.lock()
-        defer { state.unlock() }
-        while bulkIn.isEmpty {
-            if closed { throw .noDevice }
-            if !state.wait(until: deadline), deadline.hasPassed, bulkIn.isEmpty { throw closed ? .noDevice : .timeout }
+        defer {
+            exchangeInFlight = false
+            state.broadcast()
+            state.unlock()
         }
+        try waitFor(until: deadline, yields: false) { !self.bulkIn.isEmpty }
         return bulkIn.removeFirst()
     }
 
@@ -120,10 +220,13 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
     public func receiveInterrupt(deadline: Deadline) throws(TransportError) -> [UInt8] {
         state.lock()
         defer { state.unlock() }
-        while interrupts.isEmpty {
-            if interruptWaitCancelled { interruptWaitCancelled = false; throw .cancelled }
-            if closed { throw .noDevice }
-            if !state.wait(until: deadline), deadline.hasPassed, interrupts.isEmpty { throw .timeout }
+        try waitFor(until: deadline, yields: true) { () throws(TransportError) -> Bool in
+            if !self.interrupts.isEmpty { return true }
+            if self.interruptWaitCancelled {
+                self.interruptWaitCancelled = false
+                throw .cancelled
+            }
+            return false
         }
         return interrupts.removeFirst()
     }
@@ -131,34 +234,44 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
     /// Ends the current (or, if none, the next) interrupt wait: pcscd may ask
     /// to stop polling before the polling thread has started waiting.
     public func cancelInterruptWait() {
-        state.withLock {
+        let poker: Bool = state.withLock {
             interruptWaitCancelled = true
             state.broadcast()
+            return reading && readerYields
         }
+        if poker { poke() }
     }
 
     public func control(_ request: ControlRequest, deadline: Deadline) throws(TransportError) -> [UInt8] {
-        let tag: UInt32 = state.withLock {
+        let (tag, yieldingReader): (UInt32, Bool) = state.withLock {
             defer { nextTag &+= 1 }
-            return nextTag
+            exchangeInFlight = true
+            return (nextTag, reading && readerYields)
         }
+        if yieldingReader { poke() }
         do throws(SocketError) { try stream.send(.control(tag: tag, request)) } catch { throw .noDevice }
         state.lock()
-        defer { state.unlock() }
-        while true {
-            if let reply = controlReplies.removeValue(forKey: tag) {
-                if reply.stalled { throw .stalled }
-                return request.isDeviceToHost ? Array(reply.data.prefix(Int(request.length))) : []
-            }
-            if closed { throw .noDevice }
-            if !state.wait(until: deadline), deadline.hasPassed { throw .timeout }
+        defer {
+            exchangeInFlight = false
+            state.broadcast()
+            state.unlock()
         }
+        try waitFor(until: deadline, yields: false) { self.controlReplies[tag] != nil }
+        guard let reply = controlReplies.removeValue(forKey: tag) else { throw .noDevice }
+        if reply.stalled { throw .stalled }
+        return request.isDeviceToHost ? Array(reply.data.prefix(Int(request.length))) : []
     }
 
     public var isClosed: Bool { state.withLock { closed } }
 
+    /// Unplugs from our side: every waiter returns `.noDevice`.
     public func close() {
+        state.withLock {
+            closed = true
+            state.broadcast()
+        }
         stream.socket.shutdown()
+        poke()
     }
 }
 

@@ -1,0 +1,93 @@
+#!/usr/bin/python3
+"""make bench: APDU/s and p50/p99 latency through pcscd, our driver + ccid-sim
+beside a do-nothing IFD handler loaded in the same pcscd, in the same run.
+Not a test: machines here are shared and noisy, so rounds alternate and the
+best round of each is kept."""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from smartcard import scard as S  # noqa: E402
+from pcsc import Context, SELECT_TEST_APPLET  # noqa: E402
+import simharness  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def build_null_driver(workdir):
+    so = os.path.join(workdir, "libnullifd.so")
+    cflags = subprocess.run(["pkg-config", "--cflags", "libpcsclite"], capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", so, os.path.join(HERE, "bench", "nullifd.c")] + cflags, check=True)
+    conf = os.path.join(workdir, "null.conf")
+    with open(conf, "w") as f:
+        f.write('FRIENDLYNAME "Null IFD"\nDEVICENAME /dev/null\nLIBPATH %s\n' % so)
+    return conf
+
+
+def measure(card, apdu, count):
+    latencies = []
+    start = time.perf_counter()
+    for _ in range(count):
+        t = time.perf_counter()
+        card.transmit(apdu)
+        latencies.append(time.perf_counter() - t)
+    total = time.perf_counter() - start
+    latencies.sort()
+    return {"rate": count / total, "p50": latencies[len(latencies) // 2] * 1e6,
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e6}
+
+
+def best(rounds):
+    return max(rounds, key=lambda r: r["rate"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sim", default=simharness.SIM)
+    ap.add_argument("--short", type=int, default=4000, help="short APDUs per round")
+    ap.add_argument("--extended", type=int, default=150, help="extended APDUs per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    simharness.SIM = args.sim
+    n = 65535
+    workloads = [
+        ("short APDU (case 2, 16 bytes out)", [0x80, 0x34, 0x00, 0x10, 0x10], args.short),
+        ("extended APDU in (case 3E, 65535 bytes)", [0x80, 0x12, 0x01, 0x80, 0x00, n >> 8, n & 0xFF] + simharness.seq(n), args.extended),
+        ("extended APDU out (case 2E, 65535 bytes)", [0x80, 0x00, 0x04, 0x5A, 0x00, n >> 8, n & 0xFF], args.extended),
+    ]
+    with tempfile.TemporaryDirectory(prefix="sccid-bench") as work:
+        conf = build_null_driver(work)
+        with simharness.PrivatePCSCD("--reader-conf", conf):
+            readers = simharness.reader_names()
+            ours = next(r for r in readers if "[sim0]" in r)
+            null = next(r for r in readers if r.startswith("Null IFD"))
+            with Context() as c:
+                mine = c.connect(ours, S.SCARD_PROTOCOL_T1)
+                mine.transmit(SELECT_TEST_APPLET)
+                floor = c.connect(null, S.SCARD_PROTOCOL_T1)
+                print("pcscd + libswiftccid.so + ccid-sim (relay, OMNIKEY 3x21 profile, extended APDU level)")
+                print("    beside a do-nothing IFD handler in the same pcscd; best of %d alternating rounds\n" % args.rounds)
+                print("%-42s %12s %9s %9s   %12s %9s %9s   %6s" % ("workload", "ours APDU/s", "p50 µs", "p99 µs",
+                                                                  "floor APDU/s", "p50 µs", "p99 µs", "ratio"))
+                for name, apdu, count in workloads:
+                    measure(mine, apdu, max(10, count // 10))   # warm up
+                    measure(floor, apdu, max(10, count // 10))
+                    a, b = [], []
+                    for _ in range(args.rounds):
+                        a.append(measure(mine, apdu, count))
+                        b.append(measure(floor, apdu, count))
+                    x, y = best(a), best(b)
+                    print("%-42s %12.0f %9.0f %9.0f   %12.0f %9.0f %9.0f   %6.2f" % (
+                        name, x["rate"], x["p50"], x["p99"], y["rate"], y["p50"], y["p99"], x["rate"] / y["rate"]))
+                mine.disconnect()
+                floor.disconnect()
+    print("\nTarget: short APDUs at least 0.80x the do-nothing handler's APDU/s.")
+
+
+if __name__ == "__main__":
+    main()
