@@ -42,7 +42,7 @@ demo: bundle sim
 	@tests/demo.sh $(SIM)
 
 unit-test: deps
-	$(SWIFT) test --parallel
+	$(SWIFT) test
 
 integration-test: bundle sim
 	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
