@@ -66,10 +66,11 @@ public final class Simulator: @unchecked Sendable {
         return slot
     }
 
-    public func start() throws(SimulatorError) {
+    public func start(spinAfterReply: Duration = .zero) throws(SimulatorError) {
         for i in readers.indices {
             do throws(SocketError) {
-                listeners.append(try RelayListener(path: socketPath(i), device: readers[i], log: log))
+                listeners.append(try RelayListener(path: socketPath(i), device: readers[i],
+                                                   spinAfterReply: spinAfterReply, log: log))
             } catch {
                 throw .socket(error)
             }

@@ -35,6 +35,14 @@ struct ReaderOptions: ParsableArguments {
     @Option(name: .long, help: "Card in the default reader's first slot: \(CardCatalog.names.joined(separator: ", ")), or none.")
     var card: String = CardCatalog.defaultCard
 
+    @Option(name: .customLong("spin-us"),
+            help: "After each reply, poll for the next request this many µs before sleeping (0: never). Idle readers cost no CPU either way.")
+    var spinUs: Int = 200
+
+    func validate() throws {
+        guard (0...10_000).contains(spinUs) else { throw ValidationError("--spin-us is between 0 and 10000") }
+    }
+
     func setups() throws -> [ReaderSetup] {
         if let config { return try SimulatorConfig.load(path: config) }
         guard let profile = try profile.map({ name in

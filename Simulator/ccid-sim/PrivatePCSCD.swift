@@ -39,7 +39,7 @@ struct PrivatePCSCD: ParsableCommand {
     func run() throws {
         let bundled = try DriverBundle.library(explicit: driver)
         let dir = directory.resolved
-        let running = try startSimulator(directory: dir, setups: try readers.setups())
+        let running = try startSimulator(directory: dir, setups: try readers.setups(), spinMicroseconds: readers.spinUs)
         let sim = running.simulator
         let fm = FileManager.default
         let confDir = "\(dir)/reader.conf.d", runDir = "\(dir)/pcscd"

@@ -10,7 +10,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let setups = try readers.setups()
-        let running = try startSimulator(directory: directory.resolved, setups: setups)
+        let running = try startSimulator(directory: directory.resolved, setups: setups, spinMicroseconds: readers.spinUs)
         for i in running.simulator.readers.indices {
             print("\(running.simulator.socketPath(i))\t\(running.simulator.friendlyName(i))")
         }
@@ -31,7 +31,7 @@ struct RunningSimulator {
     }
 }
 
-func startSimulator(directory: String, setups: [ReaderSetup]) throws -> RunningSimulator {
+func startSimulator(directory: String, setups: [ReaderSetup], spinMicroseconds: Int) throws -> RunningSimulator {
     let fm = FileManager.default
     var isDir: ObjCBool = false
     let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
@@ -41,7 +41,7 @@ func startSimulator(directory: String, setups: [ReaderSetup]) throws -> RunningS
         throw ValidationError("a simulator is already running in \(directory)")
     }
     let simulator = try Simulator(directory: directory, setups: setups, log: { note($0) })
-    try simulator.start()
+    try simulator.start(spinAfterReply: .microseconds(spinMicroseconds))
     return RunningSimulator(simulator: simulator, createdDirectory: !existed)
 }
 

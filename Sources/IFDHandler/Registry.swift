@@ -55,7 +55,8 @@ final class Registry: @unchecked Sendable {
         switch name {
         case .relay(let path):
             do throws(RelayConnectError) {
-                transport = try RelayClientTransport(path: path, deadline: .after(.seconds(5)), log: { Log.error($0) })
+                transport = try RelayClientTransport(path: path, deadline: .after(.seconds(5)), spinBudget: Settings.relaySpin,
+                                                     log: { Log.error($0) })
             } catch {
                 throw .connect("\(path): \(error)")
             }
@@ -117,6 +118,15 @@ enum Settings {
             t.maximum = .milliseconds(min(ms, 3_600_000))
         }
         return t
+    }
+
+    /// SWIFTCCID_RELAY_SPIN_US: how long a relay exchange polls for its reply
+    /// before sleeping, while the peer answers that fast (default 50, 0 = never, at most 1000).
+    static var relaySpin: Duration {
+        guard let raw = getenv("SWIFTCCID_RELAY_SPIN_US"), let us = Int64(String(cString: raw)), us >= 0 else {
+            return .microseconds(50)
+        }
+        return .microseconds(min(us, 1000))
     }
 
     static var relayDirectory: String? { getenv("SWIFTCCID_RELAY_DIR").map { String(cString: $0) } }

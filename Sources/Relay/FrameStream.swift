@@ -32,12 +32,23 @@ public final class FrameStream: @unchecked Sendable {
     }
 
     /// The next frame; only one thread may call this.
-    public func receive(until deadline: Deadline = .distantFuture) throws(ReadError) -> RelayFrame {
+    public func receive(until deadline: Deadline = .distantFuture, spin: Duration = .zero) throws(ReadError) -> RelayFrame {
+        var spinUntil = spin > .zero ? Deadline.after(spin) : Deadline(nanoseconds: 0)
         while true {
             do throws(RelayError) {
                 if let frame = try decoder.next() { return frame }
             } catch {
                 throw .protocolViolation(error)
+            }
+            if !spinUntil.hasPassed {
+                let got: Int?
+                do throws(SocketError) { got = try socket.readAvailable(into: &buffer) } catch { throw .socket(error) }
+                if let n = got {
+                    if n == 0 { throw .closed }
+                    decoder.append(buffer[0..<n])
+                    spinUntil = Deadline(nanoseconds: 0)
+                }
+                continue
             }
             if deadline != .distantFuture, !socket.waitReadable(until: deadline) { throw .timeout }
             let n: Int

@@ -32,6 +32,9 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
     private var readerYields = false
     /// An exchange is in flight: the interrupt waiter leaves the socket alone.
     private var exchangeInFlight = false
+    /// When the last bulk message went out, to learn how fast the peer answers.
+    private var sentAt = Deadline(nanoseconds: 0)
+    private var spin: AdaptiveSpin
 
     /// Interrupt messages kept while nobody polls; older ones are dropped (a
     /// flood must not grow memory) — the slot status is re-read anyway.
@@ -39,9 +42,13 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
     /// Unread bulk replies kept; a device that streams replies is cut off.
     static let bulkQueueLimit = 16
 
-    public init(path: String, deadline: Deadline, log: @escaping @Sendable (String) -> Void) throws(RelayConnectError) {
+    /// `spinBudget`: how long a thread waiting for a reply may poll before
+    /// sleeping, while the peer keeps answering that fast (0: never).
+    public init(path: String, deadline: Deadline, spinBudget: Duration = .zero,
+                log: @escaping @Sendable (String) -> Void) throws(RelayConnectError) {
         self.path = path
         self.log = log
+        spin = AdaptiveSpin(budget: spinBudget)
         let socket: UnixSocket
         do throws(SocketError) { socket = try UnixSocket.connect(path: path) } catch { throw .socket(error) }
         let stream = FrameStream(socket: socket)
@@ -117,6 +124,10 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
 
     /// Reads what the socket has (one read), or returns when poked or at the deadline.
     private func readFrames(until deadline: Deadline, yields: Bool) -> ReadOutcome {
+        if !yields, let limit = state.withLock({ spin.isWorthSpinning ? Deadline.after(spin.budget) : nil }) {
+            var probe = pollfd(fd: stream.socket.fd, events: Int16(POLLIN), revents: 0)
+            while poll(&probe, 1, 0) == 0 && !limit.hasPassed {}
+        }
         var fds = [pollfd(fd: stream.socket.fd, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
         let ms = deadline == .distantFuture ? -1 : Int32(clamping: deadline.remaining.milliseconds + 1)
@@ -156,6 +167,7 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
                         return
                     }
                     bulkIn.append(m)
+                    spin.record(.nanoseconds(Int64(clamping: Deadline.now().nanoseconds &- sentAt.nanoseconds)))
                 case .interruptIn(let m):
                     if interrupts.count >= Self.interruptQueueLimit { interrupts.removeFirst() }
                     interrupts.append(m)
@@ -190,6 +202,7 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
     public func sendBulk(_ message: [UInt8], deadline: Deadline) throws(TransportError) {
         let yieldingReader: Bool = state.withLock {
             exchangeInFlight = true
+            sentAt = Deadline.now()
             return reading && readerYields
         }
         // Ask the interrupt waiter to give up the socket while the device works.

@@ -41,6 +41,9 @@ public final class RelayListener: @unchecked Sendable {
     private let device: RelayDevice
     private let allowPeer: @Sendable (UnixSocket.PeerCredentials) -> Bool
     private let log: @Sendable (String) -> Void
+    /// After answering, poll for the next request this long before sleeping:
+    /// back-to-back exchanges then skip a thread wake-up; an idle device costs nothing.
+    private let spinAfterReply: Duration
     private let state = Lock()
     private var active: RelayServerConnection?
     private var stopped = false
@@ -50,13 +53,14 @@ public final class RelayListener: @unchecked Sendable {
         peer.uid == 0 || peer.uid == geteuid()
     }
 
-    public init(path: String, device: RelayDevice, mode: mode_t = 0o660,
+    public init(path: String, device: RelayDevice, mode: mode_t = 0o660, spinAfterReply: Duration = .zero,
                 allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
                 log: @escaping @Sendable (String) -> Void) throws(SocketError) {
         self.path = path
         self.device = device
         self.allowPeer = allowPeer
         self.log = log
+        self.spinAfterReply = spinAfterReply
         socket = try UnixSocket.listen(path: path, mode: mode)
         guard startThread({ [self] in acceptLoop() }) else {
             socket.close()
@@ -94,7 +98,7 @@ public final class RelayListener: @unchecked Sendable {
         device.connected(connection)
         loop: while true {
             let frame: RelayFrame
-            do throws(FrameStream.ReadError) { frame = try connection.stream.receive() } catch {
+            do throws(FrameStream.ReadError) { frame = try connection.stream.receive(spin: spinAfterReply) } catch {
                 if case .protocolViolation(let e) = error { log("relay \(path): \(e)") }
                 break
             }

@@ -90,6 +90,17 @@ public struct UnixSocket: Sendable {
         }
     }
 
+    /// Reads what is available without blocking: nil if nothing is, 0 if the peer closed.
+    public func readAvailable(into buffer: inout [UInt8]) throws(SocketError) -> Int? {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            throw SocketError(operation: "read", errno: errno)
+        }
+    }
+
     public func writeAll(_ bytes: [UInt8]) throws(SocketError) {
         var offset = 0
         while offset < bytes.count {
