@@ -109,7 +109,7 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
 
     public func bulkOut(_ message: [UInt8], from connection: RelayServerConnection) {
         for step in respond(to: message) {
-            if step.delay > .zero { sleep(step.delay) }
+            if step.delay > .zero, !connection.pause(step.delay) { return }
             connection.send(.bulkIn(step.reply.encoded()))
         }
     }
@@ -314,12 +314,6 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             return run(card: card, slot: slot, seq: seq, apdu: apdu)
         }
     }
-}
-
-func sleep(_ d: Duration) {
-    var ts = timespec(tv_sec: Int(d.components.seconds), tv_nsec: Int(d.components.attoseconds / 1_000_000_000))
-    var left = timespec()
-    while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
 }
 
 #if canImport(Glibc)

@@ -55,6 +55,11 @@ public final class Reader: @unchecked Sendable {
         transport.close()
     }
 
+    /// Whether a command is in flight right now (a snapshot, for shutdown decisions).
+    public var isExchanging: Bool {
+        exchangeLock.withLockIfAvailable { false } ?? true
+    }
+
     // MARK: One command, one reply
 
     /// Sends `body` to `slot` and waits for its reply under one deadline:

@@ -213,6 +213,9 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
 
     public func receiveBulk(deadline: Deadline) throws(TransportError) -> [UInt8] {
         state.lock()
+        // Also when waiting again after a time extension, with nothing sent:
+        // the interrupt waiter must not take the socket back in between.
+        exchangeInFlight = true
         defer {
             exchangeInFlight = false
             state.broadcast()

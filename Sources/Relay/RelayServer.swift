@@ -31,6 +31,26 @@ public final class RelayServerConnection: @unchecked Sendable {
 
     /// Ends the connection: to the client, the device was unplugged.
     public func hangUp() { stream.socket.shutdown() }
+
+    /// Waits `duration` as a busy device does, but returns false at once if
+    /// the client goes away meanwhile (so a stuck card cannot pin the device).
+    public func pause(_ duration: Duration) -> Bool {
+        let end = Deadline.after(duration)
+        while !end.hasPassed {
+            var p = pollfd(fd: stream.socket.fd, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(clamping: end.remaining.milliseconds + 1)
+            let rc = poll(&p, 1, ms)
+            if rc < 0 && errno != EINTR { return false }
+            if rc > 0 {
+                if p.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { return false }
+                // Readable: a request waits (left for later), or the peer closed.
+                var byte: UInt8 = 0
+                if recv(stream.socket.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) == 0 { return false }
+                usleep(UInt32(min(10_000, max(0, end.remaining.milliseconds) * 1000)))
+            }
+        }
+        return true
+    }
 }
 
 /// Listens on a socket path and serves one device; one client at a time, as
@@ -79,10 +99,17 @@ public final class RelayListener: @unchecked Sendable {
                 client.close()
                 continue
             }
-            let busy = state.withLock { () -> Bool in
-                if active != nil { return true }
-                active = connection
-                return false
+            // A client that just let go may not have been noticed yet: give it a moment.
+            var busy = true
+            let patience = Deadline.after(.milliseconds(500))
+            while busy {
+                busy = state.withLock { () -> Bool in
+                    if active != nil { return true }
+                    active = connection
+                    return false
+                }
+                if !busy || patience.hasPassed { break }
+                usleep(10_000)
             }
             if busy {
                 log("relay \(path): refused pid \(peer.pid): device already in use")
