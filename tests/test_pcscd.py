@@ -15,6 +15,8 @@ ATR1 = [0x3B, 0xD6, 0x18, 0x00, 0x80, 0xB1, 0x80, 0x6D, 0x1F, 0x03, 0x80, 0x51, 
 ATR2 = [0x3F, 0x96, 0x18, 0x80, 0x01, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9F]
 ATR3 = [0x3B, 0xD6, 0x18, 0x00, 0x81, 0xB1, 0x80, 0x7D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x8F]
 OMNIKEY = "OMNIKEY 3x21 Smart Card Reader [sim0] 00 00"
+DESCRIPTORS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                                            "data", "ccid-readers", "descriptors.json"))
 
 
 def run(cmd, timeout=30):
@@ -151,6 +153,8 @@ class ManyReaders(unittest.TestCase):
             {"profile": "cherry-st-short", "cards": ["compliance"]},
             {"profile": "acr1281u-3slot-extended", "cards": ["compliance", None, "compliance-crypto"]},
             {"profile": "ezio-pinpad-extended", "cards": ["compliance"]},
+            {"descriptorFile": DESCRIPTORS, "entry": "HID_Global_OMNIKEY_5022_Smart_Card_Reader.txt",
+             "manufacturer": "HID Global", "cards": ["compliance-crypto"]},
         ]}, cls.config)
         cls.config.close()
         cls.pcscd = PrivatePCSCD("--config", cls.config.name).__enter__()
@@ -164,10 +168,22 @@ class ManyReaders(unittest.TestCase):
     CHERRY = "Smart Card Reader USB [sim0] 00 00"
     ACR = ["ACR1281U [sim1] 01 %02X" % s for s in range(3)]
     EZIO = "Ezio Shield [sim2] 02 00"
+    FROM_FILE = "OMNIKEY 5022 Smart Card Reader [sim3] 03 00"
 
     def test_every_slot_is_a_reader(self):
-        wait_for(lambda: len(reader_names()) == 5, what="5 PC/SC readers")
-        self.assertEqual(sorted(reader_names()), sorted([self.CHERRY] + self.ACR + [self.EZIO]))
+        wait_for(lambda: len(reader_names()) == 6, what="6 PC/SC readers")
+        self.assertEqual(sorted(reader_names()), sorted([self.CHERRY] + self.ACR + [self.EZIO, self.FROM_FILE]))
+
+    def test_reader_from_a_real_descriptor(self):
+        with Context() as c:
+            card = c.connect(self.FROM_FILE)
+            self.assertEqual(card.protocol, S.SCARD_PROTOCOL_T1)
+            self.assertEqual(bytes(card.attribute(S.SCARD_ATTR_VENDOR_NAME)).rstrip(b"\0"), b"HID Global")
+            props = tlv_properties(card)
+            self.assertEqual((props[0x0B], props[0x0C]), (0x076B, 0x5022))
+            n = 5000   # 520-byte messages: chained
+            self.assertEqual(card.transmit([0x80, 0x12, 0x01, 0x80, 0x00, n >> 8, n & 0xFF] + seq(n)), OK)
+            card.disconnect()
 
     def test_short_apdu_reader_refuses_extended(self):
         with Context() as c:

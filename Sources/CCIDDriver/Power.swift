@@ -18,6 +18,9 @@ extension Reader {
             guard case .dataBlock(_, let atr) = reply.body, !atr.isEmpty else {
                 throw .protocolViolation("power-on answered without an ATR")
             }
+            guard atr.count <= ATR.maximumLength else {
+                throw .protocolViolation("power-on answered with \(atr.count) bytes; an ATR has at most \(ATR.maximumLength)")
+            }
             let parsed: ATR?
             do throws(ATRError) { parsed = try ATR(atr) } catch {
                 log("slot \(slot): ATR \(hexString(atr)) does not parse (\(error)); keeping defaults")
