@@ -12,6 +12,10 @@ DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pysca
 
 .PHONY: all deps bundle sim demo test unit-test integration-test bench install uninstall clean
 
+PREFIX ?= /usr/local
+DESTDIR ?=
+DRIVERDIR = $(shell pkg-config --variable=usbdropdir libpcsclite)
+
 all: bundle sim
 
 deps:
@@ -33,8 +37,9 @@ bundle: deps
 	bundle/make-info-plist.sh bundle/Info.plist.in bundle/readers.txt $(VERSION) > $(BUNDLE)/Contents/Info.plist
 	@if ldd $(SO) | grep -Ei 'swift|Foundation|pcsclite'; then echo "libswiftccid.so must not need these"; exit 1; fi
 
+# Swift runtime linked statically here too, so an installed ccid-sim runs without the toolchain.
 sim: deps
-	$(SWIFT) build -c release --product ccid-sim
+	$(SWIFT) build -c release --product ccid-sim -Xswiftc -static-stdlib
 	mkdir -p $(BUILD)
 	ln -sf ../.build/release/ccid-sim $(SIM)
 
@@ -51,6 +56,17 @@ test: unit-test integration-test
 
 bench: bundle sim
 	$(PYTHON) tests/bench.py --sim $(SIM)
+
+# Nothing is started or restarted: pcscd reads bundles when it starts.
+install: bundle sim
+	install -d $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux $(DESTDIR)$(PREFIX)/bin
+	install -m 0644 $(BUNDLE)/Contents/Info.plist $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Info.plist
+	install -m 0755 $(SO) $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux/libswiftccid.so
+	install -m 0755 .build/release/ccid-sim $(DESTDIR)$(PREFIX)/bin/ccid-sim
+
+uninstall:
+	rm -rf $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle
+	rm -f $(DESTDIR)$(PREFIX)/bin/ccid-sim
 
 clean:
 	rm -rf $(BUILD) .build .build-bundle
