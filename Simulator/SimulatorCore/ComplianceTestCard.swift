@@ -50,6 +50,10 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
     // Guarded by the reader that owns the card (one command at a time).
     private var selected = false
     private var pendingResponse: [UInt8] = []
+    /// The status word that ends the pending response (an enveloped command's own).
+    private var pendingStatus: [UInt8] = ComplianceTestCard.ok
+    /// An extended command arriving in ENVELOPE pieces (T=0).
+    private var envelope: [UInt8] = []
     private var pinTries = ComplianceTestCard.initialPINTries
     private var lastPINCommand: [UInt8] = []
 
@@ -58,6 +62,7 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
     public func reset() {
         selected = false
         pendingResponse = []
+        envelope = []
     }
 
     static let ok: [UInt8] = [0x90, 0x00]
@@ -67,8 +72,13 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
     public func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer {
         guard let command = try? CommandAPDU(apdu) else { return CardAnswer(Self.wrongLength) }
         let (_, ins, p1, p2) = command.header
-        if ins != 0xC0 { pendingResponse = [] }
+        if ins != 0xC0 {
+            pendingResponse = []
+            pendingStatus = Self.ok
+        }
+        if ins != 0xC2 { envelope = [] }
         switch ins {
+        case 0xC2: return envelopePiece(command)
         case 0xA4: return CardAnswer(select(command))
         case 0xC0: return CardAnswer(getResponse(command))
         case 0x00 where p1 == 0x04: return CardAnswer(repeatedByte(command))
@@ -108,6 +118,29 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
         }
     }
 
+    /// ENVELOPE (ISO/IEC 7816-4 §7.6.4): pieces of an extended command; an
+    /// empty one runs it, and its response waits for GET RESPONSE.
+    private func envelopePiece(_ c: CommandAPDU) -> CardAnswer {
+        if c.dataLength > 0 {
+            guard envelope.count + c.dataLength <= 65544 else {
+                envelope = []
+                return CardAnswer([0x67, 0x00])
+            }
+            envelope += c.data
+            return CardAnswer(Self.ok)
+        }
+        let inner = envelope
+        envelope = []
+        guard !inner.isEmpty else { return CardAnswer([0x67, 0x00]) }
+        // The transport is ENVELOPE/GET RESPONSE: the command answers in full, as under T=1.
+        let answer = process(inner, protocolType: 1)
+        let data = Array(answer.response.dropLast(2)), status = Array(answer.response.suffix(2))
+        guard !data.isEmpty else { return CardAnswer(status, busy: answer.busy) }
+        pendingResponse = data
+        pendingStatus = status
+        return CardAnswer([0x61, UInt8(truncatingIfNeeded: min(data.count, 256))], busy: answer.busy)
+    }
+
     private func select(_ c: CommandAPDU) -> [UInt8] {
         guard c.header.p1 == 0x04 else { return [0x6A, 0x86] }
         if Array(c.data) == Self.appletAID {
@@ -133,7 +166,7 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
         let n = le
         let chunk = Array(pendingResponse.prefix(n))
         pendingResponse.removeFirst(n)
-        if pendingResponse.isEmpty { return chunk + Self.ok }
+        if pendingResponse.isEmpty { return chunk + pendingStatus }
         return chunk + [0x61, UInt8(truncatingIfNeeded: min(pendingResponse.count, 256))]
     }
 

@@ -11,6 +11,7 @@ import ThreadSupport
 ///   insert <reader> <slot or -> <card>
 ///   remove <reader> <slot or ->
 ///   pinpad <reader> enter <digits> | cancel | timeout
+///   fault <reader> <slot or -> <setting>…   (see `Faults.apply`)
 final class ControlServer: @unchecked Sendable {
     private let socket: UnixSocket
     private let path: String
@@ -48,7 +49,7 @@ final class ControlServer: @unchecked Sendable {
         switch verb {
         case "list":
             return ["ok"] + simulator.listing()
-        case "insert", "remove", "pinpad":
+        case "insert", "remove", "pinpad", "fault":
             guard args.count >= 3, let (index, impliedSlot) = simulator.resolve(args[1]) else {
                 return ["error: no reader '\(args.count > 1 ? args[1] : "")' (see `ccid-sim list`)"]
             }
@@ -63,6 +64,16 @@ final class ControlServer: @unchecked Sendable {
                 return ["ok"]
             }
             let slot = Int(args[2]) ?? impliedSlot ?? 0
+            if verb == "fault" {
+                do throws(SimulatedReader.SlotActionError) {
+                    guard try reader.setFaults(slot: slot, Array(args.dropFirst(3))) else {
+                        return ["error: fault settings are \(Faults.names.joined(separator: ", ")) (name=N)"]
+                    }
+                    return ["ok", reader.faults(slot: slot)?.summary ?? ""]
+                } catch {
+                    return ["error: \(error)"]
+                }
+            }
             do throws(SimulatedReader.SlotActionError) {
                 if verb == "insert" {
                     let name = args.count >= 4 && !args[3].isEmpty ? args[3] : CardCatalog.defaultCard

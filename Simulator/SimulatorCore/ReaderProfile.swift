@@ -60,6 +60,12 @@ public struct ReaderProfile: Equatable, Sendable {
         builtIn("springcard-e518-2slot-extended", 0x1C34, 0x6112, "SpringCard", "E518",
                 "36211001010703000000a00f0000a00f000000002a0000900d030000fe00000000000000000000007e04040012000100ffff00000005",
                 "SpringCard E518: 2 slots, extended APDU, 65554-byte messages (no chaining needed)"),
+        builtIn("gemalto-ct30-tpdu", 0x08E6, 0x3437, "Gemalto", "USB SmartCard Reader",
+                "36210101000703000000c0120000c01200000067320000ce990c0035fe0000000000000000000000300201000f010000000000000001",
+                "Gemalto IDBridge CT30: 1 slot, TPDU, IFSD 254, driver negotiates IFSD"),
+        builtIn("acr38u-tpdu", 0x072F, 0x90CC, "ACS", "ACR38 USB Reader",
+                "36210001000103000000a00f0000a00f000000002a000008f8010000fe0000000000000000000000300001000f010000000000000001",
+                "ACS ACR38U: 1 slot, TPDU, 5 V only, 271-byte messages"),
     ].compactMap { $0 }
 
     public static func named(_ name: String) -> ReaderProfile? { builtIns.first { $0.name == name } }

@@ -36,6 +36,14 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         var parameters: [UInt8] = []
         var commandChain: [UInt8]? = nil
         var pendingResponse: [UInt8] = []
+        /// T=1 at TPDU level: the card's engine, the response it owes, how long it stays busy.
+        var t1: T1Card? = nil
+        var t1Response: [UInt8] = []
+        var t1Busy: Duration = .zero
+        var t1WTXLeft = 0
+        var faults = Faults()
+        var blockCounter = FaultCounter(), parityCounter = FaultCounter(), edcCounter = FaultCounter()
+        var lostCounter = FaultCounter(), repeatCounter = FaultCounter(), sequenceCounter = FaultCounter()
     }
 
     public init(name: String, profile: ReaderProfile, serialNumber: String) {
@@ -56,6 +64,25 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
     }
 
     public func setPINPad(_ action: PINPadAction) { lock.withLock { pinPad = action } }
+
+    /// Switches faults on the slot (`name[=value]` settings); returns false on an unknown setting.
+    public func setFaults(slot: Int, _ settings: [String]) throws(SlotActionError) -> Bool {
+        guard slots.indices.contains(slot) else { throw .noSuchSlot(slot, count: slots.count) }
+        return lock.withLock {
+            var f = slots[slot].faults
+            for setting in settings { guard f.apply(setting) else { return false } }
+            slots[slot].faults = f
+            return true
+        }
+    }
+
+    public func faults(slot: Int) -> Faults? {
+        lock.withLock { slots.indices.contains(slot) ? slots[slot].faults : nil }
+    }
+
+    /// A real reader reports a lost block (ICC_MUTE) after the card's block
+    /// waiting time; the simulated one after this, so that fault tests stay quick.
+    static let muteDelay: Duration = .milliseconds(100)
 
     // MARK: Card events
 
@@ -190,7 +217,9 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             card.reset()
             let atr = card.atr
             slots[slot].powered = true
-            slots[slot].protocolType = (try? ATR(atr))?.defaultProtocol ?? 0
+            let parsed = try? ATR(atr)
+            slots[slot].protocolType = parsed?.defaultProtocol ?? 0
+            slots[slot].t1 = slots[slot].protocolType == 1 ? T1Card(ifsc: parsed?.t1IFSC ?? 32, edc: parsed?.t1EDC ?? .lrc) : nil
             slots[slot].parameters = []
             slots[slot].commandChain = nil
             slots[slot].pendingResponse = []
@@ -203,6 +232,13 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             }
             slots[slot].protocolType = p
             slots[slot].parameters = data
+            if p == 1 {
+                let parsed = try? ATR(card.atr)
+                // bmTCCKST1 bit 0: CRC.
+                slots[slot].t1 = T1Card(ifsc: parsed?.t1IFSC ?? 32, edc: data[1] & 1 == 1 ? .crc : .lrc)
+            } else {
+                slots[slot].t1 = nil
+            }
             return ok(.parameters(protocolNumber: p, data: data))
         case .getParameters, .resetParameters:
             guard slots[slot].card != nil else { return fail(.iccMute) }
@@ -212,7 +248,7 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             return ok(.parameters(protocolNumber: p, data: data))
         case .xfrBlock(_, let level, let data):
             guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
-            return xfrBlock(card: card, slot: slot, seq: seq, level: level, data: data)
+            return withReplyFaults(xfrBlock(card: card, slot: slot, seq: seq, level: level, data: data), slot: slot)
         case .secure(_, _, let data):
             guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
             return secure(card: card, slot: slot, seq: seq, data: data)
@@ -232,6 +268,8 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         let badLevel = failure(slot: UInt8(slot), seq: seq, error: 8, type: .dataBlock, icc: iccStatus(slots[slot]))
         let piece = descriptor.maxMessageDataLength
         switch descriptor.exchangeLevel {
+        case .shortAPDU where slots[slot].faults.mute, .extendedAPDU where slots[slot].faults.mute:
+            return muteReply(slot, seq)
         case .shortAPDU:
             guard level == 0, let apdu = try? CommandAPDU(data), !apdu.isExtended else {
                 return [TimedReply(delay: .zero, reply: badLevel)]
@@ -266,10 +304,99 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             case nil:
                 return [TimedReply(delay: .zero, reply: badLevel)]
             }
+        case .tpdu:
+            let steps: [TimedReply]
+            if slots[slot].protocolType == 1 {
+                steps = t1Block(card: card, slot: slot, seq: seq, block: data)
+            } else {
+                // T=0: the reader runs the procedure bytes; a busy card earns CCID time extensions.
+                steps = slots[slot].faults.mute ? muteReply(slot, seq) : run(card: card, slot: slot, seq: seq, apdu: data)
+            }
+            return steps
         default:
             return [TimedReply(delay: .zero, reply: failure(slot: UInt8(slot), seq: seq, error: 0, type: .dataBlock,
                                                             icc: iccStatus(slots[slot])))]
         }
+    }
+
+    private func muteReply(_ slot: Int, _ seq: UInt8) -> [TimedReply] {
+        [TimedReply(delay: Self.muteDelay, reply: failure(slot: UInt8(slot), seq: seq, error: SlotError.iccMute.rawValue,
+                                                            type: .dataBlock, icc: .presentActive))]
+    }
+
+    /// T=1 at TPDU level: one block from the host in, the card's next block out.
+    private func t1Block(card: SimulatedCard, slot: Int, seq: UInt8, block: [UInt8]) -> [TimedReply] {
+        guard var engine = slots[slot].t1 else { return muteReply(slot, seq) }
+        defer { slots[slot].t1 = engine }
+        let faults = slots[slot].faults
+        if faults.mute { return muteReply(slot, seq) }
+        var delay: Duration = .zero
+        var out: [UInt8]
+        switch engine.received(block) {
+        case .send(let b):
+            out = b
+        case .process(let apdu):
+            let answer = card.process(apdu, protocolType: 1)
+            slots[slot].t1Response = answer.response
+            slots[slot].t1Busy = answer.busy
+            slots[slot].t1WTXLeft = faults.wtxPerResponse
+            if let ifs = faults.cardIFSRequest {
+                out = engine.requestIFS(ifs)
+            } else {
+                (out, delay) = nextT1Output(&engine, slot: slot)
+            }
+        case .timeGranted, .ifsAccepted:
+            (out, delay) = nextT1Output(&engine, slot: slot)
+        }
+        if slots[slot].repeatCounter.fires(every: faults.repeatBlockEvery), !engine.previousBlock.isEmpty, out != engine.previousBlock {
+            // The card repeats itself; the host's R-block brings the right block after this.
+            out = engine.previousBlock
+        }
+        let icc = iccStatus(slots[slot])
+        if slots[slot].lostCounter.fires(every: faults.lostBlockEvery) { return muteReply(slot, seq) }
+        if slots[slot].parityCounter.fires(every: faults.parityErrorEvery) {
+            return [TimedReply(delay: delay, reply: failure(slot: UInt8(slot), seq: seq, error: SlotError.transferParityError.rawValue,
+                                                            type: .dataBlock, icc: icc))]
+        }
+        if slots[slot].edcCounter.fires(every: faults.edcErrorEvery), let last = out.indices.last {
+            out[last] ^= 0x5A
+        }
+        return [TimedReply(delay: delay, reply: dataBlock(slot, seq, chain: 0, out))]
+    }
+
+    /// While the card is busy it asks for time (S(WTX)) every interval; then it answers.
+    private func nextT1Output(_ engine: inout T1Card, slot: Int) -> ([UInt8], Duration) {
+        if slots[slot].t1WTXLeft > 0 {
+            slots[slot].t1WTXLeft -= 1
+            return (engine.requestTime(multiplier: 1), .zero)
+        }
+        let busy = slots[slot].t1Busy
+        if busy > .zero {
+            let slice = min(busy, Self.timeExtensionInterval)
+            slots[slot].t1Busy = busy - slice
+            return (engine.requestTime(multiplier: 1), slice)
+        }
+        return (engine.respond(slots[slot].t1Response), .zero)
+    }
+
+    /// Reply-level faults: a time-extension storm, a stale bSeq first, a reader that says nothing.
+    private func withReplyFaults(_ steps: [TimedReply], slot: Int) -> [TimedReply] {
+        let faults = slots[slot].faults
+        if faults.stuck { return [] }
+        guard let final = steps.last else { return steps }
+        var out: [TimedReply] = []
+        if faults.timeExtensionsPerReply > 0 {
+            let te = Reply(slot: final.reply.slot, sequence: final.reply.sequence,
+                           status: SlotStatus(icc: final.reply.status.icc, command: .timeExtension), error: 1,
+                           body: .dataBlock(chainParameter: 0, data: []))
+            out += Array(repeating: TimedReply(delay: .milliseconds(5), reply: te), count: faults.timeExtensionsPerReply)
+        }
+        if slots[slot].sequenceCounter.fires(every: faults.wrongSequenceEvery) {
+            var stale = final.reply
+            stale.sequence &+= 0x80
+            out.append(TimedReply(delay: .zero, reply: stale))
+        }
+        return out + steps
     }
 
     /// Gives the APDU to the card; a busy card earns time extensions first, a

@@ -67,6 +67,26 @@ struct PINPad: ParsableCommand {
     }
 }
 
+struct Fault: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Switch misbehaviour on or off in a reader's slot, at run time.",
+        discussion: """
+            Settings: parity=N (every Nth card block is a parity error), edc=N (garbled block), lost=N (block lost, \
+            ICC_MUTE), repeat=N (card repeats its previous block), ifs=SIZE (card sends S(IFS request) before \
+            each response), wtx=N (S(WTX) requests before each response), te=N (CCID time extensions before each \
+            reply), wrongseq=N (every Nth reply first comes with a wrong bSeq), mute (card stops answering), \
+            stuck (reader stops answering), clear. N=0 turns one off.
+            """)
+    @OptionGroup var directory: DirectoryOption
+    @Argument(help: "The reader.") var reader: String
+    @Option(help: "Slot number (default: the slot the PC/SC name names, else 0).") var slot: Int?
+    @Argument(help: "Settings, e.g. parity=3 wtx=10 mute clear.") var settings: [String]
+
+    func run() throws {
+        for line in try control(directory, ["fault", reader, slot.map(String.init) ?? "-"] + settings) { print(line) }
+    }
+}
+
 struct Profiles: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the built-in reader profiles, one per line, name first.")
 

@@ -14,6 +14,8 @@ public enum DriverError: Error, Equatable, Sendable, CustomStringConvertible {
     case protocolNotSupported(String)
     case invalidAPDU(String)
     case insufficientBuffer(needed: Int)
+    /// The transmission protocol with the card failed (T=1 recovery exhausted, S(ABORT), …).
+    case cardProtocol(String)
 
     public var description: String {
         switch self {
@@ -28,6 +30,7 @@ public enum DriverError: Error, Equatable, Sendable, CustomStringConvertible {
         case .protocolNotSupported(let why): why
         case .invalidAPDU(let why): "invalid APDU: \(why)"
         case .insufficientBuffer(let n): "answer of \(n) bytes does not fit the caller's buffer"
+        case .cardProtocol(let why): why
         }
     }
 

@@ -30,10 +30,17 @@ extension Reader {
                 $0.atr = atr
                 $0.parsedATR = parsed
                 $0.protocolType = nil
+                $0.t1 = nil
             }
             return atr
         }
         throw lastError
+    }
+
+    /// The IFSD we offer: the reader's dwMaxIFSD, within what a block can carry.
+    var ifsd: Int {
+        let max = Int(descriptor.maxIFSD)
+        return (1...T1Block.maximumInformationLength).contains(max) ? max : T1Block.maximumInformationLength
     }
 
     /// Automatic when the reader selects the voltage; otherwise class A, B, C in turn (ISO 7816-3 §6.2.4).
@@ -93,7 +100,11 @@ extension Reader {
             }
             log("slot \(slot): reader refused SetParameters (\(reply.slotError)); it configures itself from the ATR")
         }
-        update(slot) { $0.protocolType = chosen }
+        update(slot) {
+            $0.protocolType = chosen
+            $0.t1 = chosen == 1 ? T1Host(ifsc: atr?.t1IFSC ?? T1Host.defaultIFS, ifsd: self.ifsd, edc: atr?.t1EDC ?? .lrc,
+                                         negotiateIFSD: !self.descriptor.features.contains(.automaticIFSDExchange)) : nil
+        }
         return chosen
     }
 }

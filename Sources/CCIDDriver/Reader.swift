@@ -17,6 +17,8 @@ public final class Reader: @unchecked Sendable {
     private var sequence: UInt8 = 0
     private let slotLock = Lock()
     private var slots: [SlotState]
+    /// One APDU at a time per slot: a TPDU exchange is many commands long.
+    let apduLocks: [Lock]
     let events: CardEvents
 
     public init(transport: CCIDTransport, timeouts: ExchangeTimeouts = ExchangeTimeouts(),
@@ -26,6 +28,7 @@ public final class Reader: @unchecked Sendable {
         self.timeouts = timeouts
         self.log = log
         slots = Array(repeating: SlotState(), count: transport.identity.classDescriptor.slotCount)
+        apduLocks = (0..<transport.identity.classDescriptor.slotCount).map { _ in Lock() }
         events = CardEvents(slotCount: transport.identity.classDescriptor.slotCount)
         if identity.hasInterruptEndpoint {
             let events = self.events, transport = self.transport
@@ -65,11 +68,11 @@ public final class Reader: @unchecked Sendable {
     /// Sends `body` to `slot` and waits for its reply under one deadline:
     /// replies with another slot or sequence are dropped, time extensions move
     /// the deadline within its cap, expiry aborts the command.
-    func exchange(_ body: Command.Body, slot: UInt8, waitingTime: Duration) throws(DriverError) -> Reply {
+    func exchange(_ body: Command.Body, slot: UInt8, waitingTime: Duration, cap: Deadline? = nil) throws(DriverError) -> Reply {
         var failure: DriverError? = nil
         var result: Reply? = nil
         exchangeLock.withLock {
-            do throws(DriverError) { result = try exchangeLocked(body, slot: slot, waitingTime: waitingTime) }
+            do throws(DriverError) { result = try exchangeLocked(body, slot: slot, waitingTime: waitingTime, cap: cap) }
             catch { failure = error }
         }
         if let failure { throw failure }
@@ -77,10 +80,11 @@ public final class Reader: @unchecked Sendable {
         return result
     }
 
-    private func exchangeLocked(_ body: Command.Body, slot: UInt8, waitingTime: Duration) throws(DriverError) -> Reply {
+    private func exchangeLocked(_ body: Command.Body, slot: UInt8, waitingTime: Duration, cap: Deadline?) throws(DriverError) -> Reply {
         sequence &+= 1
         let command = Command(slot: slot, sequence: sequence, body: body)
-        var deadline = ExchangeDeadline(waitingTime: waitingTime, timeouts: timeouts)
+        var deadline = ExchangeDeadline(waitingTime: waitingTime, timeouts: timeouts, cap: cap)
+        if deadline.current.hasPassed { throw .timeout }
         do throws(TransportError) {
             try transport.sendBulk(command.encoded(), deadline: deadline.current)
         } catch {

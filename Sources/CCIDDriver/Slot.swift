@@ -6,6 +6,8 @@ public struct SlotState: Sendable {
     public var parsedATR: ATR? = nil
     /// 0 or 1 once a protocol was selected since power-up.
     public var protocolType: UInt8? = nil
+    /// T=1 state (sequence numbers, IFSC) that lives as long as the protocol does.
+    var t1: T1Host? = nil
     public var powered: Bool { !atr.isEmpty }
 
     public init() {}

@@ -38,9 +38,10 @@ struct ExchangeDeadline {
     let margin: Duration
     private(set) var current: Deadline
 
-    init(waitingTime: Duration, timeouts: ExchangeTimeouts) {
+    /// `cap`: the deadline of the whole APDU when this command is one block of it.
+    init(waitingTime: Duration, timeouts: ExchangeTimeouts, cap apduCap: Deadline? = nil) {
         let start = Deadline.now()
-        cap = start.advanced(by: timeouts.maximum)
+        cap = Deadline.min(start.advanced(by: timeouts.maximum), apduCap ?? .distantFuture)
         self.waitingTime = waitingTime
         margin = timeouts.transportMargin
         current = Deadline.min(start.advanced(by: waitingTime + margin), cap)

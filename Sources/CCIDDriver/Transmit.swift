@@ -1,10 +1,22 @@
 import CCID
 import ISO7816
+import ThreadSupport
 
 extension Reader {
     /// Sends a command APDU and returns the response APDU, at the reader's exchange level.
     public func transmit(slot: Int, apdu: [UInt8]) throws(DriverError) -> [UInt8] {
         let s = try checkSlot(slot)
+        var result: [UInt8] = []
+        var failure: DriverError? = nil
+        apduLocks[slot].withLock {
+            do throws(DriverError) { result = try transmitLocked(slot: s, apdu: apdu) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return result
+    }
+
+    private func transmitLocked(slot s: UInt8, apdu: [UInt8]) throws(DriverError) -> [UInt8] {
+        let slot = Int(s)
         guard let state = state(of: slot), state.powered else { throw .noCard }
         let shape: CommandAPDU
         do throws(APDUError) { shape = try CommandAPDU(apdu) } catch { throw .invalidAPDU(error.description) }
@@ -21,8 +33,71 @@ extension Reader {
             return try xfrBlock(slot: s, data: apdu, level: .beginsAndEnds, waitingTime: waitingTime)
         case .extendedAPDU:
             return try chainedExchange(slot: s, apdu: apdu, waitingTime: waitingTime)
-        case .tpdu, .character, .unknown:
+        case .tpdu:
+            let protocolType = state.protocolType ?? state.parsedATR?.defaultProtocol ?? 0
+            let cap = Deadline.after(timeouts.maximum)
+            if protocolType == 1 { return try t1Exchange(slot: s, apdu: apdu, state: state, cap: cap) }
+            return try t0Exchange(slot: s, shape: shape, waitingTime: waitingTime, cap: cap)
+        case .character, .unknown:
             throw .notSupported("\(descriptor.exchangeLevel) exchange level is not carried yet")
+        }
+    }
+
+    /// T=1 at TPDU level: the reader moves blocks, the driver runs the protocol.
+    /// One cap for the whole APDU, however many blocks, WTX and retries it takes.
+    func t1Exchange(slot: UInt8, apdu: [UInt8], state: SlotState, cap: Deadline) throws(DriverError) -> [UInt8] {
+        let bwt = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: 1, clockKHz: descriptor.defaultClock)
+        var engine = state.t1 ?? T1Host(ifsc: state.parsedATR?.t1IFSC ?? T1Host.defaultIFS, ifsd: ifsd,
+                                       edc: state.parsedATR?.t1EDC ?? .lrc,
+                                       negotiateIFSD: !descriptor.features.contains(.automaticIFSDExchange))
+        defer { update(Int(slot)) { $0.t1 = engine } }
+        var action = engine.transmit(apdu)
+        while true {
+            switch action {
+            case .complete(let response):
+                return response
+            case .failed(let error):
+                throw .cardProtocol(error.description)
+            case .send(let block, let multiplier):
+                // bBWI: the block waiting time of this transfer is that many BWTs (a granted WTX).
+                let reply = try exchange(.xfrBlock(bwi: multiplier > 1 ? multiplier : 0, levelParameter: 0, data: block),
+                                         slot: slot, waitingTime: bwt * Int(max(multiplier, 1)), cap: cap)
+                if reply.status.command == .failed {
+                    if reply.status.icc == .absent { throw .noCard }
+                    switch reply.slotError {
+                    case .transferParityError: action = engine.receiveFailed(.parityError)
+                    case .iccMute: action = engine.receiveFailed(.timeout)
+                    default: throw .commandFailed(reply.slotError)
+                    }
+                } else if case .dataBlock(_, let data) = reply.body {
+                    action = engine.received(data)
+                } else {
+                    throw .protocolViolation("XfrBlock answered with \(reply.messageType)")
+                }
+            }
+        }
+    }
+
+    /// T=0 at TPDU level: a short APDU is one TPDU (61xx and 6Cxx go back to
+    /// the application); an extended one goes in ENVELOPE and comes back by GET RESPONSE.
+    func t0Exchange(slot: UInt8, shape: CommandAPDU, waitingTime: Duration, cap: Deadline) throws(DriverError) -> [UInt8] {
+        func tpdu(_ bytes: [UInt8]) throws(DriverError) -> [UInt8] {
+            let reply = try exchange(.xfrBlock(bwi: 0, levelParameter: 0, data: bytes), slot: slot,
+                                     waitingTime: waitingTime, cap: cap)
+            try check(reply)
+            guard case .dataBlock(_, let data) = reply.body, data.count >= 2 else {
+                throw .protocolViolation("T=0 answer without a status word")
+            }
+            return data
+        }
+        guard shape.isExtended else { return try tpdu(T0Transport.tpdu(for: shape)) }
+        var envelope = T0EnvelopeExchange(apdu: shape.bytes, classByte: shape.header.cla)
+        var action = envelope.start()
+        while true {
+            switch action {
+            case .send(let bytes): action = envelope.received(try tpdu(bytes))
+            case .complete(let response): return response
+            }
         }
     }
 

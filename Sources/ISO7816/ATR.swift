@@ -138,7 +138,6 @@ public struct ATR: Equatable, Sendable {
     /// T=1 CWI (low nibble); default 13.
     public var t1CWI: UInt8 { (firstT1Group?.tb).map { $0 & 0x0F } ?? 13 }
 
-    public enum EDC: Sendable, Equatable { case lrc, crc }
     /// First TC for T=1, bit 1: CRC; default LRC.
     public var t1EDC: EDC { (firstT1Group?.tc).map { $0 & 1 == 1 ? .crc : .lrc } ?? .lrc }
 }

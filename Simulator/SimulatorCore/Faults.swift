@@ -1,0 +1,79 @@
+/// Misbehaviour injected into one slot of a simulated reader, switchable at
+/// run time (`ccid-sim fault`). "Every N" counts the card's blocks or the
+/// reader's replies on that slot; 0 turns a fault off.
+public struct Faults: Sendable, Equatable {
+    /// The reader reports XFR_PARITY_ERROR (bError 0xFD) instead of the card's block.
+    public var parityErrorEvery = 0
+    /// A byte of the card's block is garbled (T=1: EDC error).
+    public var edcErrorEvery = 0
+    /// The card's block is lost: ICC_MUTE after the block waiting time.
+    public var lostBlockEvery = 0
+    /// The card sends its previous block again instead of the new one.
+    public var repeatBlockEvery = 0
+    /// Before each response the card asks for this IFSC with S(IFS request).
+    public var cardIFSRequest: UInt8? = nil
+    /// S(WTX request)s before each T=1 response (a WTX storm).
+    public var wtxPerResponse = 0
+    /// CCID time extensions before each reply (a time-extension storm).
+    public var timeExtensionsPerReply = 0
+    /// Every N replies first come with a wrong bSeq.
+    public var wrongSequenceEvery = 0
+    /// The card stops answering: every block times out (ICC_MUTE).
+    public var mute = false
+    /// The reader stops answering altogether: no reply to XfrBlock at all.
+    public var stuck = false
+
+    public init() {}
+
+    public static let names = ["parity", "edc", "lost", "repeat", "ifs", "wtx", "te", "wrongseq", "mute", "stuck", "clear"]
+
+    /// Applies `name[=value]`, e.g. "parity=3", "mute", "clear".
+    public mutating func apply(_ setting: String) -> Bool {
+        let parts = setting.split(separator: "=", maxSplits: 1).map(String.init)
+        let name = parts.first ?? ""
+        let value = parts.count > 1 ? Int(parts[1]) : nil
+        func count() -> Int? { value.map { max(0, min($0, 1_000_000)) } ?? (parts.count == 1 ? 1 : nil) }
+        switch name {
+        case "parity": guard let v = count() else { return false }; parityErrorEvery = v
+        case "edc": guard let v = count() else { return false }; edcErrorEvery = v
+        case "lost": guard let v = count() else { return false }; lostBlockEvery = v
+        case "repeat": guard let v = count() else { return false }; repeatBlockEvery = v
+        case "wtx": guard let v = count() else { return false }; wtxPerResponse = v
+        case "te": guard let v = count() else { return false }; timeExtensionsPerReply = v
+        case "wrongseq": guard let v = count() else { return false }; wrongSequenceEvery = v
+        case "ifs":
+            guard let v = value, (0...254).contains(v) else { return false }
+            cardIFSRequest = v == 0 ? nil : UInt8(v)
+        case "mute": mute = value.map { $0 != 0 } ?? true
+        case "stuck": stuck = value.map { $0 != 0 } ?? true
+        case "clear": self = Faults()
+        default: return false
+        }
+        return true
+    }
+
+    public var summary: String {
+        var on: [String] = []
+        if parityErrorEvery > 0 { on.append("parity=\(parityErrorEvery)") }
+        if edcErrorEvery > 0 { on.append("edc=\(edcErrorEvery)") }
+        if lostBlockEvery > 0 { on.append("lost=\(lostBlockEvery)") }
+        if repeatBlockEvery > 0 { on.append("repeat=\(repeatBlockEvery)") }
+        if let s = cardIFSRequest { on.append("ifs=\(s)") }
+        if wtxPerResponse > 0 { on.append("wtx=\(wtxPerResponse)") }
+        if timeExtensionsPerReply > 0 { on.append("te=\(timeExtensionsPerReply)") }
+        if wrongSequenceEvery > 0 { on.append("wrongseq=\(wrongSequenceEvery)") }
+        if mute { on.append("mute") }
+        if stuck { on.append("stuck") }
+        return on.isEmpty ? "none" : on.joined(separator: " ")
+    }
+}
+
+/// Counts events so "every N" fires on the Nth, 2Nth, … one.
+struct FaultCounter: Sendable {
+    private var seen = 0
+    mutating func fires(every n: Int) -> Bool {
+        guard n > 0 else { return false }
+        seen &+= 1
+        return seen % n == 0
+    }
+}
