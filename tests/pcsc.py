@@ -29,6 +29,12 @@ class Context:
 
     def connect(self, reader, protocols=S.SCARD_PROTOCOL_T0 | S.SCARD_PROTOCOL_T1, mode=S.SCARD_SHARE_SHARED):
         rv, card, proto = S.SCardConnect(self.ctx, reader, mode, protocols)
+        if rv == S.SCARD_E_PROTO_MISMATCH:
+            # pcscd keeps the protocol a previous client (opensc-tool, pcsc_scan) left; reset the card to choose anew.
+            rv, other, _ = S.SCardConnect(self.ctx, reader, mode, S.SCARD_PROTOCOL_T0 | S.SCARD_PROTOCOL_T1)
+            check("SCardConnect %s" % reader, rv)
+            S.SCardDisconnect(other, S.SCARD_RESET_CARD)
+            rv, card, proto = S.SCardConnect(self.ctx, reader, mode, protocols)
         check("SCardConnect %s" % reader, rv)
         return Card(card, proto)
 
@@ -61,7 +67,7 @@ class Card:
         check("SCardControl 0x%X" % code, rv)
         return response
 
-    def disconnect(self, disposition=S.SCARD_LEAVE_CARD):
+    def disconnect(self, disposition=S.SCARD_RESET_CARD):
         S.SCardDisconnect(self.handle, disposition)
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 from smartcard import scard as S
@@ -19,29 +20,37 @@ DESCRIPTORS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__fi
                                             "data", "ccid-readers", "descriptors.json"))
 
 
+CAP_MS = 3000
+
+
 def run(cmd, timeout=30):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 class DefaultReader(unittest.TestCase):
     """`ccid-sim pcscd` with no arguments: one extended-APDU reader, the compliance card."""
+    ARGS = ()
+    ENV = {}
+    READER = OMNIKEY
+    VENDOR = b"HID Global"
+    IDS = (0x076B, 0x3031)
 
     @classmethod
     def setUpClass(cls):
-        cls.pcscd = PrivatePCSCD().__enter__()
+        cls.pcscd = PrivatePCSCD(*cls.ARGS, env=cls.ENV).__enter__()
 
     @classmethod
     def tearDownClass(cls):
         cls.pcscd.__exit__(None, None, None)
 
     def test_clients_list_the_reader_and_the_atr(self):
-        self.assertEqual(reader_names(), [OMNIKEY])
+        self.assertEqual(reader_names(), [self.READER])
         out = run(["opensc-tool", "--list-readers"]).stdout
-        self.assertIn(OMNIKEY, out)
+        self.assertIn(self.READER, out)
         self.assertEqual(run(["opensc-tool", "--reader", "0", "--atr"]).stdout.strip(),
                          ":".join("%02x" % b for b in ATR1))
         scan = run(["pcsc_scan", "-r"]).stdout
-        self.assertIn(OMNIKEY, scan)
+        self.assertIn(self.READER, scan)
         cards = run(["pcsc_scan", "-c", "-n"]).stdout
         self.assertIn("3B D6 18 00 80 B1 80 6D 1F 03 80 51 00 61 10 30 9E", cards)
 
@@ -53,7 +62,7 @@ class DefaultReader(unittest.TestCase):
 
     def _cases_at_every_length(self, protocol):
         with Context() as c:
-            card = c.connect(OMNIKEY, protocol)
+            card = c.connect(self.READER, protocol)
             self.assertEqual(card.protocol, protocol)
             self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
             self.assertEqual(card.transmit([0x80, 0x30, 0x00, 0x00]), OK)
@@ -78,8 +87,12 @@ class DefaultReader(unittest.TestCase):
         self._cases_at_every_length(S.SCARD_PROTOCOL_T0)
 
     def test_extended_apdus_up_to_65535_bytes(self):
+        self._extended(S.SCARD_PROTOCOL_T1)
+
+    def _extended(self, protocol):
         with Context() as c:
-            card = c.connect(OMNIKEY, S.SCARD_PROTOCOL_T1)
+            card = c.connect(self.READER, protocol)
+            self.assertEqual(card.protocol, protocol)
             for n in (257, 1000, 4096, 65535):
                 out = card.transmit([0x80, 0x00, 0x04, 0xA5, 0x00, n >> 8, n & 0xFF])
                 self.assertEqual(len(out), n + 2)
@@ -90,8 +103,8 @@ class DefaultReader(unittest.TestCase):
 
     def test_attributes(self):
         with Context() as c:
-            card = c.connect(OMNIKEY, S.SCARD_PROTOCOL_T1)
-            self.assertEqual(bytes(card.attribute(S.SCARD_ATTR_VENDOR_NAME)).rstrip(b"\0"), b"HID Global")
+            card = c.connect(self.READER, S.SCARD_PROTOCOL_T1)
+            self.assertEqual(bytes(card.attribute(S.SCARD_ATTR_VENDOR_NAME)).rstrip(b"\0"), self.VENDOR)
             self.assertEqual(bytes(card.attribute(S.SCARD_ATTR_VENDOR_IFD_SERIAL_NO)).rstrip(b"\0"), b"SIM1000")
             self.assertEqual(int.from_bytes(bytes(card.attribute(S.SCARD_ATTR_VENDOR_IFD_VERSION)), "little"), 0x01000000)
             self.assertEqual(card.attribute(S.SCARD_ATTR_ATR_STRING), ATR1)
@@ -105,16 +118,17 @@ class DefaultReader(unittest.TestCase):
 
     def test_part10_features(self):
         with Context() as c:
-            card = c.connect(OMNIKEY, S.SCARD_PROTOCOL_T1)
+            card = c.connect(self.READER, S.SCARD_PROTOCOL_T1)
             codes = features(card)
             self.assertEqual(set(codes), {0x12})                   # no PIN pad on this reader
             self.assertEqual(card.control(0x313520), card.control(S.SCARD_CTL_CODE(3400)))  # Windows code too
             props = tlv_properties(card)
             self.assertEqual(props[0x0A], 65535)                   # dwMaxAPDUDataSize
-            self.assertEqual((props[0x0B], props[0x0C]), (0x076B, 0x3031))
+            self.assertEqual((props[0x0B], props[0x0C]), self.IDS)
             card.disconnect()
 
     def test_card_insert_and_remove_are_seen(self):
+        OMNIKEY = self.READER
         with Context() as c:
             state = c.state(OMNIKEY)
             self.assertTrue(state & S.SCARD_STATE_PRESENT)
@@ -139,8 +153,62 @@ class DefaultReader(unittest.TestCase):
     def test_list_names_readers_three_ways(self):
         out = self.pcscd.sim("list").stdout
         self.assertIn("sim0", out)
-        self.assertIn("OMNIKEY 3x21 Smart Card Reader [sim0]", out)
+        self.assertIn(self.READER[:-6], out)
         self.assertNotEqual(self.pcscd.sim("remove", "no-such-reader").returncode, 0)
+
+    def test_time_request_of_the_test_card(self):
+        for protocol in (S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0):
+            with Context() as c:
+                card = c.connect(self.READER, protocol)
+                self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+                start = time.monotonic()
+                self.assertEqual(card.transmit([0x80, 0x38, 0x00, 0x14]), OK)   # 1 s busy, asking for time meanwhile
+                self.assertGreaterEqual(time.monotonic() - start, 0.9)
+                card.disconnect(S.SCARD_RESET_CARD)
+
+
+class TPDUReader(DefaultReader):
+    """A TPDU reader (Gemalto IDBridge CT30 profile): the driver runs T=0 and T=1 itself."""
+    ARGS = ("--profile", "gemalto-ct30-tpdu")
+    ENV = {"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}
+    READER = "USB SmartCard Reader [sim0] 00 00"
+    VENDOR = b"Gemalto"
+    IDS = (0x08E6, 0x3437)
+
+    def test_extended_apdus_over_T0_via_envelope(self):
+        self._extended(S.SCARD_PROTOCOL_T0)
+
+    def test_stuck_card_costs_one_capped_deadline(self):
+        for protocol in (S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0):
+            with Context() as c:
+                card = c.connect(self.READER, protocol)
+                self.assertEqual(self.pcscd.sim("fault", "sim0", "stuck").returncode, 0)
+                start = time.monotonic()
+                with self.assertRaises(PCSCError):
+                    card.transmit([0x80, 0x00, 0x04, 0x01, 0x02])
+                elapsed = time.monotonic() - start
+                self.assertLess(elapsed, CAP_MS / 1000 + 1.5, "stuck card cost %.1f s" % elapsed)
+                self.assertEqual(self.pcscd.sim("fault", "sim0", "clear").returncode, 0)
+                self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x01, 0x02]), [1, 1] + OK)   # still usable
+                card.disconnect(S.SCARD_RESET_CARD)
+            self.assertTrue(self.pcscd.pcscd_alive())
+
+    def test_recoverable_faults_through_pcscd(self):
+        with Context() as c:
+            card = c.connect(self.READER, S.SCARD_PROTOCOL_T1)
+            # Every class at once, sparse enough to fit the 3 s cap (a lost block costs 100 ms of ICC_MUTE).
+            r = self.pcscd.sim("fault", "sim0", "parity=5", "edc=7", "lost=29", "repeat=13", "ifs=64", "wtx=2",
+                               "te=3", "wrongseq=4")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            try:
+                for n in (1, 32, 200, 255):
+                    self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x33, n]), [0x33] * n + OK)
+                n = 2000
+                self.assertEqual(card.transmit([0x80, 0x12, 0x01, 0x80, 0x00, n >> 8, n & 0xFF] + seq(n)), OK)
+                self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x44, 0x00, n >> 8, n & 0xFF]), [0x44] * n + OK)
+            finally:
+                self.pcscd.sim("fault", "sim0", "clear")
+            card.disconnect()
 
 
 class ManyReaders(unittest.TestCase):
