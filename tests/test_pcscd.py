@@ -175,6 +175,26 @@ class TPDUReader(DefaultReader):
     VENDOR = b"Gemalto"
     IDS = (0x08E6, 0x3437)
 
+    def test_parameters_attributes_come_from_the_reader(self):
+        def dword(card, attr):
+            return int.from_bytes(bytes(card.attribute(attr)), "little")
+        with Context() as c:
+            card = c.connect(self.READER, S.SCARD_PROTOCOL_T1)   # PPS to T=1 with TA1 = 18
+            self.assertEqual((dword(card, S.SCARD_ATTR_CURRENT_F), dword(card, S.SCARD_ATTR_CURRENT_D)), (372, 12))
+            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_CLK), 4800)
+            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_IFSC), 128)
+            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_IFSD), 254)
+            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_EBC_ENCODING), 0)     # LRC
+            # BWI 6 at 4.8 MHz: 2^6 · 960 · 372 / f + 11 etu ≈ 4.76 s; CWI 13: (11 + 2^13) etu ≈ 0.53 s.
+            self.assertAlmostEqual(dword(card, S.SCARD_ATTR_CURRENT_BWT) / 1e6, 4.762, places=2)
+            self.assertAlmostEqual(dword(card, S.SCARD_ATTR_CURRENT_CWT) / 1e6, 0.0529, places=3)
+            card.disconnect()
+            card = c.connect(self.READER, S.SCARD_PROTOCOL_T0)   # the card's own protocol, Fi/Di negotiated
+            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_W), 10)
+            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_N), 0)
+            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_D), 12)
+            card.disconnect()
+
     def test_extended_apdus_over_T0_via_envelope(self):
         self._extended(S.SCARD_PROTOCOL_T0)
 

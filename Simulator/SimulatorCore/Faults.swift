@@ -22,10 +22,12 @@ public struct Faults: Sendable, Equatable {
     public var mute = false
     /// The reader stops answering altogether: no reply to XfrBlock at all.
     public var stuck = false
+    /// How the card answers PPS: echo (accept), 1 (accept but keep Fi/Di: PPS1 absent), 2 (no answer).
+    public var ppsAnswer = 0
 
     public init() {}
 
-    public static let names = ["parity", "edc", "lost", "repeat", "ifs", "wtx", "te", "wrongseq", "mute", "stuck", "clear"]
+    public static let names = ["parity", "edc", "lost", "repeat", "ifs", "wtx", "te", "wrongseq", "mute", "stuck", "pps", "clear"]
 
     /// Applies `name[=value]`, e.g. "parity=3", "mute", "clear".
     public mutating func apply(_ setting: String) -> Bool {
@@ -46,6 +48,9 @@ public struct Faults: Sendable, Equatable {
             cardIFSRequest = v == 0 ? nil : UInt8(v)
         case "mute": mute = value.map { $0 != 0 } ?? true
         case "stuck": stuck = value.map { $0 != 0 } ?? true
+        case "pps":
+            guard let v = value, (0...2).contains(v) else { return false }
+            ppsAnswer = v
         case "clear": self = Faults()
         default: return false
         }
@@ -64,6 +69,7 @@ public struct Faults: Sendable, Equatable {
         if wrongSequenceEvery > 0 { on.append("wrongseq=\(wrongSequenceEvery)") }
         if mute { on.append("mute") }
         if stuck { on.append("stuck") }
+        if ppsAnswer != 0 { on.append("pps=\(ppsAnswer)") }
         return on.isEmpty ? "none" : on.joined(separator: " ")
     }
 }

@@ -42,6 +42,11 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         var t1Busy: Duration = .zero
         var t1WTXLeft = 0
         var faults = Faults()
+        /// Fi/Di agreed by PPS; PPS is possible only right after the ATR.
+        var fiDi: UInt8 = 0x11
+        var ppsAllowed = false
+        /// The rate the reader was told to use (SetParameters); unlike the card's, nothing is heard.
+        var readerFiDi: UInt8 = 0x11
         var blockCounter = FaultCounter(), parityCounter = FaultCounter(), edcCounter = FaultCounter()
         var lostCounter = FaultCounter(), repeatCounter = FaultCounter(), sequenceCounter = FaultCounter()
     }
@@ -217,6 +222,8 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             card.reset()
             let atr = card.atr
             slots[slot].powered = true
+            slots[slot].ppsAllowed = true
+            slots[slot].fiDi = 0x11
             let parsed = try? ATR(atr)
             slots[slot].protocolType = parsed?.defaultProtocol ?? 0
             slots[slot].t1 = slots[slot].protocolType == 1 ? T1Card(ifsc: parsed?.t1IFSC ?? 32, edc: parsed?.t1EDC ?? .lrc) : nil
@@ -232,6 +239,7 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             }
             slots[slot].protocolType = p
             slots[slot].parameters = data
+            slots[slot].readerFiDi = data[0]
             if p == 1 {
                 let parsed = try? ATR(card.atr)
                 // bmTCCKST1 bit 0: CRC.
@@ -304,7 +312,13 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             case nil:
                 return [TimedReply(delay: .zero, reply: badLevel)]
             }
+        case .tpdu where data.first == PPS.ppss:
+            return pps(card: card, slot: slot, seq: seq, request: data)
+        case .tpdu where !slots[slot].parameters.isEmpty && slots[slot].readerFiDi != slots[slot].fiDi:
+            // Reader and card at different bit rates: nothing intelligible comes back.
+            return muteReply(slot, seq)
         case .tpdu:
+            slots[slot].ppsAllowed = false
             let steps: [TimedReply]
             if slots[slot].protocolType == 1 {
                 steps = t1Block(card: card, slot: slot, seq: seq, block: data)
@@ -317,6 +331,21 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             return [TimedReply(delay: .zero, reply: failure(slot: UInt8(slot), seq: seq, error: 0, type: .dataBlock,
                                                             icc: iccStatus(slots[slot])))]
         }
+    }
+
+    /// A PPS request (ISO/IEC 7816-3 §9), allowed once, right after the ATR.
+    private func pps(card: SimulatedCard, slot: Int, seq: UInt8, request: [UInt8]) -> [TimedReply] {
+        guard slots[slot].ppsAllowed, let asked = try? PPS(decoding: request),
+              (try? ATR(card.atr))?.offeredProtocols.contains(asked.protocolType) == true,
+              slots[slot].faults.ppsAnswer != 2 else {
+            slots[slot].ppsAllowed = false
+            return muteReply(slot, seq)
+        }
+        slots[slot].ppsAllowed = false
+        let answer = slots[slot].faults.ppsAnswer == 1 ? PPS(protocolType: asked.protocolType, pps2: asked.pps2) : asked
+        slots[slot].protocolType = asked.protocolType
+        slots[slot].fiDi = answer.effectiveFiDi
+        return [TimedReply(delay: .zero, reply: dataBlock(slot, seq, chain: 0, answer.encoded()))]
     }
 
     private func muteReply(_ slot: Int, _ seq: UInt8) -> [TimedReply] {

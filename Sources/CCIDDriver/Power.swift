@@ -1,5 +1,6 @@
 import CCID
 import ISO7816
+import ThreadSupport
 
 extension Reader {
     /// Powers the card up (cold or warm: a power-on of a powered card is a warm reset) and returns its ATR.
@@ -38,7 +39,7 @@ extension Reader {
     }
 
     /// The IFSD we offer: the reader's dwMaxIFSD, within what a block can carry.
-    var ifsd: Int {
+    public var ifsd: Int {
         let max = Int(descriptor.maxIFSD)
         return (1...T1Block.maximumInformationLength).contains(max) ? max : T1Block.maximumInformationLength
     }
@@ -87,9 +88,14 @@ extension Reader {
                 ?? usable.first else {
             throw .protocolNotSupported("no common protocol: card offers \(offered.map { "T=\($0)" }), asked for mask \(requested)")
         }
-        let parameters = ProtocolParameters(atr: atr, protocolType: chosen,
-                                            readerNegotiates: descriptor.features.contains(.automaticPPS)
-                                                || descriptor.features.contains(.automaticParameterNegotiation))
+        let readerNegotiates = descriptor.features.contains(.automaticPPS)
+            || descriptor.features.contains(.automaticParameterNegotiation)
+        var parameters = ProtocolParameters(atr: atr, protocolType: chosen, readerNegotiates: readerNegotiates)
+        // At TPDU and character level the driver negotiates, unless the reader does or the card is in specific mode.
+        if !readerNegotiates, atr?.specificMode == nil,
+           descriptor.exchangeLevel == .tpdu || descriptor.exchangeLevel == .character {
+            parameters.fiDi = try negotiatePPS(slot: s, atr: atr, protocolType: chosen)
+        }
         let reply = try exchange(.setParameters(protocolNumber: chosen, data: parameters.encoded()),
                                  slot: s, waitingTime: controlWaitingTime)
         if reply.status.command == .failed {
@@ -106,6 +112,54 @@ extension Reader {
                                          negotiateIFSD: !self.descriptor.features.contains(.automaticIFSDExchange)) : nil
         }
         return chosen
+    }
+}
+
+extension Reader {
+    /// Fi/Di to ask for: the card's TA1, with Di lowered until the reader's
+    /// dwMaxDataRate allows the resulting rate at its default clock.
+    func wantedFiDi(_ atr: ATR?) -> UInt8 {
+        guard let atr, let fi = atr.fi, let di = atr.di else { return 0x11 }
+        let fiIndex = atr.ta1 >> 4
+        // Integer bps, rounded down as readers state their rates (4 MHz × 12 / 372 = 129 032).
+        let clockHz = UInt64(descriptor.defaultClock) * 1000
+        let candidates = (1...9).compactMap { i -> (UInt8, Int)? in
+            guard let d = BitRateAdjustment.di(index: UInt8(i)), d <= di else { return nil }
+            return (UInt8(i), d)
+        }.sorted { $0.1 > $1.1 }
+        for (index, d) in candidates where clockHz * UInt64(d) / UInt64(max(fi, 1)) <= UInt64(descriptor.maxDataRate) {
+            return fiIndex << 4 | index
+        }
+        return 0x11
+    }
+
+    /// PPS exchange (ISO/IEC 7816-3 §9) when the protocol or Fi/Di differ from
+    /// the defaults. A refused or failed PPS resets the card and keeps the defaults.
+    func negotiatePPS(slot: UInt8, atr: ATR?, protocolType: UInt8) throws(DriverError) -> UInt8 {
+        let fiDi = wantedFiDi(atr)
+        guard fiDi != 0x11 || protocolType != (atr?.defaultProtocol ?? 0) else { return 0x11 }
+        let request = PPS(protocolType: protocolType, fiDi: fiDi == 0x11 ? nil : fiDi)
+        let bytes = request.encoded()
+        // At character level wLevelParameter says how many bytes to read back: an echo is as long as the request.
+        let level: UInt16 = descriptor.exchangeLevel == .character ? UInt16(bytes.count) : 0
+        let reply = try exchange(.xfrBlock(bwi: 0, levelParameter: level, data: bytes), slot: slot, waitingTime: .seconds(1))
+        if reply.status.command != .failed, case .dataBlock(_, let answer) = reply.body {
+            do throws(PPSError) {
+                let agreed = try request.negotiated(by: answer).effectiveFiDi
+                log("slot \(slot): PPS T=\(protocolType) Fi/Di 0x\(hexString([agreed]))")
+                return agreed
+            } catch {
+                log("slot \(slot): \(error); resetting the card and keeping the defaults")
+            }
+        } else {
+            log("slot \(slot): no answer to PPS (\(reply.slotError)); resetting the card and keeping the defaults")
+        }
+        // ISO/IEC 7816-3 §9.2: after a failed PPS the card must be reset.
+        _ = try powerOn(slot: Int(slot))
+        guard protocolType == (atr?.defaultProtocol ?? 0) else {
+            throw .protocolNotSupported("card refused PPS to T=\(protocolType)")
+        }
+        return 0x11
     }
 }
 

@@ -1,6 +1,7 @@
 import CCID
 import CCIDDriver
 import CPCSCLite
+import ThreadSupport
 
 /// SCARD_ATTR_VALUE(class, tag) from reader.h: a function-like macro Swift cannot import.
 func scardAttribute(_ attributeClass: Int32, _ tag: UInt) -> UInt { UInt(attributeClass) << 16 | tag }
@@ -11,6 +12,18 @@ enum Attribute {
     static let vendorIFDSerialNo = scardAttribute(SCARD_CLASS_VENDOR_INFO, 0x0103)
     static let channelID = scardAttribute(SCARD_CLASS_COMMUNICATIONS, 0x0110)
     static let currentProtocolType = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0201)
+    static let currentClock = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0202)
+    static let currentF = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0203)
+    static let currentD = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0204)
+    static let currentN = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0205)
+    static let currentW = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0206)
+    static let currentIFSC = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0207)
+    static let currentIFSD = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0208)
+    static let currentBWT = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x0209)
+    static let currentCWT = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x020A)
+    static let currentEBCEncoding = scardAttribute(SCARD_CLASS_IFD_PROTOCOL, 0x020B)
+    static let parameterAttributes: Set<UInt> = [currentF, currentD, currentN, currentW, currentIFSC, currentIFSD,
+                                                 currentBWT, currentCWT, currentEBCEncoding]
     static let iccPresence = scardAttribute(SCARD_CLASS_ICC_STATE, 0x0300)
     static let iccInterfaceStatus = scardAttribute(SCARD_CLASS_ICC_STATE, 0x0301)
     static let atrString = scardAttribute(SCARD_CLASS_ICC_STATE, 0x0303)
@@ -60,6 +73,27 @@ func capability(_ tag: UInt, entry: Registry.Entry) -> [UInt8]? {
         return [state?.powered == true ? 1 : 0]
     case Attribute.maxInput:
         return dword(UInt32(clamping: maxCommandLength(reader.descriptor)))
+    case Attribute.currentClock:
+        return dword(reader.descriptor.defaultClock)
+    case let tag where Attribute.parameterAttributes.contains(tag):
+        // From the reader itself (GetParameters), so they show what is really in force.
+        guard state?.powered == true, let p = try? reader.currentParameters(slot: entry.slot) else { return nil }
+        let times = p.waitingTimes(clockKHz: reader.descriptor.defaultClock)
+        switch tag {
+        case Attribute.currentF: return dword(UInt32(p.fi))
+        case Attribute.currentD: return dword(UInt32(p.di))
+        case Attribute.currentN: return dword(UInt32(p.guardTime))
+        case Attribute.currentW: return p.protocolType == 0 ? dword(UInt32(p.waitingIntegers)) : nil
+        case Attribute.currentIFSC:
+            guard p.protocolType == 1 else { return nil }
+            return dword(UInt32(reader.currentIFSC(slot: entry.slot) ?? Int(p.ifsc ?? 32)))
+        case Attribute.currentIFSD: return p.protocolType == 1 ? dword(UInt32(reader.ifsd)) : nil
+        // Waiting times in microseconds.
+        case Attribute.currentBWT: return p.protocolType == 1 ? dword(UInt32(clamping: times.block.nanosecondsClamped / 1000)) : nil
+        case Attribute.currentCWT: return p.protocolType == 1 ? dword(UInt32(clamping: times.character.nanosecondsClamped / 1000)) : nil
+        case Attribute.currentEBCEncoding: return p.protocolType == 1 ? dword(p.edc == .crc ? 1 : 0) : nil
+        default: return nil
+        }
     default:
         return nil
     }

@@ -13,7 +13,11 @@ struct Harness {
 
     init(profile: String = "omnikey-3121-extended", cards: [String?] = ["compliance"],
          timeouts: ExchangeTimeouts = ExchangeTimeouts()) throws {
-        sim = SimulatedReader(name: "sim0", profile: try #require(ReaderProfile.named(profile)), serialNumber: "T1")
+        try self.init(readerProfile: try #require(ReaderProfile.named(profile)), cards: cards, timeouts: timeouts)
+    }
+
+    init(readerProfile: ReaderProfile, cards: [String?] = ["compliance"], timeouts: ExchangeTimeouts = ExchangeTimeouts()) throws {
+        sim = SimulatedReader(name: "sim0", profile: readerProfile, serialNumber: "T1")
         for (slot, card) in cards.enumerated() {
             if let card { try sim.insert(try #require(CardCatalog.make(card)), slot: slot) }
         }

@@ -38,3 +38,35 @@ struct APDUTests {
         }
     }
 }
+
+struct PPSTests {
+    @Test func requestVectors() {
+        #expect(PPS(protocolType: 1, fiDi: 0x18).encoded() == [0xFF, 0x11, 0x18, 0xF6])
+        #expect(PPS(protocolType: 0).encoded() == [0xFF, 0x00, 0xFF])
+        #expect(PPS(protocolType: 1, fiDi: 0x96, pps2: 0x01, pps3: 0x00).encoded() == [0xFF, 0x71, 0x96, 0x01, 0x00, 0x19])
+    }
+
+    @Test func everyValidAnswerForm() throws {
+        let request = PPS(protocolType: 1, fiDi: 0x18, pps2: 0x00)
+        // Echo.
+        #expect(try request.negotiated(by: request.encoded()).effectiveFiDi == 0x18)
+        // PPS1 absent: defaults kept.
+        #expect(try request.negotiated(by: PPS(protocolType: 1, pps2: 0x00).encoded()).effectiveFiDi == 0x11)
+        // PPS2 absent.
+        #expect(try request.negotiated(by: PPS(protocolType: 1, fiDi: 0x18).encoded()).effectiveFiDi == 0x18)
+        // Only the protocol.
+        #expect(try request.negotiated(by: PPS(protocolType: 1).encoded()).effectiveFiDi == 0x11)
+    }
+
+    @Test func invalidAnswers() {
+        let request = PPS(protocolType: 1, fiDi: 0x18)
+        #expect(throws: PPSError.self) { try request.negotiated(by: PPS(protocolType: 0, fiDi: 0x18).encoded()) }
+        #expect(throws: PPSError.self) { try request.negotiated(by: PPS(protocolType: 1, fiDi: 0x95).encoded()) }
+        #expect(throws: PPSError.checksum) { try request.negotiated(by: [0xFF, 0x11, 0x18, 0xF7]) }
+        #expect(throws: PPSError.self) { try request.negotiated(by: [0xFF, 0x11, 0x18]) }
+        #expect(throws: PPSError.self) { try request.negotiated(by: [0x3B, 0x11, 0x18, 0xF6]) }
+        for _ in 0..<10_000 {
+            _ = try? request.negotiated(by: (0..<Int.random(in: 0..<8)).map { _ in UInt8.random(in: 0...255) })
+        }
+    }
+}

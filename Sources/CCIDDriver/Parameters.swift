@@ -1,0 +1,59 @@
+import CCID
+import ISO7816
+
+/// The parameters a reader reports with RDR_to_PC_Parameters (CCID 1.1 §6.2.3):
+/// what the attributes SCARD_ATTR_CURRENT_* show.
+public struct ReaderParameters: Equatable, Sendable {
+    public var protocolType: UInt8
+    public var fiDi: UInt8
+    public var guardTime: UInt8
+    /// T=0: WI. T=1: BWI (high nibble) and CWI (low nibble).
+    public var waitingIntegers: UInt8
+    public var edc: EDC
+    public var ifsc: UInt8?
+
+    public var fi: Int { ClockRateConversion.fi(index: fiDi >> 4) ?? 372 }
+    public var di: Int { BitRateAdjustment.di(index: fiDi & 0x0F) ?? 1 }
+
+    init?(protocolType: UInt8, data: [UInt8]) {
+        switch (protocolType, data.count) {
+        case (0, 5...):
+            (self.protocolType, fiDi, guardTime, waitingIntegers, edc, ifsc) = (0, data[0], data[2], data[3], .lrc, nil)
+        case (1, 7...):
+            (self.protocolType, fiDi, guardTime, waitingIntegers) = (1, data[0], data[2], data[3])
+            edc = data[1] & 1 == 1 ? .crc : .lrc
+            ifsc = data[5]
+        default:
+            return nil
+        }
+    }
+
+    /// Block (T=1) or work (T=0) waiting time, and T=1 character waiting time, at `clockKHz`.
+    public func waitingTimes(clockKHz: UInt32) -> (block: Duration, character: Duration) {
+        let f = Double(max(clockKHz, 1)) * 1000
+        let etu = Double(fi) / Double(di) / f
+        if protocolType == 1 {
+            let bwt = 11 * etu + Double(1 << min(Int(waitingIntegers >> 4), 9)) * 960 * 372 / f
+            let cwt = Double(11 + (1 << Int(waitingIntegers & 0x0F))) * etu
+            return (.microseconds(Int64(bwt * 1e6)), .microseconds(Int64(cwt * 1e6)))
+        }
+        let wwt = 960 * Double(waitingIntegers) * Double(fi) / f
+        return (.microseconds(Int64(wwt * 1e6)), .zero)
+    }
+}
+
+extension Reader {
+    /// PC_to_RDR_GetParameters: what the reader uses for the card now.
+    public func currentParameters(slot: Int) throws(DriverError) -> ReaderParameters {
+        let s = try checkSlot(slot)
+        let reply = try exchange(.getParameters, slot: s, waitingTime: controlWaitingTime)
+        try check(reply)
+        guard case .parameters(let p, let data) = reply.body, let parameters = ReaderParameters(protocolType: p, data: data) else {
+            throw .protocolViolation("GetParameters answered without a valid protocol data structure")
+        }
+        return parameters
+    }
+
+    /// IFSC in force for T=1 on `slot` (the card may have changed it with S(IFS)).
+    public func currentIFSC(slot: Int) -> Int? { state(of: slot)?.t1?.ifsc }
+}

@@ -1,0 +1,51 @@
+import Testing
+@testable import CCID
+@testable import CCIDDriver
+@testable import SimulatorCore
+import ISO7816
+
+/// PPS at TPDU level: the driver negotiates Fi/Di and the protocol when the
+/// reader does not; the simulated card only hears a reader set to its rate.
+struct DriverPPSTests {
+    @Test(arguments: ["gemalto-ct30-tpdu", "acr38u-tpdu"])
+    func negotiatesTA1(profile: String) throws {
+        let h = try Harness(profile: profile)
+        try h.connect(protocolType: 1)      // not the card's first protocol: PPS needed
+        let p = try h.reader.currentParameters(slot: 0)
+        #expect(p.protocolType == 1 && p.fiDi == 0x18 && p.fi == 372 && p.di == 12)
+        #expect(h.log.all.contains { $0.contains("PPS T=1 Fi/Di 0x18") })
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x00, 0x04, 0x01, 0x10]) == [UInt8](repeating: 1, count: 16) + [0x90, 0x00])
+    }
+
+    @Test func answerWithoutPPS1KeepsTheDefaults() throws {
+        let h = try Harness(profile: "gemalto-ct30-tpdu")
+        _ = try h.sim.setFaults(slot: 0, ["pps=1"])
+        try h.connect(protocolType: 1)
+        #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x11)
+    }
+
+    @Test func silentCardIsResetAndKeepsTheDefaults() throws {
+        let h = try Harness(profile: "gemalto-ct30-tpdu")
+        _ = try h.sim.setFaults(slot: 0, ["pps=2"])
+        try h.connect(protocolType: 0)      // the card's own protocol: works at Fi/Di 0x11 after the reset
+        #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x11)
+        #expect(h.log.all.contains { $0.contains("resetting the card") })
+        _ = try h.reader.powerOn(slot: 0)
+        #expect(throws: DriverError.self) { try h.reader.selectProtocol(slot: 0, requested: 2) }   // T=1 needs a PPS it cannot get
+    }
+
+    @Test func slowReaderGetsALowerDi() throws {
+        var profile = try #require(ReaderProfile.named("gemalto-ct30-tpdu"))
+        profile.descriptor.maxDataRate = 40_000   // at 4.8 MHz and Fi 372: Di 2 (25 806 bps) is the most it takes
+        let h = try Harness(readerProfile: profile)
+        try h.connect(protocolType: 1)
+        #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x12)
+    }
+
+    @Test func readerThatNegotiatesItselfGetsNoPPS() throws {
+        let h = try Harness(profile: "omnikey-3121-extended")
+        try h.connect(protocolType: 1)
+        #expect(!h.log.all.contains { $0.contains("PPS") })
+        #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x18)   // TA1 handed to the reader in SetParameters
+    }
+}
