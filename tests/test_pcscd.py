@@ -174,6 +174,7 @@ class TPDUReader(DefaultReader):
     READER = "USB SmartCard Reader [sim0] 00 00"
     VENDOR = b"Gemalto"
     IDS = (0x08E6, 0x3437)
+    CLOCK_KHZ = 4800
 
     def test_parameters_attributes_come_from_the_reader(self):
         def dword(card, attr):
@@ -181,13 +182,15 @@ class TPDUReader(DefaultReader):
         with Context() as c:
             card = c.connect(self.READER, S.SCARD_PROTOCOL_T1)   # PPS to T=1 with TA1 = 18
             self.assertEqual((dword(card, S.SCARD_ATTR_CURRENT_F), dword(card, S.SCARD_ATTR_CURRENT_D)), (372, 12))
-            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_CLK), 4800)
+            f = self.CLOCK_KHZ * 1000
+            etu = 372 / 12 / f
+            self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_CLK), self.CLOCK_KHZ)
             self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_IFSC), 128)
             self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_IFSD), 254)
             self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_EBC_ENCODING), 0)     # LRC
-            # BWI 6 at 4.8 MHz: 2^6 · 960 · 372 / f + 11 etu ≈ 4.76 s; CWI 13: (11 + 2^13) etu ≈ 0.53 s.
-            self.assertAlmostEqual(dword(card, S.SCARD_ATTR_CURRENT_BWT) / 1e6, 4.762, places=2)
-            self.assertAlmostEqual(dword(card, S.SCARD_ATTR_CURRENT_CWT) / 1e6, 0.0529, places=3)
+            # BWI 6: 11 etu + 2^6 · 960 · 372 / f; CWI 13: (11 + 2^13) etu (µs).
+            self.assertAlmostEqual(dword(card, S.SCARD_ATTR_CURRENT_BWT) / 1e6, 11 * etu + 64 * 960 * 372 / f, places=3)
+            self.assertAlmostEqual(dword(card, S.SCARD_ATTR_CURRENT_CWT) / 1e6, 8203 * etu, places=4)
             card.disconnect()
             card = c.connect(self.READER, S.SCARD_PROTOCOL_T0)   # the card's own protocol, Fi/Di negotiated
             self.assertEqual(dword(card, S.SCARD_ATTR_CURRENT_W), 10)
@@ -326,6 +329,15 @@ class ManyReaders(unittest.TestCase):
                       0x00, 0x01, 0x02, 0, 0, 0, len(apdu), 0, 0, 0] + apdu
             self.assertEqual(card.control(codes[0x07], modify), OK)
             card.disconnect()
+
+
+class CharacterReader(TPDUReader):
+    """A character-level reader (O2Micro Oz776S profile): the driver reads T=0 procedure bytes and T=1 blocks."""
+    ARGS = ("--profile", "o2micro-oz776-char")
+    READER = "O2Micro CCID SC Reader [sim0] 00 00"
+    VENDOR = b"O2Micro"
+    IDS = (0x0B97, 0x7762)
+    CLOCK_KHZ = 4000
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ public protocol SimulatedCard: AnyObject, Sendable {
     /// Cold or warm reset: volatile state (selection, pending responses) is lost.
     func reset()
     func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer
+    /// T=0 at character level: whether this header's P3 counts bytes sent to the card.
+    func commandCarriesData(_ header: [UInt8]) -> Bool
 }
 
 /// The PC/SC compliance test card of shared/cards/compliance-test-card.md:
@@ -139,6 +141,13 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
         pendingResponse = data
         pendingStatus = status
         return CardAnswer([0x61, UInt8(truncatingIfNeeded: min(data.count, 256))], busy: answer.busy)
+    }
+
+    /// INS of commands whose P3 is Lc (data to the card); the others return data (P3 is Le) or none.
+    static let dataInINS: Set<UInt8> = [0x32, 0x22, 0x3A, 0x36, 0x23, 0x3E, 0x20, 0x24, 0xA4, 0xC2, 0x12]
+
+    public func commandCarriesData(_ header: [UInt8]) -> Bool {
+        header.count > 1 && Self.dataInINS.contains(header[1])
     }
 
     private func select(_ c: CommandAPDU) -> [UInt8] {

@@ -66,6 +66,9 @@ public struct ReaderProfile: Equatable, Sendable {
         builtIn("acr38u-tpdu", 0x072F, 0x90CC, "ACS", "ACR38 USB Reader",
                 "36210001000103000000a00f0000a00f000000002a000008f8010000fe0000000000000000000000300001000f010000000000000001",
                 "ACS ACR38U: 1 slot, TPDU, 5 V only, 271-byte messages"),
+        builtIn("o2micro-oz776-char", 0x0B97, 0x7762, "O2Micro", "O2Micro CCID SC Reader",
+                "36210001000303000000a00f0000a00f0000008025000000b0040000fe0000000000000000000000300000000f010000000000000001",
+                "O2Micro Oz776S: 1 slot, character level: the driver reads T=0 procedure bytes and T=1 blocks"),
     ].compactMap { $0 }
 
     public static func named(_ name: String) -> ReaderProfile? { builtIns.first { $0.name == name } }

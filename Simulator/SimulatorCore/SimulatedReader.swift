@@ -47,6 +47,13 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         var ppsAllowed = false
         /// The rate the reader was told to use (SetParameters); unlike the card's, nothing is heard.
         var readerFiDi: UInt8 = 0x11
+        /// Character level: bytes the card has sent and the reader not yet returned,
+        /// how long the card is busy first, and partial input.
+        var characterOut: [UInt8] = []
+        var characterBusy: Duration = .zero
+        var t0Character = T0CharacterCard()
+        var t1CharacterIn: [UInt8] = []
+        var ppsIn: [UInt8] = []
         var blockCounter = FaultCounter(), parityCounter = FaultCounter(), edcCounter = FaultCounter()
         var lostCounter = FaultCounter(), repeatCounter = FaultCounter(), sequenceCounter = FaultCounter()
     }
@@ -148,7 +155,10 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
 
     public func control(_ request: ControlRequest, from connection: RelayServerConnection) -> [UInt8]? {
         switch (request.requestType, ClassRequest(rawValue: request.request)) {
-        case (0x21, .abort?): return []
+        case (0x21, .abort?):
+            let slot = Int(request.value & 0xFF)
+            lock.withLock { if slots.indices.contains(slot) { discardTransfer(slot) } }
+            return []
         case (0xA1, .getClockFrequencies?):
             guard descriptor.numClockSupported > 0 else { return nil }
             var out: [UInt8] = []
@@ -211,7 +221,11 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         func ok(_ body: Reply.Body) -> [TimedReply] { now(Reply(slot: s, sequence: seq, status: SlotStatus(icc: iccStatus(slots[slot])), body: body)) }
 
         switch command.body {
-        case .getSlotStatus, .iccClock, .t0APDU, .abort:
+        case .abort:
+            // CCID §5.3.1: the aborted transfer's bytes are gone, both ways.
+            discardTransfer(slot)
+            return ok(.slotStatus(clockStatus: 0))
+        case .getSlotStatus, .iccClock, .t0APDU:
             return ok(.slotStatus(clockStatus: 0))
         case .iccPowerOff:
             slots[slot].powered = false
@@ -224,6 +238,11 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             slots[slot].powered = true
             slots[slot].ppsAllowed = true
             slots[slot].fiDi = 0x11
+            slots[slot].characterOut = []
+            slots[slot].characterBusy = .zero
+            slots[slot].t0Character.reset()
+            slots[slot].t1CharacterIn = []
+            slots[slot].ppsIn = []
             let parsed = try? ATR(atr)
             slots[slot].protocolType = parsed?.defaultProtocol ?? 0
             slots[slot].t1 = slots[slot].protocolType == 1 ? T1Card(ifsc: parsed?.t1IFSC ?? 32, edc: parsed?.t1EDC ?? .lrc) : nil
@@ -265,6 +284,16 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         case .setDataRateAndClockFrequency:
             return ok(.dataRateAndClockFrequency(clockFrequency: descriptor.defaultClock, dataRate: descriptor.dataRate))
         }
+    }
+
+    /// Called with `lock` held.
+    private func discardTransfer(_ slot: Int) {
+        slots[slot].characterOut = []
+        slots[slot].characterBusy = .zero
+        slots[slot].t0Character.reset()
+        slots[slot].t1CharacterIn = []
+        slots[slot].commandChain = nil
+        slots[slot].pendingResponse = []
     }
 
     private func dataBlock(_ slot: Int, _ seq: UInt8, chain: UInt8, _ data: [UInt8]) -> Reply {
@@ -312,6 +341,8 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             case nil:
                 return [TimedReply(delay: .zero, reply: badLevel)]
             }
+        case .character:
+            return characterTransfer(card: card, slot: slot, seq: seq, expected: Int(level), data: data)
         case .tpdu where data.first == PPS.ppss:
             return pps(card: card, slot: slot, seq: seq, request: data)
         case .tpdu where !slots[slot].parameters.isEmpty && slots[slot].readerFiDi != slots[slot].fiDi:
@@ -355,10 +386,24 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
 
     /// T=1 at TPDU level: one block from the host in, the card's next block out.
     private func t1Block(card: SimulatedCard, slot: Int, seq: UInt8, block: [UInt8]) -> [TimedReply] {
-        guard var engine = slots[slot].t1 else { return muteReply(slot, seq) }
+        switch t1Respond(card: card, slot: slot, block: block) {
+        case .mute: return muteReply(slot, seq)
+        case .parityError(let delay):
+            return [TimedReply(delay: delay, reply: failure(slot: UInt8(slot), seq: seq, error: SlotError.transferParityError.rawValue,
+                                                            type: .dataBlock, icc: iccStatus(slots[slot])))]
+        case .block(let out, let delay):
+            return [TimedReply(delay: delay, reply: dataBlock(slot, seq, chain: 0, out))]
+        }
+    }
+
+    enum T1Outcome { case block([UInt8], delay: Duration), parityError(delay: Duration), mute }
+
+    /// The card's T=1 engine with the slot's faults applied: its next block for this one.
+    private func t1Respond(card: SimulatedCard, slot: Int, block: [UInt8]) -> T1Outcome {
+        guard var engine = slots[slot].t1 else { return .mute }
         defer { slots[slot].t1 = engine }
         let faults = slots[slot].faults
-        if faults.mute { return muteReply(slot, seq) }
+        if faults.mute { return .mute }
         var delay: Duration = .zero
         var out: [UInt8]
         switch engine.received(block) {
@@ -381,15 +426,61 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             // The card repeats itself; the host's R-block brings the right block after this.
             out = engine.previousBlock
         }
-        let icc = iccStatus(slots[slot])
-        if slots[slot].lostCounter.fires(every: faults.lostBlockEvery) { return muteReply(slot, seq) }
-        if slots[slot].parityCounter.fires(every: faults.parityErrorEvery) {
-            return [TimedReply(delay: delay, reply: failure(slot: UInt8(slot), seq: seq, error: SlotError.transferParityError.rawValue,
-                                                            type: .dataBlock, icc: icc))]
-        }
+        if slots[slot].lostCounter.fires(every: faults.lostBlockEvery) { return .mute }
+        if slots[slot].parityCounter.fires(every: faults.parityErrorEvery) { return .parityError(delay: delay) }
         if slots[slot].edcCounter.fires(every: faults.edcErrorEvery), let last = out.indices.last {
             out[last] ^= 0x5A
         }
+        return .block(out, delay: delay)
+    }
+
+    /// Character level: the reader sends `data` to the card, then returns the
+    /// next `expected` bytes the card sends (NULL bytes while it is busy), or
+    /// ICC_MUTE if the card says nothing.
+    private func characterTransfer(card: SimulatedCard, slot: Int, seq: UInt8, expected: Int, data: [UInt8]) -> [TimedReply] {
+        if slots[slot].faults.mute { return muteReply(slot, seq) }
+        var delay: Duration = .zero
+        if slots[slot].ppsAllowed, data.first == PPS.ppss || !slots[slot].ppsIn.isEmpty {
+            slots[slot].ppsIn += data
+            let bytes = slots[slot].ppsIn
+            if bytes.count >= 2, bytes.count >= 3 + (bytes[1] & 0x70).nonzeroBitCount {
+                slots[slot].ppsIn = []
+                if case .dataBlock(_, let answer) = pps(card: card, slot: slot, seq: seq, request: bytes).first?.reply.body {
+                    slots[slot].characterOut += answer
+                }
+            }
+        } else if !data.isEmpty {
+            slots[slot].ppsAllowed = false
+            if slots[slot].protocolType == 1 {
+                slots[slot].t1CharacterIn += data
+                let pending = slots[slot].t1CharacterIn
+                let edcLength = slots[slot].t1.map { $0.edc.length } ?? 1
+                if pending.count >= 3, pending.count >= 3 + Int(pending[2]) + edcLength {
+                    slots[slot].t1CharacterIn = []
+                    switch t1Respond(card: card, slot: slot, block: pending) {
+                    case .block(let out, let d): slots[slot].characterOut += out; delay = d
+                    case .parityError(let d):
+                        return [TimedReply(delay: d, reply: failure(slot: UInt8(slot), seq: seq, error: SlotError.transferParityError.rawValue,
+                                                                    type: .dataBlock, icc: iccStatus(slots[slot])))]
+                    case .mute: break
+                    }
+                }
+            } else {
+                let (out, busy) = slots[slot].t0Character.feed(data, card: card)
+                slots[slot].characterOut += out
+                slots[slot].characterBusy += busy
+            }
+        }
+        guard expected > 0 else { return [TimedReply(delay: delay, reply: dataBlock(slot, seq, chain: 0, []))] }
+        if slots[slot].characterBusy > .zero {
+            // T=0: the busy card sends NULL procedure bytes, each restarting the waiting time.
+            let slice = min(slots[slot].characterBusy, Self.timeExtensionInterval)
+            slots[slot].characterBusy -= slice
+            return [TimedReply(delay: slice, reply: dataBlock(slot, seq, chain: 0, [0x60]))]
+        }
+        guard slots[slot].characterOut.count >= expected else { return muteReply(slot, seq) }
+        let out = Array(slots[slot].characterOut.prefix(expected))
+        slots[slot].characterOut.removeFirst(expected)
         return [TimedReply(delay: delay, reply: dataBlock(slot, seq, chain: 0, out))]
     }
 

@@ -20,9 +20,8 @@ enum SimulatorConfig {
         return try readers.enumerated().map { i, r in
             let cards = (r["cards"] as? [Any] ?? [CardCatalog.defaultCard]).map { $0 as? String }
             let p = try profile(r, index: i, base: base)
-            // Character level needs the card-side procedure-byte engines, which this simulator does not have yet.
-            guard p.descriptor.exchangeLevel != .character, p.descriptor.exchangeLevel != .unknown else {
-                throw ValidationError("reader \(i): the simulator serves TPDU, short and extended APDU readers; this descriptor is at \(p.descriptor.exchangeLevel) level")
+            guard p.descriptor.exchangeLevel != .unknown else {
+                throw ValidationError("reader \(i): dwFeatures declares no known exchange level")
             }
             return ReaderSetup(profile: p, cards: cards)
         }

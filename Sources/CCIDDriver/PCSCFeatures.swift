@@ -40,7 +40,7 @@ public enum PCSCFeature: UInt8, Sendable, CaseIterable {
     /// Largest APDU data field the driver carries: 0 means short APDUs only (Part 10 §2.6.14).
     public static func maxAPDUDataSize(for descriptor: ClassDescriptor) -> UInt32 {
         switch descriptor.exchangeLevel {
-        case .extendedAPDU, .tpdu: 65535
+        case .extendedAPDU, .tpdu, .character: 65535
         default: 0
         }
     }

@@ -139,10 +139,19 @@ extension Reader {
         let fiDi = wantedFiDi(atr)
         guard fiDi != 0x11 || protocolType != (atr?.defaultProtocol ?? 0) else { return 0x11 }
         let request = PPS(protocolType: protocolType, fiDi: fiDi == 0x11 ? nil : fiDi)
-        let bytes = request.encoded()
-        // At character level wLevelParameter says how many bytes to read back: an echo is as long as the request.
-        let level: UInt16 = descriptor.exchangeLevel == .character ? UInt16(bytes.count) : 0
-        let reply = try exchange(.xfrBlock(bwi: 0, levelParameter: level, data: bytes), slot: slot, waitingTime: .seconds(1))
+        let character = descriptor.exchangeLevel == .character
+        // At character level wLevelParameter says how many bytes to read: PPSS and PPS0 first, then what PPS0 announces.
+        var reply = try exchange(.xfrBlock(bwi: 0, levelParameter: character ? 2 : 0, data: request.encoded()), slot: slot,
+                                 waitingTime: .seconds(1))
+        if character, reply.status.command != .failed, case .dataBlock(_, let head) = reply.body, head.count == 2 {
+            let more = (head[1] & 0x70).nonzeroBitCount + 1
+            let rest = try exchange(.xfrBlock(bwi: 0, levelParameter: UInt16(more), data: []), slot: slot, waitingTime: .seconds(1))
+            if rest.status.command == .failed {
+                reply = rest
+            } else if case .dataBlock(_, let tail) = rest.body {
+                reply.body = .dataBlock(chainParameter: 0, data: head + tail)
+            }
+        }
         if reply.status.command != .failed, case .dataBlock(_, let answer) = reply.body {
             do throws(PPSError) {
                 let agreed = try request.negotiated(by: answer).effectiveFiDi

@@ -33,13 +33,13 @@ extension Reader {
             return try xfrBlock(slot: s, data: apdu, level: .beginsAndEnds, waitingTime: waitingTime)
         case .extendedAPDU:
             return try chainedExchange(slot: s, apdu: apdu, waitingTime: waitingTime)
-        case .tpdu:
+        case .tpdu, .character:
             let protocolType = state.protocolType ?? state.parsedATR?.defaultProtocol ?? 0
             let cap = Deadline.after(timeouts.maximum)
             if protocolType == 1 { return try t1Exchange(slot: s, apdu: apdu, state: state, cap: cap) }
             return try t0Exchange(slot: s, shape: shape, waitingTime: waitingTime, cap: cap)
-        case .character, .unknown:
-            throw .notSupported("\(descriptor.exchangeLevel) exchange level is not carried yet")
+        case .unknown:
+            throw .notSupported("reader declares no known exchange level (dwFeatures 0x\(String(descriptor.features.rawValue, radix: 16)))")
         }
     }
 
@@ -59,21 +59,72 @@ extension Reader {
             case .failed(let error):
                 throw .cardProtocol(error.description)
             case .send(let block, let multiplier):
-                // bBWI: the block waiting time of this transfer is that many BWTs (a granted WTX).
-                let reply = try exchange(.xfrBlock(bwi: multiplier > 1 ? multiplier : 0, levelParameter: 0, data: block),
-                                         slot: slot, waitingTime: bwt * Int(max(multiplier, 1)), cap: cap)
-                if reply.status.command == .failed {
-                    if reply.status.icc == .absent { throw .noCard }
-                    switch reply.slotError {
-                    case .transferParityError: action = engine.receiveFailed(.parityError)
-                    case .iccMute: action = engine.receiveFailed(.timeout)
-                    default: throw .commandFailed(reply.slotError)
-                    }
-                } else if case .dataBlock(_, let data) = reply.body {
-                    action = engine.received(data)
-                } else {
-                    throw .protocolViolation("XfrBlock answered with \(reply.messageType)")
+                switch try t1Transfer(slot: slot, block: block, multiplier: multiplier, bwt: bwt, edc: engine.edc, cap: cap) {
+                case .block(let data): action = engine.received(data)
+                case .parityError: action = engine.receiveFailed(.parityError)
+                case .mute: action = engine.receiveFailed(.timeout)
                 }
+            }
+        }
+    }
+
+    enum T1Transfer { case block([UInt8]), parityError, mute }
+
+    /// One T=1 block out and the card's next block in. At TPDU level the reader
+    /// frames blocks; at character level the driver reads the prologue, then LEN + EDC bytes.
+    /// bBWI: the block waiting time of this transfer is that many BWTs (a granted WTX).
+    func t1Transfer(slot: UInt8, block: [UInt8], multiplier: UInt8, bwt: Duration, edc: EDC, cap: Deadline) throws(DriverError) -> T1Transfer {
+        let bwi = multiplier > 1 ? multiplier : 0
+        let wait = bwt * Int(max(multiplier, 1))
+        let character = descriptor.exchangeLevel == .character
+        func xfr(_ data: [UInt8], expect: Int) throws(DriverError) -> T1Transfer {
+            let reply = try exchange(.xfrBlock(bwi: bwi, levelParameter: character ? UInt16(expect) : 0, data: data),
+                                     slot: slot, waitingTime: wait, cap: cap)
+            if reply.status.command == .failed {
+                if reply.status.icc == .absent { throw .noCard }
+                switch reply.slotError {
+                case .transferParityError: return .parityError
+                case .iccMute: return .mute
+                default: throw .commandFailed(reply.slotError)
+                }
+            }
+            guard case .dataBlock(_, let bytes) = reply.body else { throw .protocolViolation("XfrBlock answered with \(reply.messageType)") }
+            return .block(bytes)
+        }
+        guard character else { return try xfr(block, expect: 0) }
+        let first = try xfr(block, expect: 3)
+        guard case .block(let prologue) = first else { return first }
+        guard prologue.count == 3, prologue[2] <= UInt8(T1Block.maximumInformationLength) else { return .block(prologue) }
+        switch try xfr([], expect: Int(prologue[2]) + edc.length) {
+        case .block(let rest): return .block(prologue + rest)
+        case let other: return other
+        }
+    }
+
+    /// One T=0 TPDU: framed by the reader at TPDU level; at character level
+    /// the driver reads the procedure bytes itself.
+    func t0TPDU(slot: UInt8, _ bytes: [UInt8], waitingTime: Duration, cap: Deadline) throws(DriverError) -> [UInt8] {
+        guard descriptor.exchangeLevel == .character else {
+            let reply = try exchange(.xfrBlock(bwi: 0, levelParameter: 0, data: bytes), slot: slot,
+                                     waitingTime: waitingTime, cap: cap)
+            try check(reply)
+            guard case .dataBlock(_, let data) = reply.body, data.count >= 2 else {
+                throw .protocolViolation("T=0 answer without a status word")
+            }
+            return data
+        }
+        guard var engine = T0CharacterExchange(tpdu: bytes) else { throw .invalidAPDU("not a T=0 TPDU") }
+        var action = engine.start()
+        while true {
+            switch action {
+            case .complete(let answer): return answer
+            case .failed(let why): throw .cardProtocol(why)
+            case .transfer(let out, let expect):
+                let reply = try exchange(.xfrBlock(bwi: 0, levelParameter: UInt16(clamping: expect), data: out), slot: slot,
+                                         waitingTime: waitingTime, cap: cap)
+                try check(reply)
+                guard case .dataBlock(_, let data) = reply.body else { throw .protocolViolation("XfrBlock answered with \(reply.messageType)") }
+                action = engine.received(data)
             }
         }
     }
@@ -82,13 +133,7 @@ extension Reader {
     /// the application); an extended one goes in ENVELOPE and comes back by GET RESPONSE.
     func t0Exchange(slot: UInt8, shape: CommandAPDU, waitingTime: Duration, cap: Deadline) throws(DriverError) -> [UInt8] {
         func tpdu(_ bytes: [UInt8]) throws(DriverError) -> [UInt8] {
-            let reply = try exchange(.xfrBlock(bwi: 0, levelParameter: 0, data: bytes), slot: slot,
-                                     waitingTime: waitingTime, cap: cap)
-            try check(reply)
-            guard case .dataBlock(_, let data) = reply.body, data.count >= 2 else {
-                throw .protocolViolation("T=0 answer without a status word")
-            }
-            return data
+            try t0TPDU(slot: slot, bytes, waitingTime: waitingTime, cap: cap)
         }
         guard shape.isExtended else { return try tpdu(T0Transport.tpdu(for: shape)) }
         var envelope = T0EnvelopeExchange(apdu: shape.bytes, classByte: shape.header.cla)

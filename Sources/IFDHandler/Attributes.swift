@@ -102,8 +102,8 @@ func capability(_ tag: UInt, entry: Registry.Entry) -> [UInt8]? {
 /// The largest command APDU the driver carries for this reader.
 func maxCommandLength(_ d: ClassDescriptor) -> Int {
     switch d.exchangeLevel {
-    // At TPDU level the driver chains T=1 blocks or envelopes T=0 commands itself.
-    case .extendedAPDU, .tpdu: return 4 + 3 + 65535 + 2
+    // At TPDU and character level the driver chains T=1 blocks or envelopes T=0 commands itself.
+    case .extendedAPDU, .tpdu, .character: return 4 + 3 + 65535 + 2
     default: return min(d.maxMessageDataLength, 4 + 1 + 255 + 1)
     }
 }

@@ -10,7 +10,8 @@ import ThreadSupport
 struct TPDUTests {
     static let ok: [UInt8] = [0x90, 0x00]
 
-    @Test(arguments: [("gemalto-ct30-tpdu", UInt8(1)), ("gemalto-ct30-tpdu", UInt8(0)), ("acr38u-tpdu", UInt8(1)), ("acr38u-tpdu", UInt8(0))])
+    @Test(arguments: [("gemalto-ct30-tpdu", UInt8(1)), ("gemalto-ct30-tpdu", UInt8(0)), ("acr38u-tpdu", UInt8(1)), ("acr38u-tpdu", UInt8(0)),
+                      ("o2micro-oz776-char", UInt8(1)), ("o2micro-oz776-char", UInt8(0))])
     func shortCasesAtEveryLength(profile: String, protocolType: UInt8) throws {
         let h = try Harness(profile: profile)
         try h.connect(protocolType: protocolType)
@@ -35,9 +36,12 @@ struct TPDUTests {
         }
     }
 
-    @Test(arguments: [UInt8(1), UInt8(0)], [1, 255, 256, 257, 4000, 65535])
-    func extendedAPDUs(protocolType: UInt8, length: Int) throws {
-        let h = try Harness(profile: "gemalto-ct30-tpdu")
+    @Test(arguments: ["gemalto-ct30-tpdu/1", "gemalto-ct30-tpdu/0", "o2micro-oz776-char/1", "o2micro-oz776-char/0"],
+          [1, 255, 256, 257, 4000, 65535])
+    func extendedAPDUs(setup: String, length: Int) throws {
+        let parts = setup.split(separator: "/")
+        let protocolType = UInt8(parts[1])!
+        let h = try Harness(profile: String(parts[0]))
         try h.connect(protocolType: protocolType)
         let hi = UInt8(length >> 8), lo = UInt8(length & 0xFF)
         #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x00, 0x04, 0x5A, 0x00, hi, lo]) == [UInt8](repeating: 0x5A, count: length) + Self.ok)
@@ -47,9 +51,9 @@ struct TPDUTests {
         #expect(out == Harness.sequence(length) + Self.ok)
     }
 
-    @Test(arguments: [UInt8(1), UInt8(0)])
-    func timeRequestOfTheTestCard(protocolType: UInt8) throws {
-        let h = try Harness(profile: "gemalto-ct30-tpdu")
+    @Test(arguments: ["gemalto-ct30-tpdu", "o2micro-oz776-char"], [UInt8(1), UInt8(0)])
+    func timeRequestOfTheTestCard(profile: String, protocolType: UInt8) throws {
+        let h = try Harness(profile: profile)
         try h.connect(protocolType: protocolType)
         let start = Deadline.now()
         #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x38, 0x00, 30]) == Self.ok)   // 1.5 s busy
@@ -58,9 +62,10 @@ struct TPDUTests {
 
     /// Recoverable faults, one class at a time and all together: every answer still right.
     @Test(arguments: [["parity=2"], ["edc=2"], ["lost=3"], ["repeat=2"], ["ifs=16"], ["wtx=20"], ["te=25"], ["wrongseq=2"],
-                      ["parity=5", "edc=7", "lost=11", "repeat=13", "ifs=40", "wtx=3", "te=2", "wrongseq=3"]])
-    func t1RecoversFrom(faults: [String]) throws {
-        let h = try Harness(profile: "gemalto-ct30-tpdu")
+                      ["parity=5", "edc=7", "lost=11", "repeat=13", "ifs=40", "wtx=3", "te=2", "wrongseq=3"]],
+          ["gemalto-ct30-tpdu", "o2micro-oz776-char"])
+    func t1RecoversFrom(faults: [String], profile: String) throws {
+        let h = try Harness(profile: profile)
         try h.connect(protocolType: 1)
         #expect(try h.sim.setFaults(slot: 0, faults))
         for n in [1, 31, 32, 33, 128, 254, 255, 256] {
@@ -82,8 +87,9 @@ struct TPDUTests {
         #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x00, 0x04, 0x01, 0x00, 0x04, 0x00]) == [UInt8](repeating: 1, count: 1024) + Self.ok)
     }
 
-    @Test func muteCardEndsInACleanErrorAndTheReaderRecovers() throws {
-        let h = try Harness(profile: "gemalto-ct30-tpdu")
+    @Test(arguments: ["gemalto-ct30-tpdu", "o2micro-oz776-char"])
+    func muteCardEndsInACleanErrorAndTheReaderRecovers(profile: String) throws {
+        let h = try Harness(profile: profile)
         try h.connect(protocolType: 1)
         #expect(try h.sim.setFaults(slot: 0, ["mute"]))
         let start = Deadline.now()
