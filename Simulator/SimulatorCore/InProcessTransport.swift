@@ -72,10 +72,8 @@ public final class InProcessTransport: CCIDTransport, @unchecked Sendable {
     public func control(_ request: ControlRequest, deadline: Deadline) throws(TransportError) -> [UInt8] {
         if state.withLock({ closed }) { throw .noDevice }
         // No relay connection here; the device model answers class requests itself.
-        switch ClassRequest(rawValue: request.request) {
-        case .abort?: return []
-        default: throw .stalled
-        }
+        guard let data = reader.controlRequest(request) else { throw .stalled }
+        return data
     }
 
     public func close() {

@@ -154,6 +154,11 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
     }
 
     public func control(_ request: ControlRequest, from connection: RelayServerConnection) -> [UInt8]? {
+        controlRequest(request)
+    }
+
+    /// Class requests (CCID §5.3); nil stalls.
+    public func controlRequest(_ request: ControlRequest) -> [UInt8]? {
         switch (request.requestType, ClassRequest(rawValue: request.request)) {
         case (0x21, .abort?):
             let slot = Int(request.value & 0xFF)
@@ -168,11 +173,19 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         case (0xA1, .getDataRates?):
             guard descriptor.numDataRatesSupported > 0 else { return nil }
             var out: [UInt8] = []
-            out.appendLE(descriptor.dataRate)
-            if descriptor.numDataRatesSupported > 1 { out.appendLE(descriptor.maxDataRate) }
+            for rate in dataRates { out.appendLE(rate) }
             return out
         default: return nil
         }
+    }
+
+    /// The rates GET_DATA_RATES lists: those of Fi 372 with each Di at the
+    /// default clock, up to dwMaxDataRate, as many as bNumDataRatesSupported says.
+    var dataRates: [UInt32] {
+        let clock = UInt64(descriptor.defaultClock) * 1000
+        let all = [1, 2, 4, 8, 12, 16, 20, 32].map { UInt32(clamping: clock * UInt64($0) / 372) }
+            .filter { $0 <= descriptor.maxDataRate }
+        return Array(all.prefix(Int(descriptor.numDataRatesSupported)))
     }
 
     // MARK: The CCID device model

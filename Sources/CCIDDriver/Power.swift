@@ -116,10 +116,21 @@ extension Reader {
 }
 
 extension Reader {
-    /// Fi/Di to ask for: the card's TA1, with Di lowered until the reader's
-    /// dwMaxDataRate allows the resulting rate at its default clock.
+    /// The reader's data rates (GET_DATA_RATES), when it lists them (bNumDataRatesSupported > 0).
+    func supportedDataRates() -> [UInt32] {
+        let count = Int(descriptor.numDataRatesSupported)
+        guard count > 0, let raw = try? transport.control(.getDataRates(interface: UInt16(identity.interfaceNumber), count: count),
+                                                          deadline: .after(.seconds(1))) else { return [] }
+        var r = ByteReader(raw)
+        return (0..<count).compactMap { _ in r.u32le() }
+    }
+
+    /// Fi/Di to ask for: the card's TA1, with Di lowered until the reader can
+    /// run the resulting rate at its default clock: within dwMaxDataRate and,
+    /// if the reader lists its rates, one of them (±2 %, as readers round).
     func wantedFiDi(_ atr: ATR?) -> UInt8 {
         guard let atr, let fi = atr.fi, let di = atr.di else { return 0x11 }
+        let listed = supportedDataRates()
         let fiIndex = atr.ta1 >> 4
         // Integer bps, rounded down as readers state their rates (4 MHz × 12 / 372 = 129 032).
         let clockHz = UInt64(descriptor.defaultClock) * 1000
@@ -127,7 +138,10 @@ extension Reader {
             guard let d = BitRateAdjustment.di(index: UInt8(i)), d <= di else { return nil }
             return (UInt8(i), d)
         }.sorted { $0.1 > $1.1 }
-        for (index, d) in candidates where clockHz * UInt64(d) / UInt64(max(fi, 1)) <= UInt64(descriptor.maxDataRate) {
+        for (index, d) in candidates {
+            let rate = clockHz * UInt64(d) / UInt64(max(fi, 1))
+            guard rate <= UInt64(descriptor.maxDataRate) else { continue }
+            if !listed.isEmpty, !listed.contains(where: { abs(Double($0) - Double(rate)) <= Double(rate) * 0.02 }) { continue }
             return fiIndex << 4 | index
         }
         return 0x11

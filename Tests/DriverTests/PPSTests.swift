@@ -42,6 +42,16 @@ struct DriverPPSTests {
         #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x12)
     }
 
+    @Test func listedDataRatesAreRespected() throws {
+        var profile = try #require(ReaderProfile.named("gemalto-ct30-tpdu"))
+        // Lists Di 1, 2, 4, 8 at 4.8 MHz: 12903 … 103225 bps; Di 12 (154838 bps) is within dwMaxDataRate but not listed.
+        profile.descriptor.numDataRatesSupported = 4
+        let h = try Harness(readerProfile: profile)
+        #expect(h.sim.dataRates.count == 4)
+        try h.connect(protocolType: 1)
+        #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x14)
+    }
+
     @Test func readerThatNegotiatesItselfGetsNoPPS() throws {
         let h = try Harness(profile: "omnikey-3121-extended")
         try h.connect(protocolType: 1)

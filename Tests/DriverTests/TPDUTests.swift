@@ -68,9 +68,13 @@ struct TPDUTests {
         let h = try Harness(profile: profile)
         try h.connect(protocolType: 1)
         #expect(try h.sim.setFaults(slot: 0, faults))
-        for n in [1, 31, 32, 33, 128, 254, 255, 256] {
+        // 252 and 256-…: responses (data + SW) ending exactly at IFSD 254; case 3 commands of exactly IFSC 128 bytes below.
+        for n in [1, 31, 32, 33, 128, 252, 254, 255, 256] {
             let le = UInt8(truncatingIfNeeded: n)
             #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, UInt8(n >> 8), UInt8(n & 0xFF), le]) == Harness.sequence(n) + Self.ok, "\(faults) case 2, \(n)")
+        }
+        for lc in [123, 251] {   // 5 + Lc = 128 and 256 bytes: chains ending exactly at IFSC
+            #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x32, 0, 0, UInt8(lc)] + Harness.sequence(lc)) == Self.ok)
         }
         let big = 3000
         #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x12, 0x01, 0x80, 0x00, UInt8(big >> 8), UInt8(big & 0xFF)] + Harness.sequence(big)) == Self.ok)
