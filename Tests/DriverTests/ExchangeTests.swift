@@ -41,23 +41,7 @@ struct ExchangeTests {
     func shortCasesAtEveryLength(profile: String, protocolType: UInt8) throws {
         let h = try Harness(profile: profile)
         try h.connect(protocolType: protocolType)
-        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x30, 0, 0]) == Self.ok)
-        for n in 1...256 {
-            let le = UInt8(truncatingIfNeeded: n)
-            let p1p2 = (UInt8(n >> 8), UInt8(n & 0xFF))
-            #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, p1p2.0, p1p2.1, le]) == Harness.sequence(n) + Self.ok, "case 2, \(n)")
-            if n <= 255 {
-                #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x32, 0, 0, le] + Harness.sequence(n)) == Self.ok, "case 3, \(n)")
-                let answer = try h.reader.transmit(slot: 0, apdu: [0x80, 0x36, p1p2.0, p1p2.1, le] + Harness.sequence(n) + [0x00])
-                if protocolType == 1 {
-                    #expect(answer == Harness.sequence(n) + Self.ok, "case 4, \(n)")
-                } else {
-                    // T=0: 61xx, then GET RESPONSE.
-                    #expect(answer == [0x61, UInt8(truncatingIfNeeded: n)], "case 4 (T=0), \(n)")
-                    #expect(try h.reader.transmit(slot: 0, apdu: [0x00, 0xC0, 0, 0, UInt8(truncatingIfNeeded: n)]) == Harness.sequence(n) + Self.ok)
-                }
-            }
-        }
+        try h.checkCasesAtEveryLength(protocolType: protocolType)
         // A wrong byte in case 3 is reported with its index.
         #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x32, 0, 0, 3, 0, 1, 9]) == [0x6A, 0x02])
     }

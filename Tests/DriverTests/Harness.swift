@@ -36,6 +36,26 @@ struct Harness {
     }
 
     static func sequence(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0) } }
+
+    /// The test card's cases 1-4 at every short length. Under T=0 a case 4
+    /// answers 61xx and the data comes by GET RESPONSE, as PC/SC applications expect.
+    func checkCasesAtEveryLength(protocolType: UInt8) throws {
+        let ok: [UInt8] = [0x90, 0x00]
+        #expect(try reader.transmit(slot: 0, apdu: [0x80, 0x30, 0, 0]) == ok)
+        for n in 1...256 {
+            let le = UInt8(truncatingIfNeeded: n)
+            #expect(try reader.transmit(slot: 0, apdu: [0x80, 0x34, UInt8(n >> 8), UInt8(n & 0xFF), le]) == Self.sequence(n) + ok, "case 2, \(n)")
+            guard n <= 255 else { continue }
+            #expect(try reader.transmit(slot: 0, apdu: [0x80, 0x32, 0, 0, le] + Self.sequence(n)) == ok, "case 3, \(n)")
+            let answer = try reader.transmit(slot: 0, apdu: [0x80, 0x36, 0, le, le] + Self.sequence(n) + [0x00])
+            if protocolType == 1 {
+                #expect(answer == Self.sequence(n) + ok, "case 4, \(n)")
+            } else {
+                #expect(answer == [0x61, le], "case 4 (T=0), \(n)")
+                #expect(try reader.transmit(slot: 0, apdu: [0x00, 0xC0, 0, 0, le]) == Self.sequence(n) + ok)
+            }
+        }
+    }
 }
 
 final class Lines: @unchecked Sendable {

@@ -15,20 +15,7 @@ struct TPDUTests {
     func shortCasesAtEveryLength(profile: String, protocolType: UInt8) throws {
         let h = try Harness(profile: profile)
         try h.connect(protocolType: protocolType)
-        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x30, 0, 0]) == Self.ok)
-        for n in 1...256 {
-            let le = UInt8(truncatingIfNeeded: n)
-            #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, UInt8(n >> 8), UInt8(n & 0xFF), le]) == Harness.sequence(n) + Self.ok, "case 2, \(n)")
-            guard n <= 255 else { continue }
-            #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x32, 0, 0, le] + Harness.sequence(n)) == Self.ok, "case 3, \(n)")
-            let answer = try h.reader.transmit(slot: 0, apdu: [0x80, 0x36, 0, le, le] + Harness.sequence(n) + [0x00])
-            if protocolType == 1 {
-                #expect(answer == Harness.sequence(n) + Self.ok, "case 4, \(n)")
-            } else {
-                #expect(answer == [0x61, le], "case 4 T=0, \(n)")
-                #expect(try h.reader.transmit(slot: 0, apdu: [0x00, 0xC0, 0, 0, le]) == Harness.sequence(n) + Self.ok)
-            }
-        }
+        try h.checkCasesAtEveryLength(protocolType: protocolType)
         // 6Cxx reaches the application at T=0: the card wants another Le.
         _ = try h.reader.transmit(slot: 0, apdu: [0x00, 0x20, 0x00, 0x01, 0x04, 0x31, 0x32, 0x33, 0x34])
         if protocolType == 0 {
