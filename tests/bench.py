@@ -42,8 +42,8 @@ def measure(card, apdu, count):
             "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e6}
 
 
-def best(rounds):
-    return max(rounds, key=lambda r: r["rate"])
+def median_round(rounds):
+    return sorted(rounds, key=lambda r: r["rate"])[len(rounds) // 2]
 
 
 def run_session(title, env, sim_args, workloads, rounds):
@@ -57,9 +57,9 @@ def run_session(title, env, sim_args, workloads, rounds):
             floor = c.connect(null, S.SCARD_PROTOCOL_T1)
             print("\n%s" % title)
             print("pcscd + libswiftccid.so + ccid-sim over the relay, beside a do-nothing IFD handler in the same pcscd;"
-                  " best of %d alternating rounds" % rounds)
-            print("%-42s %12s %9s %9s   %12s %9s %9s   %6s" % ("workload", "ours APDU/s", "p50 µs", "p99 µs",
-                                                              "floor APDU/s", "p50 µs", "p99 µs", "ratio"))
+                  " %d alternating rounds" % rounds)
+            print("%-42s %12s %9s %9s   %12s %9s %9s   %6s %13s" % ("workload", "ours APDU/s", "p50 µs", "p99 µs",
+                                                                    "floor APDU/s", "p50 µs", "p99 µs", "ratio", "(min–max)"))
             for name, apdu, count in workloads:
                 measure(mine, apdu, max(10, count // 10))   # warm up
                 measure(floor, apdu, max(10, count // 10))
@@ -67,9 +67,12 @@ def run_session(title, env, sim_args, workloads, rounds):
                 for _ in range(rounds):
                     a.append(measure(mine, apdu, count))
                     b.append(measure(floor, apdu, count))
-                x, y = best(a), best(b)
-                print("%-42s %12.0f %9.0f %9.0f   %12.0f %9.0f %9.0f   %6.2f" % (
-                    name, x["rate"], x["p50"], x["p99"], y["rate"], y["p50"], y["p99"], x["rate"] / y["rate"]))
+                # Rates: median round; ratio: median of rounds paired with their neighbour (drift cancels).
+                x, y = median_round(a), median_round(b)
+                ratios = sorted(r["rate"] / f["rate"] for r, f in zip(a, b))
+                print("%-42s %12.0f %9.0f %9.0f   %12.0f %9.0f %9.0f   %6.2f %6.2f–%.2f" % (
+                    name, x["rate"], x["p50"], x["p99"], y["rate"], y["p50"], y["p99"],
+                    statistics.median(ratios), ratios[0], ratios[-1]))
             mine.disconnect()
             floor.disconnect()
 
@@ -79,7 +82,7 @@ def main():
     ap.add_argument("--sim", default=simharness.SIM)
     ap.add_argument("--short", type=int, default=4000, help="short APDUs per round")
     ap.add_argument("--extended", type=int, default=150, help="extended APDUs per round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     simharness.SIM = args.sim
     n = 65535
