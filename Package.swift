@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "SimulatorCore", dependencies: ["CCID", "ISO7816", "Relay", "ThreadSupport"],
                 path: "Simulator/SimulatorCore"),
         .executableTarget(name: "ccid-sim",
-                          dependencies: ["SimulatorCore",
+                          dependencies: ["SimulatorCore", "Relay",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Simulator/ccid-sim"),
         .testTarget(name: "CCIDTests", dependencies: ["CCID"]),

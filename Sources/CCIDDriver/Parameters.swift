@@ -30,15 +30,8 @@ public struct ReaderParameters: Equatable, Sendable {
 
     /// Block (T=1) or work (T=0) waiting time, and T=1 character waiting time, at `clockKHz`.
     public func waitingTimes(clockKHz: UInt32) -> (block: Duration, character: Duration) {
-        let f = Double(max(clockKHz, 1)) * 1000
-        let etu = Double(fi) / Double(di) / f
-        if protocolType == 1 {
-            let bwt = 11 * etu + Double(1 << min(Int(waitingIntegers >> 4), 9)) * 960 * 372 / f
-            let cwt = Double(11 + (1 << Int(waitingIntegers & 0x0F))) * etu
-            return (.microseconds(Int64(bwt * 1e6)), .microseconds(Int64(cwt * 1e6)))
-        }
-        let wwt = 960 * Double(waitingIntegers) * Double(fi) / f
-        return (.microseconds(Int64(wwt * 1e6)), .zero)
+        ExchangeTimeouts.waitingTimes(protocolType: protocolType, fi: fi, di: di, waitingIntegers: waitingIntegers,
+                                      clockKHz: clockKHz)
     }
 }
 

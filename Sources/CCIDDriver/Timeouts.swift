@@ -15,19 +15,30 @@ public struct ExchangeTimeouts: Sendable, Equatable {
         self.transportMargin = transportMargin
     }
 
-    /// Waiting time of the card at the reader's default clock: WWT for T=0
-    /// (960 · WI · Fi / f), BWT for T=1 (11 etu + 2^BWI · 960 · 372 / f), ISO/IEC 7816-3 §10.2, §11.4.3.
+    /// Waiting time of the card at the reader's default clock, from its ATR
+    /// (before any parameters are set), clamped to sane bounds.
     public static func cardWaitingTime(atr: ATR?, protocolType: UInt8?, clockKHz: UInt32) -> Duration {
-        let f = Double(max(clockKHz, 1000)) * 1000
         guard let atr else { return .seconds(1) }
-        let seconds: Double
+        let t1 = protocolType == 1
+        let times = waitingTimes(protocolType: t1 ? 1 : 0, fi: atr.fi ?? 372, di: atr.di ?? 1,
+                                 waitingIntegers: t1 ? atr.t1BWI << 4 | atr.t1CWI : atr.t0WaitingTimeInteger,
+                                 clockKHz: max(clockKHz, 1000))
+        return min(times.block, .seconds(3600))
+    }
+
+    /// ISO/IEC 7816-3 §10.2, §11.4.3: T=0 WWT = 960 · WI · Fi / f; T=1 BWT =
+    /// 11 etu + 2^BWI · 960 · 372 / f and CWT = (11 + 2^CWI) etu.
+    /// `waitingIntegers`: WI for T=0, BWI (high nibble) and CWI (low nibble) for T=1.
+    public static func waitingTimes(protocolType: UInt8, fi: Int, di: Int, waitingIntegers: UInt8,
+                                    clockKHz: UInt32) -> (block: Duration, character: Duration) {
+        let f = Double(max(clockKHz, 1)) * 1000
+        let etu = Double(fi) / Double(max(di, 1)) / f
         if protocolType == 1 {
-            let bwi = min(Int(atr.t1BWI), 9)
-            seconds = Double(1 << bwi) * 960 * 372 / f + 11 * Double(atr.fi ?? 372) / Double(atr.di ?? 1) / f
-        } else {
-            seconds = 960 * Double(atr.t0WaitingTimeInteger) * Double(atr.fi ?? 372) / f
+            let bwt = 11 * etu + Double(1 << min(Int(waitingIntegers >> 4), 9)) * 960 * 372 / f
+            let cwt = Double(11 + (1 << Int(waitingIntegers & 0x0F))) * etu
+            return (.microseconds(Int64(bwt * 1e6)), .microseconds(Int64(cwt * 1e6)))
         }
-        return .microseconds(Int64(min(seconds, 3600) * 1_000_000))
+        return (.microseconds(Int64(960 * Double(waitingIntegers) * Double(fi) / f * 1e6)), .zero)
     }
 }
 

@@ -225,14 +225,6 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
         return bulkIn.removeFirst()
     }
 
-    /// Drops replies that arrived for earlier (aborted) exchanges.
-    public func discardPendingBulk() -> Int {
-        state.withLock {
-            defer { bulkIn.removeAll() }
-            return bulkIn.count
-        }
-    }
-
     public func receiveInterrupt(deadline: Deadline) throws(TransportError) -> [UInt8] {
         state.lock()
         defer { state.unlock() }
@@ -277,8 +269,6 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
         if reply.stalled { throw .stalled }
         return request.isDeviceToHost ? Array(reply.data.prefix(Int(request.length))) : []
     }
-
-    public var isClosed: Bool { state.withLock { closed } }
 
     /// Unplugs from our side: every waiter returns `.noDevice`.
     public func close() {
