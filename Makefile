@@ -8,9 +8,10 @@ BUNDLE := $(BUILD)/ifd-swiftccid.bundle
 SO := $(BUNDLE)/Contents/Linux/libswiftccid.so
 SIM := $(BUILD)/ccid-sim
 # Debian packages the build, the demo and the tests use.
-DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pyscard libccid util-linux mount
+DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pyscard libccid util-linux mount \
+  libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi
 
-.PHONY: all deps bundle sim demo test unit-test integration-test bench install uninstall clean
+.PHONY: all deps bundle sim demo test unit-test integration-test bench install uninstall clean reader-list
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -70,3 +71,7 @@ uninstall:
 
 clean:
 	rm -rf $(BUILD) .build .build-bundle
+
+# bundle/readers.txt is generated from the shared reader corpus and committed.
+reader-list:
+	$(PYTHON) tools/make-reader-list.py ../shared/data/ccid-readers > bundle/readers.txt

@@ -12,6 +12,8 @@ import ThreadSupport
 ///   remove <reader> <slot or ->
 ///   pinpad <reader> enter <digits> | cancel | timeout
 ///   fault <reader> <slot or -> <setting>…   (see `Faults.apply`)
+///   plug <profile> [<card>]                  (answers the new reader's line)
+///   unplug <reader>
 final class ControlServer: @unchecked Sendable {
     private let socket: UnixSocket
     private let path: String
@@ -49,6 +51,22 @@ final class ControlServer: @unchecked Sendable {
         switch verb {
         case "list":
             return ["ok"] + simulator.listing()
+        case "plug":
+            guard args.count >= 2, let profile = ReaderProfile.named(args[1]) else {
+                return ["error: no profile '\(args.count > 1 ? args[1] : "")' (see `ccid-sim profiles`)"]
+            }
+            let card = args.count >= 3 && !args[2].isEmpty && args[2] != "none" ? args[2] : nil
+            do throws(SimulatorError) {
+                let index = try simulator.plug(ReaderSetup(profile: profile, cards: [card]))
+                return ["ok", simulator.listing()[index]]
+            } catch {
+                return ["error: \(error)"]
+            }
+        case "unplug":
+            guard args.count >= 2, let (index, _) = simulator.resolve(args[1]) else {
+                return ["error: no reader '\(args.count > 1 ? args[1] : "")' (see `ccid-sim list`)"]
+            }
+            return simulator.unplug(index) ? ["ok"] : ["error: reader \(index) is not plugged in"]
         case "insert", "remove", "pinpad", "fault":
             guard args.count >= 3, let (index, impliedSlot) = simulator.resolve(args[1]) else {
                 return ["error: no reader '\(args.count > 1 ? args[1] : "")' (see `ccid-sim list`)"]

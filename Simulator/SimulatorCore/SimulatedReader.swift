@@ -139,9 +139,13 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
     public func connected(_ connection: RelayServerConnection) { lock.withLock { self.connection = connection } }
 
     public func disconnected(_ connection: RelayServerConnection) {
+        lock.withLock { if self.connection === connection { self.connection = nil } }
+        hostReleased()
+    }
+
+    /// The host let go of the device: as after a USB reset, cards are unpowered.
+    public func hostReleased() {
         lock.withLock {
-            if self.connection === connection { self.connection = nil }
-            // The host let go of the device: as after a USB reset, cards are unpowered.
             for i in slots.indices { slots[i].powered = false; slots[i].commandChain = nil; slots[i].pendingResponse = [] }
         }
     }

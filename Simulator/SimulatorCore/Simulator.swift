@@ -17,34 +17,44 @@ public struct ReaderSetup: Sendable {
 }
 
 /// The running simulator: readers served as relay sockets in `directory`
-/// (`sim0.sock`, `sim1.sock`, …) and a control socket (`control.sock`) that
-/// `ccid-sim list/insert/remove` talk to.
+/// (`sim0.sock`, `sim1.sock`, …) or, in USB mode, plugged into a `ReaderBus`;
+/// and a control socket (`control.sock`) that `ccid-sim list/insert/remove/
+/// plug/unplug` talk to. Readers keep their number when unplugged.
 public final class Simulator: @unchecked Sendable {
     public let directory: String
-    public let readers: [SimulatedReader]
-    private var listeners: [RelayListener] = []
+    private let bus: ReaderBus?
+    private let lock = Lock()
+    private var entries: [SimulatedReader] = []
+    private var listeners: [Int: RelayListener] = [:]
+    private var locations: [Int: String] = [:]
     private var control: ControlServer?
+    private var spinAfterReply: Duration = .zero
     private let log: @Sendable (String) -> Void
 
     public static let controlSocketName = "control.sock"
     public static func socketName(_ index: Int) -> String { "sim\(index).sock" }
 
-    public init(directory: String, setups: [ReaderSetup], log: @escaping @Sendable (String) -> Void) throws(SimulatorError) {
+    /// The readers so far, plugged or not, by number.
+    public var readers: [SimulatedReader] { lock.withLock { entries } }
+
+    public init(directory: String, setups: [ReaderSetup], bus: ReaderBus? = nil,
+                log: @escaping @Sendable (String) -> Void) throws(SimulatorError) {
         self.directory = directory
+        self.bus = bus
         self.log = log
-        var readers: [SimulatedReader] = []
-        for (i, setup) in setups.enumerated() {
-            let reader = SimulatedReader(name: "sim\(i)", profile: setup.profile, serialNumber: "SIM\(1000 + i)")
-            for (slot, card) in setup.cards.enumerated() {
-                guard let card else { continue }
-                guard let model = CardCatalog.make(card) else { throw .unknownCard(card) }
-                do throws(SimulatedReader.SlotActionError) { try reader.insert(model, slot: slot) } catch {
-                    throw .config("reader \(i): \(error)")
-                }
+        for setup in setups { entries.append(try Self.make(setup, index: entries.count)) }
+    }
+
+    private static func make(_ setup: ReaderSetup, index i: Int) throws(SimulatorError) -> SimulatedReader {
+        let reader = SimulatedReader(name: "sim\(i)", profile: setup.profile, serialNumber: "SIM\(1000 + i)")
+        for (slot, card) in setup.cards.enumerated() {
+            guard let card else { continue }
+            guard let model = CardCatalog.make(card) else { throw .unknownCard(card) }
+            do throws(SimulatedReader.SlotActionError) { try reader.insert(model, slot: slot) } catch {
+                throw .config("reader \(i): \(error)")
             }
-            readers.append(reader)
         }
-        self.readers = readers
+        return reader
     }
 
     public func socketPath(_ index: Int) -> String { "\(directory)/\(Self.socketName(index))" }
@@ -56,25 +66,39 @@ public final class Simulator: @unchecked Sendable {
         return "\(r.profile.product) [\(r.name)]"
     }
 
-    /// The slot a PC/SC reader name of reader `index` names, if it is one.
+    /// The slot a PC/SC reader name of reader `index` names, if it is one:
+    /// "<friendly name> NN SS" for relay readers; for USB readers pcscd builds
+    /// the name from the driver's list and the device, which carries the
+    /// reader's serial number "(SIMnnnn)".
     func slot(inPCSCName token: String, reader index: Int) -> Int? {
-        let prefix = friendlyName(index) + " "
-        guard token.hasPrefix(prefix) else { return nil }
-        let numbers = token.dropFirst(prefix.count).split(separator: " ")
+        let reader = readers[index]
+        let rest: Substring
+        if token.hasPrefix(friendlyName(index) + " ") {
+            rest = token.dropFirst(friendlyName(index).count + 1)
+        } else if let r = Self.after("(\(reader.serialNumber)) ", in: token) {
+            rest = r
+        } else {
+            return nil
+        }
+        let numbers = rest.split(separator: " ")
         guard numbers.count == 2, numbers.allSatisfy({ $0.count == 2 && UInt8($0, radix: 16) != nil }),
-              let slot = Int(numbers[1], radix: 16), slot < readers[index].slotCount else { return nil }
+              let slot = Int(numbers[1], radix: 16), slot < reader.slotCount else { return nil }
         return slot
     }
 
-    public func start(spinAfterReply: Duration = .zero) throws(SimulatorError) {
-        for i in readers.indices {
-            do throws(SocketError) {
-                listeners.append(try RelayListener(path: socketPath(i), device: readers[i],
-                                                   spinAfterReply: spinAfterReply, log: log))
-            } catch {
-                throw .socket(error)
-            }
+    /// What follows the first occurrence of `marker` in `text` (no Foundation here).
+    private static func after(_ marker: String, in text: String) -> Substring? {
+        var i = text.startIndex
+        while i < text.endIndex {
+            if text[i...].hasPrefix(marker) { return text[text.index(i, offsetBy: marker.count)...] }
+            i = text.index(after: i)
         }
+        return nil
+    }
+
+    public func start(spinAfterReply: Duration = .zero) throws(SimulatorError) {
+        self.spinAfterReply = spinAfterReply
+        for i in readers.indices { try show(i) }
         do throws(SocketError) {
             control = try ControlServer(path: "\(directory)/\(Self.controlSocketName)", simulator: self, log: log)
         } catch {
@@ -82,28 +106,72 @@ public final class Simulator: @unchecked Sendable {
         }
     }
 
+    /// Serves reader `i` on its socket, or plugs it into the bus.
+    private func show(_ i: Int) throws(SimulatorError) {
+        let reader = readers[i]
+        if let bus {
+            let node = try bus.plug(reader)
+            lock.withLock { locations[i] = node }
+            return
+        }
+        do throws(SocketError) {
+            let listener = try RelayListener(path: socketPath(i), device: reader, spinAfterReply: spinAfterReply, log: log)
+            lock.withLock {
+                listeners[i] = listener
+                locations[i] = socketPath(i)
+            }
+        } catch {
+            throw .socket(error)
+        }
+    }
+
+    /// A new reader, plugged in at once (hotplug); returns its number.
+    public func plug(_ setup: ReaderSetup) throws(SimulatorError) -> Int {
+        let index = lock.withLock { entries.count }
+        let reader = try Self.make(setup, index: index)
+        lock.withLock { entries.append(reader) }
+        try show(index)
+        return index
+    }
+
+    /// Takes reader `index` away, as pulling its plug: hosts see it vanish.
+    public func unplug(_ index: Int) -> Bool {
+        let (reader, listener, wasThere) = lock.withLock { () -> (SimulatedReader?, RelayListener?, Bool) in
+            guard entries.indices.contains(index) else { return (nil, nil, false) }
+            return (entries[index], listeners.removeValue(forKey: index), locations.removeValue(forKey: index) != nil)
+        }
+        guard let reader, wasThere else { return false }
+        listener?.stop()
+        bus?.unplug(reader)
+        return true
+    }
+
+    public func location(_ index: Int) -> String? { lock.withLock { locations[index] } }
+
     public func stop() {
         control?.stop()
-        for l in listeners { l.stop() }
+        for l in lock.withLock({ Array(listeners.values) }) { l.stop() }
+        bus?.stop()
     }
 
     /// Resolves READER as the number `list` shows, the simulator's name
     /// (sim0) or the name a PC/SC application sees (which also names a slot).
     public func resolve(_ token: String) -> (index: Int, slot: Int?)? {
-        if let n = Int(token), readers.indices.contains(n) { return (n, nil) }
-        if let i = readers.firstIndex(where: { $0.name == token }) { return (i, nil) }
-        for i in readers.indices {
+        let all = readers
+        if let n = Int(token), all.indices.contains(n) { return (n, nil) }
+        if let i = all.firstIndex(where: { $0.name == token }) { return (i, nil) }
+        for i in all.indices {
             if token == friendlyName(i) { return (i, nil) }
             if let s = slot(inPCSCName: token, reader: i) { return (i, s) }
         }
         return nil
     }
 
+    /// One line per reader: number, name, profile, relay friendly name, cards, where it is plugged.
     public func listing() -> [String] {
-        readers.indices.map { i in
-            let r = readers[i]
+        readers.enumerated().map { i, r in
             let cards = (0..<r.slotCount).map { "slot \($0): \(r.cardName(slot: $0) ?? "empty")" }.joined(separator: ", ")
-            return "\(i)\t\(r.name)\t\(r.profile.name)\t\(friendlyName(i))\t\(cards)"
+            return "\(i)\t\(r.name)\t\(r.profile.name)\t\(friendlyName(i))\t\(cards)\t\(location(i) ?? "unplugged")"
         }
     }
 }
@@ -120,4 +188,13 @@ public enum SimulatorError: Error, CustomStringConvertible {
         case .socket(let e): "\(e)"
         }
     }
+}
+
+/// Where readers are shown to hosts when not (only) as relay sockets: the
+/// simulator's USB mode plugs them into a mocked USB bus.
+public protocol ReaderBus: AnyObject, Sendable {
+    /// Shows `reader` to hosts; returns where it appeared (a device node).
+    func plug(_ reader: SimulatedReader) throws(SimulatorError) -> String
+    func unplug(_ reader: SimulatedReader)
+    func stop()
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Relay
 import SimulatorCore
+import SimulatorUSB
 
 struct PrivatePCSCD: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,6 +26,12 @@ struct PrivatePCSCD: ParsableCommand {
     @Flag(help: "Run pcscd with --debug.")
     var debug = false
 
+    @Flag(help: """
+        Plug the readers in as USB devices (a umockdev testbed) instead of relay sockets: pcscd finds them \
+        with its own hotplug and loads the driver by VID/PID. `ccid-sim plug` and `unplug` then hotplug readers.
+        """)
+    var usb = false
+
     @Option(name: .customLong("relay"), help: "Also give pcscd this relay socket served by another process (an attach worker, a test peer). Repeatable.")
     var extraRelays: [String] = []
 
@@ -38,16 +45,18 @@ struct PrivatePCSCD: ParsableCommand {
     }
 
     func run() throws {
+        if usb && !MockUSBBus.underPreload { try UMockdevPreload.reexec() }
         let bundled = try DriverBundle.library(explicit: driver)
         let dir = directory.resolved
-        let running = try startSimulator(directory: dir, setups: try readers.setups(), spinMicroseconds: readers.spinUs)
+        let bus = usb ? try MockUSBBus(log: { note($0) }) : nil
+        let running = try startSimulator(directory: dir, setups: try readers.setups(), spinMicroseconds: readers.spinUs, bus: bus)
         let sim = running.simulator
         let fm = FileManager.default
-        let confDir = "\(dir)/reader.conf.d", runDir = "\(dir)/pcscd"
-        var cleanup: [String] = [confDir, runDir]
+        let confDir = "\(dir)/reader.conf.d", runDir = "\(dir)/pcscd", dropDir = "\(dir)/drivers"
+        var cleanup: [String] = [confDir, runDir, dropDir] + (bus.map { [$0.root] } ?? [])
         defer {
-            for path in cleanup { try? fm.removeItem(atPath: path) }
             running.stop()
+            for path in cleanup { try? fm.removeItem(atPath: path) }
         }
         try fm.createDirectory(atPath: confDir, withIntermediateDirectories: true)
         try fm.createDirectory(atPath: runDir, withIntermediateDirectories: true)
@@ -58,7 +67,7 @@ struct PrivatePCSCD: ParsableCommand {
         cleanup.append(library)
         // One file, readers in order: pcscd numbers readers as it reads them ("<name> NN SS").
         var conf = ""
-        for i in sim.readers.indices {
+        for i in sim.readers.indices where !usb {
             conf += "FRIENDLYNAME \"\(sim.friendlyName(i))\"\nDEVICENAME relay:\(sim.socketPath(i))\nLIBPATH \(library)\n\n"
         }
         for (k, path) in extraRelays.enumerated() {
@@ -77,9 +86,18 @@ struct PrivatePCSCD: ParsableCommand {
         try fm.createDirectory(atPath: "/run/pcscd", withIntermediateDirectories: true)
         let pcscd = Process()
         pcscd.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        // For USB readers pcscd reads bundles from its compiled-in drop directory:
+        // give it one holding only the chosen bundle.
+        var mounts = "mount --bind \"$0\" /run/pcscd"
+        if usb {
+            try fm.createDirectory(atPath: dropDir, withIntermediateDirectories: true)
+            let bundle = try DriverBundle.bundle(containing: bundled)
+            try fm.copyItem(atPath: bundle, toPath: "\(dropDir)/\((bundle as NSString).lastPathComponent)")
+            mounts += " && mount --bind \"$3\" \"$4\""
+        }
         pcscd.arguments = ["--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-                           "mount --bind \"$0\" /run/pcscd && exec pcscd --foreground --config \"$1\" $2",
-                           runDir, confDir, debug ? "--debug" : "--info"]
+                           mounts + " && exec pcscd --foreground --config \"$1\" $2",
+                           runDir, confDir, debug ? "--debug" : "--info", dropDir, DriverBundle.dropDirectory()]
         pcscd.standardOutput = log
         pcscd.standardError = log
         StopSignal.install()
@@ -126,22 +144,36 @@ enum DriverBundle {
         throw ValidationError("no \(name) found; run `make bundle` or `make install`, or pass --driver")
     }
 
-    static func candidates() -> [String] {
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        var list = ["\(FileManager.default.currentDirectoryPath)/build/\(name)",
-                    exe.appendingPathComponent("../../build/\(name)").standardized.path,
-                    exe.appendingPathComponent("../../../build/\(name)").standardized.path]
+    /// pcscd's bundle directory (`usbdropdir` of libpcsclite's pkg-config).
+    static func dropDirectory() -> String {
         let pkg = Process()
         pkg.executableURL = URL(fileURLWithPath: "/usr/bin/pkg-config")
         pkg.arguments = ["--variable=usbdropdir", "libpcsclite"]
         let out = Pipe()
         pkg.standardOutput = out
-        if (try? pkg.run()) != nil {
-            pkg.waitUntilExit()
-            let dir = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            if !dir.isEmpty { list.append("\(dir)/\(name)") }
+        guard (try? pkg.run()) != nil else { return "/usr/lib/pcsc/drivers" }
+        pkg.waitUntilExit()
+        let dir = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return dir.isEmpty ? "/usr/lib/pcsc/drivers" : dir
+    }
+
+    /// The .bundle directory a library path lies in.
+    static func bundle(containing library: String) throws -> String {
+        var url = URL(fileURLWithPath: library)
+        while url.path != "/" {
+            if url.pathExtension == "bundle" { return url.path }
+            url.deleteLastPathComponent()
         }
+        throw ValidationError("\(library) is not inside a .bundle directory")
+    }
+
+    static func candidates() -> [String] {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        var list = ["\(FileManager.default.currentDirectoryPath)/build/\(name)",
+                    exe.appendingPathComponent("../../build/\(name)").standardized.path,
+                    exe.appendingPathComponent("../../../build/\(name)").standardized.path]
+        list.append("\(dropDirectory())/\(name)")
         list.append("/usr/lib/pcsc/drivers/\(name)")
         return list
     }

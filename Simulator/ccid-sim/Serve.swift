@@ -31,7 +31,7 @@ struct RunningSimulator {
     }
 }
 
-func startSimulator(directory: String, setups: [ReaderSetup], spinMicroseconds: Int) throws -> RunningSimulator {
+func startSimulator(directory: String, setups: [ReaderSetup], spinMicroseconds: Int, bus: ReaderBus? = nil) throws -> RunningSimulator {
     let fm = FileManager.default
     var isDir: ObjCBool = false
     let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
@@ -40,7 +40,7 @@ func startSimulator(directory: String, setups: [ReaderSetup], spinMicroseconds: 
        (try? ControlClient.request(directory: directory, ["list"])) != nil {
         throw ValidationError("a simulator is already running in \(directory)")
     }
-    let simulator = try Simulator(directory: directory, setups: setups, log: { note($0) })
+    let simulator = try Simulator(directory: directory, setups: setups, bus: bus, log: { note($0) })
     try simulator.start(spinAfterReply: .microseconds(spinMicroseconds))
     return RunningSimulator(simulator: simulator, createdDirectory: !existed)
 }

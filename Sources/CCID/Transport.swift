@@ -10,11 +10,12 @@ public struct DeviceIdentity: Equatable, Sendable {
     public var serialNumber: String
     public var interfaceNumber: UInt8
     public var classDescriptor: ClassDescriptor
-    public var hasInterruptEndpoint: Bool
+    public var endpoints: CCIDEndpoints
+    public var hasInterruptEndpoint: Bool { endpoints.interruptIn != nil }
 
     public init(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16, manufacturer: String, product: String,
                 serialNumber: String, interfaceNumber: UInt8, classDescriptor: ClassDescriptor,
-                hasInterruptEndpoint: Bool) {
+                endpoints: CCIDEndpoints) {
         self.vendorID = vendorID
         self.productID = productID
         self.bcdDevice = bcdDevice
@@ -23,7 +24,23 @@ public struct DeviceIdentity: Equatable, Sendable {
         self.serialNumber = serialNumber
         self.interfaceNumber = interfaceNumber
         self.classDescriptor = classDescriptor
-        self.hasInterruptEndpoint = hasInterruptEndpoint
+        self.endpoints = endpoints
+    }
+}
+
+/// The addresses of a CCID interface's pipes (direction bit included).
+public struct CCIDEndpoints: Equatable, Sendable {
+    public var bulkOut: UInt8
+    public var bulkIn: UInt8
+    public var interruptIn: UInt8?
+    /// wMaxPacketSize of bulk-in: a reply of a multiple of it may end with a zero-length packet.
+    public var bulkInPacketSize: Int
+
+    public init(bulkOut: UInt8, bulkIn: UInt8, interruptIn: UInt8?, bulkInPacketSize: Int) {
+        self.bulkOut = bulkOut
+        self.bulkIn = bulkIn
+        self.interruptIn = interruptIn
+        self.bulkInPacketSize = bulkInPacketSize
     }
 }
 

@@ -57,46 +57,68 @@ public struct USBDescriptorSet: Equatable, Sendable {
 
     /// Finds the CCID interface: class 0x0B, or vendor class 0xFF carrying a
     /// 54-byte class descriptor; the class descriptor may follow the interface
-    /// or (some readers) its endpoints.
-    public func identity() throws(USBDescriptorError) -> DeviceIdentity {
+    /// or (some readers) its endpoints. `interface` picks one interface of a
+    /// composite device (pcscd names it); otherwise the first CCID one is used.
+    public func identity(interface wanted: UInt8? = nil) throws(USBDescriptorError) -> DeviceIdentity {
         var d = ByteReader(device)
         guard device.count >= 18, d.u8() == 18, d.u8() == 0x01 else { throw .badDeviceDescriptor }
         _ = d.take(6)
         guard let vid = d.u16le(), let pid = d.u16le(), let bcd = d.u16le(),
               let iMan = d.u8(), let iProd = d.u8(), let iSerial = d.u8() else { throw .badDeviceDescriptor }
 
-        var interfaceNumber: UInt8? = nil
-        var interfaceClass: UInt8 = 0
-        var classDescriptor: ClassDescriptor? = nil
-        var hasInterrupt = false
+        /// The interface being read; it becomes the answer once it has all it needs.
+        struct Candidate {
+            var number: UInt8
+            var interfaceClass: UInt8
+            var classDescriptor: ClassDescriptor?
+            var bulkIn: (address: UInt8, packet: Int)?
+            var bulkOut: UInt8?
+            var interruptIn: UInt8?
+            var usable: Bool { classDescriptor != nil && bulkIn != nil && bulkOut != nil }
+        }
+        var current: Candidate? = nil
+        var found: Candidate? = nil
         var offset = 0
-        while offset < configuration.count {
+        while offset < configuration.count, found == nil || current != nil {
             let length = Int(configuration[offset])
             guard length >= 2, offset + length <= configuration.count else { throw .badConfiguration(offset: offset) }
             let type = configuration[offset + 1]
             let desc = configuration[offset..<offset + length]
+            let at = desc.startIndex
             switch type {
-            case 0x04:
-                guard classDescriptor == nil, length >= 9 else { break }
-                interfaceNumber = desc[desc.startIndex + 2]
-                interfaceClass = desc[desc.startIndex + 5]
-                hasInterrupt = false
-            case 0x21, 0xFF:
-                if length == ClassDescriptor.length, interfaceNumber != nil, classDescriptor == nil,
-                   interfaceClass == 0x0B || interfaceClass == 0xFF {
-                    classDescriptor = try? ClassDescriptor(decoding: desc)
+            case 0x04 where length >= 9:
+                if let c = current, c.usable, found == nil { found = c }
+                current = nil
+                let number = desc[at + 2], cls = desc[at + 5], alternate = desc[at + 3]
+                if found == nil, alternate == 0, cls == 0x0B || cls == 0xFF, wanted == nil || wanted == number {
+                    current = Candidate(number: number, interfaceClass: cls)
                 }
-            case 0x05 where length >= 7 && interfaceNumber != nil:
-                if desc[desc.startIndex + 3] & 0x03 == 0x03 && desc[desc.startIndex + 2] & 0x80 != 0 { hasInterrupt = true }
+            case 0x21, 0xFF:
+                if length == ClassDescriptor.length, current != nil, current?.classDescriptor == nil {
+                    current?.classDescriptor = try? ClassDescriptor(decoding: desc)
+                }
+            case 0x05 where length >= 7 && current != nil:
+                let address = desc[at + 2], kind = desc[at + 3] & 0x03
+                let packet = Int(desc[at + 4]) | Int(desc[at + 5] & 0x07) << 8
+                switch (kind, address & 0x80 != 0) {
+                case (0x02, true) where current?.bulkIn == nil: current?.bulkIn = (address, max(packet, 8))
+                case (0x02, false) where current?.bulkOut == nil: current?.bulkOut = address
+                case (0x03, true) where current?.interruptIn == nil: current?.interruptIn = address
+                default: break
+                }
             default: break
             }
             offset += length
         }
-        guard let number = interfaceNumber, let ccid = classDescriptor else { throw .noCCIDInterface }
+        if found == nil, let c = current, c.usable { found = c }
+        guard let ccid = found, let descriptor = ccid.classDescriptor, let bulkIn = ccid.bulkIn,
+              let bulkOut = ccid.bulkOut else { throw .noCCIDInterface }
         return DeviceIdentity(vendorID: vid, productID: pid, bcdDevice: bcd,
                               manufacturer: strings[iMan] ?? "", product: strings[iProd] ?? "",
-                              serialNumber: strings[iSerial] ?? "", interfaceNumber: number,
-                              classDescriptor: ccid, hasInterruptEndpoint: hasInterrupt)
+                              serialNumber: strings[iSerial] ?? "", interfaceNumber: ccid.number,
+                              classDescriptor: descriptor,
+                              endpoints: CCIDEndpoints(bulkOut: bulkOut, bulkIn: bulkIn.address,
+                                                       interruptIn: ccid.interruptIn, bulkInPacketSize: bulkIn.packet))
     }
 }
 
@@ -109,7 +131,7 @@ public enum USBDescriptorError: Error, Equatable, Sendable, CustomStringConverti
         switch self {
         case .badDeviceDescriptor: "malformed USB device descriptor"
         case .badConfiguration(let o): "malformed USB configuration descriptor at byte \(o)"
-        case .noCCIDInterface: "no CCID interface with a 54-byte class descriptor"
+        case .noCCIDInterface: "no CCID interface with a 54-byte class descriptor and bulk endpoints"
         }
     }
 }

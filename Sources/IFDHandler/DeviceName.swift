@@ -1,16 +1,18 @@
+import USBTransport
+
 /// pcscd's DEVICENAME for our readers. `relay:PATH` names a relay socket;
 /// `usb:VVVV/PPPP:libudev:IF:/dev/bus/usb/BBB/DDD` comes from pcscd's hotplug.
 enum DeviceName: Equatable {
     case relay(path: String)
-    case usb(String)
+    case usb(USBDeviceName)
 
     init?(_ text: String) {
         if text.hasPrefix("relay:") {
             let path = String(text.dropFirst("relay:".count))
             guard path.hasPrefix("/"), !path.isEmpty, path.utf8.count < 108 else { return nil }
             self = .relay(path: path)
-        } else if text.hasPrefix("usb:") {
-            self = .usb(text)
+        } else if let usb = USBDeviceName(text) {
+            self = .usb(usb)
         } else {
             return nil
         }

@@ -31,6 +31,9 @@ private func open(_ lun: DWORD, _ name: DeviceName, _ text: String) -> RESPONSEC
         case .inUse: Log.error("LUN 0x\(String(lun, radix: 16)) is already open")
         case .badSlot(let s): Log.error("\(text) has no slot \(s)")
         case .connect(let why): Log.error("cannot open \(why)")
+        case .gone(let why):
+            Log.error("cannot open \(text): \(why)")
+            return code(IFD_NO_SUCH_DEVICE)
         }
         return code(IFD_COMMUNICATION_ERROR)
     }
@@ -41,7 +44,7 @@ public func IFDHCreateChannelByName(_ lun: DWORD, _ deviceName: LPSTR?) -> RESPO
     guard let deviceName else { return code(IFD_COMMUNICATION_ERROR) }
     let text = String(cString: deviceName)
     guard let name = DeviceName(text) else {
-        Log.error("device name '\(text)' is neither relay:/PATH nor usb:…")
+        Log.error("device name '\(text)' is neither relay:/PATH nor usb:VVVV/PPPP:libudev:IF:/dev/bus/usb/BBB/DDD")
         return code(IFD_COMMUNICATION_ERROR)
     }
     return open(lun, name, text)

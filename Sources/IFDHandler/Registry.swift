@@ -1,5 +1,7 @@
 import CCIDDriver
 import Relay
+import USBTransport
+import CCID
 import ThreadSupport
 #if canImport(Glibc)
 import Glibc
@@ -30,7 +32,7 @@ final class Registry: @unchecked Sendable {
 
     func lookup(_ lun: UInt) -> Entry? { lock.withLock { luns[lun] } }
 
-    enum OpenError: Error { case inUse, badSlot(Int), connect(String) }
+    enum OpenError: Error { case inUse, badSlot(Int), connect(String), gone(String) }
 
     /// Opens (or shares) the reader behind `name` for `lun`.
     func open(lun: UInt, name: DeviceName, displayName: String, timeouts: ExchangeTimeouts) throws(OpenError) -> Entry {
@@ -51,7 +53,7 @@ final class Registry: @unchecked Sendable {
             return entry
         }
         if lock.withLock({ luns[lun] != nil }) { throw .inUse }
-        let transport: RelayClientTransport
+        let transport: any CCIDTransport
         switch name {
         case .relay(let path):
             do throws(RelayConnectError) {
@@ -60,8 +62,13 @@ final class Registry: @unchecked Sendable {
             } catch {
                 throw .connect("\(path): \(error)")
             }
-        case .usb(let text):
-            throw .connect("\(text): USB devices are not handled by this build; use a relay: device name")
+        case .usb(let usb):
+            do throws(USBOpenError) {
+                transport = try USBTransport(name: usb, log: { Log.error($0) })
+            } catch {
+                if case .notFound = error { throw .gone("\(error)") }
+                throw .connect("\(usb): \(error)")
+            }
         }
         let reader = Reader(transport: transport, timeouts: timeouts, log: { Log.error("\(displayName): \($0)") })
         guard slot < reader.slotCount else {

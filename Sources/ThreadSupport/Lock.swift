@@ -66,6 +66,10 @@ public final class Lock: @unchecked Sendable {
         return try body()
     }
 
+    /// For sections that throw typed errors (`withLock` rethrows untyped).
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
+
     /// Runs `body` only if the lock is free right now.
     public func withLockIfAvailable<T>(_ body: () throws -> T) rethrows -> T? {
         guard pthread_mutex_trylock(mutex) == 0 else { return nil }

@@ -1,0 +1,439 @@
+// usbdevfs for devices that live in a umockdev testbed. The host (libusb in
+// pcscd's driver) submits URBs with ioctls; umockdev forwards each ioctl to
+// the handler below, on the testbed's worker thread. IN URBs wait here until
+// the device model delivers data; completed URBs wait until the host reaps.
+//
+// Idle cost: umockdev's device node is a regular file, always "writable" to
+// poll(), so libusb would spin on REAPURBNDELAY. The node is replaced by a
+// FIFO kept full (not writable) while nothing is reapable and drained (so
+// writable, i.e. POLLOUT as usbfs signals completions) while something is.
+#include "usbmock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/usbdevice_fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <umockdev.h>
+#include <unistd.h>
+
+struct usbmock_bed {
+    UMockdevTestbed *testbed;
+    char *root;
+};
+
+typedef struct urb {
+    struct urb *next;
+    UMockdevIoctlData *urb_data;    // the host's struct usbdevfs_urb
+    UMockdevIoctlData *buffer_data; // its buffer; NULL when empty
+    uint8_t endpoint;
+} urb;
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t length, offset;
+    uint8_t data[];
+} chunk;
+
+// Data a device may hold for a host that does not poll (per endpoint).
+#define QUEUED_LIMIT (1u << 20)
+
+struct usbmock_device {
+    usbmock_bed *bed;
+    UMockdevIoctlBase *handler;
+    char *syspath, *interface_syspath;
+    char node[32];
+    char *fifo_path;
+    int fifo_fd;
+    pthread_mutex_t lock;
+    urb *pending;                   // IN URBs waiting for data, oldest first
+    urb *reapable, *reapable_tail;  // done, for the host to reap
+    chunk *queued[16];              // device → host data, by IN endpoint number
+    size_t queued_bytes[16];
+    uint8_t interface_number;
+    int unplugged;
+    usbmock_callbacks cb;
+};
+
+static void set_error(char **error, const char *what, GError *e) {
+    if (!error) return;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s: %s", what, e ? e->message : strerror(errno));
+    *error = strdup(buf);
+}
+
+void usbmock_free_string(char *s) { free(s); }
+
+int usbmock_in_mock_environment(void) { return umockdev_in_mock_environment(); }
+
+usbmock_bed *usbmock_bed_new(char **error) {
+    usbmock_bed *bed = calloc(1, sizeof *bed);
+    if (!bed) { set_error(error, "calloc", NULL); return NULL; }
+    bed->testbed = umockdev_testbed_new();
+    if (!bed->testbed) { free(bed); set_error(error, "umockdev_testbed_new", NULL); return NULL; }
+    bed->root = umockdev_testbed_get_root_dir(bed->testbed);
+    return bed;
+}
+
+const char *usbmock_bed_root(usbmock_bed *bed) { return bed->root; }
+
+// --- FIFO readiness -------------------------------------------------------
+
+static void sync_fifo(usbmock_device *d) {
+    char block[4096];
+    if (d->fifo_fd < 0) return;
+    if (d->reapable || d->unplugged) {
+        while (read(d->fifo_fd, block, sizeof block) > 0) {}
+    } else {
+        memset(block, 0, sizeof block);
+        while (write(d->fifo_fd, block, sizeof block) > 0) {}
+    }
+}
+
+// --- URB bookkeeping (all under d->lock) -----------------------------------
+
+static struct usbdevfs_urb *urb_struct(urb *u) { return (struct usbdevfs_urb *) u->urb_data->data; }
+
+static void make_reapable(usbmock_device *d, urb *u, int status, int actual) {
+    struct usbdevfs_urb *s = urb_struct(u);
+    s->status = status;
+    s->actual_length = actual;
+    u->next = NULL;
+    if (d->reapable_tail) d->reapable_tail->next = u; else d->reapable = u;
+    d->reapable_tail = u;
+}
+
+static void free_urb(urb *u) {
+    if (u->buffer_data) umockdev_ioctl_data_unref(u->buffer_data);
+    umockdev_ioctl_data_unref(u->urb_data);
+    free(u);
+}
+
+// Moves queued device data into pending IN URBs of `endpoint`, oldest first.
+// A URB takes at most its buffer; the rest waits for the next URB, as packets
+// would. A transfer ends at the end of a delivered message.
+static void match(usbmock_device *d, uint8_t endpoint) {
+    int n = endpoint & 0x0F;
+    urb **link = &d->pending;
+    while (*link && d->queued[n]) {
+        urb *u = *link;
+        if (u->endpoint != endpoint) { link = &u->next; continue; }
+        chunk *c = d->queued[n];
+        struct usbdevfs_urb *s = urb_struct(u);
+        size_t room = s->buffer_length > 0 ? (size_t) s->buffer_length : 0;
+        size_t left = c->length - c->offset;
+        size_t take = left < room ? left : room;
+        if (take > 0 && u->buffer_data) memcpy(u->buffer_data->data, c->data + c->offset, take);
+        c->offset += take;
+        d->queued_bytes[n] -= take;
+        if (c->offset >= c->length) {
+            d->queued[n] = c->next;
+            free(c);
+        }
+        *link = u->next;
+        make_reapable(d, u, 0, (int) take);
+    }
+}
+
+void usbmock_deliver(usbmock_device *d, uint8_t endpoint, const uint8_t *data, size_t length) {
+    int n = endpoint & 0x0F;
+    pthread_mutex_lock(&d->lock);
+    if (!d->unplugged && d->queued_bytes[n] + length <= QUEUED_LIMIT) {
+        chunk *c = malloc(sizeof *c + length);
+        if (c) {
+            c->next = NULL;
+            c->length = length;
+            c->offset = 0;
+            memcpy(c->data, data, length);
+            chunk **tail = &d->queued[n];
+            while (*tail) tail = &(*tail)->next;
+            *tail = c;
+            d->queued_bytes[n] += length;
+            match(d, endpoint);
+            sync_fifo(d);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+// --- ioctls ---------------------------------------------------------------
+
+static void complete(UMockdevIoctlClient *client, long result, int error) {
+    umockdev_ioctl_client_complete(client, result, error);
+}
+
+static UMockdevIoctlData *resolve_arg(UMockdevIoctlClient *client, size_t size) {
+    GError *e = NULL;
+    UMockdevIoctlData *data = umockdev_ioctl_data_resolve(umockdev_ioctl_client_get_arg(client), 0, size, &e);
+    if (e) { g_error_free(e); return NULL; }
+    return data;
+}
+
+static void submit(usbmock_device *d, UMockdevIoctlClient *client) {
+    UMockdevIoctlData *data = resolve_arg(client, sizeof(struct usbdevfs_urb));
+    if (!data) { complete(client, -1, EFAULT); return; }
+    struct usbdevfs_urb *s = (struct usbdevfs_urb *) data->data;
+    if (s->buffer_length < 0 || (s->type != USBDEVFS_URB_TYPE_BULK && s->type != USBDEVFS_URB_TYPE_INTERRUPT &&
+                                 s->type != USBDEVFS_URB_TYPE_CONTROL)) {
+        umockdev_ioctl_data_unref(data);
+        complete(client, -1, EINVAL);
+        return;
+    }
+    urb *u = calloc(1, sizeof *u);
+    if (!u) { umockdev_ioctl_data_unref(data); complete(client, -1, ENOMEM); return; }
+    u->urb_data = data;
+    u->endpoint = s->endpoint;
+    if (s->buffer_length > 0) {
+        GError *e = NULL;
+        u->buffer_data = umockdev_ioctl_data_resolve(data, offsetof(struct usbdevfs_urb, buffer), (gsize) s->buffer_length, &e);
+        if (e) { g_error_free(e); free_urb(u); complete(client, -1, EFAULT); return; }
+    }
+    uint8_t *buffer = u->buffer_data ? u->buffer_data->data : NULL;
+    size_t length = (size_t) s->buffer_length;
+
+    if (s->type == USBDEVFS_URB_TYPE_CONTROL) {
+        if (length < 8) { free_urb(u); complete(client, -1, EINVAL); return; }
+        size_t wlength = (size_t) buffer[6] | (size_t) buffer[7] << 8;
+        size_t capacity = wlength < length - 8 ? wlength : length - 8;
+        int n = d->cb.control(d->cb.context, buffer, buffer + 8, capacity);
+        pthread_mutex_lock(&d->lock);
+        if (n < 0) make_reapable(d, u, -EPIPE, 0);
+        else make_reapable(d, u, 0, (buffer[0] & 0x80) ? (n < (int) capacity ? n : (int) capacity) : (int) capacity);
+        sync_fifo(d);
+        pthread_mutex_unlock(&d->lock);
+        complete(client, 0, 0);
+    } else if (s->endpoint & 0x80) {
+        pthread_mutex_lock(&d->lock);
+        urb **tail = &d->pending;
+        while (*tail) tail = &(*tail)->next;
+        *tail = u;
+        match(d, u->endpoint);
+        sync_fifo(d);
+        pthread_mutex_unlock(&d->lock);
+        complete(client, 0, 0);
+    } else {
+        // Copy out before the URB is handed back: the model answers through
+        // usbmock_deliver, which takes the lock.
+        uint8_t *copy = length ? malloc(length) : NULL;
+        if (length && !copy) { free_urb(u); complete(client, -1, ENOMEM); return; }
+        if (length) memcpy(copy, buffer, length);
+        uint8_t endpoint = s->endpoint;
+        pthread_mutex_lock(&d->lock);
+        make_reapable(d, u, 0, (int) length);
+        sync_fifo(d);
+        pthread_mutex_unlock(&d->lock);
+        complete(client, 0, 0);
+        d->cb.data_out(d->cb.context, endpoint, copy, length);
+        free(copy);
+    }
+}
+
+static void reap(usbmock_device *d, UMockdevIoctlClient *client) {
+    UMockdevIoctlData *data = resolve_arg(client, sizeof(void *));
+    if (!data) { complete(client, -1, EFAULT); return; }
+    pthread_mutex_lock(&d->lock);
+    urb *u = d->reapable;
+    if (u) {
+        d->reapable = u->next;
+        if (!d->reapable) d->reapable_tail = NULL;
+        sync_fifo(d);
+    }
+    int unplugged = d->unplugged;
+    pthread_mutex_unlock(&d->lock);
+    if (!u) {
+        umockdev_ioctl_data_unref(data);
+        complete(client, -1, unplugged ? ENODEV : EAGAIN);
+        return;
+    }
+    umockdev_ioctl_data_set_ptr(data, 0, u->urb_data);
+    complete(client, 0, 0);
+    umockdev_ioctl_data_unref(data);
+    free_urb(u);
+}
+
+static void discard(usbmock_device *d, UMockdevIoctlClient *client) {
+    UMockdevIoctlData *arg = umockdev_ioctl_client_get_arg(client);
+    gulong address = arg && arg->data_len >= (gint) sizeof(gulong) ? *(gulong *) arg->data : 0;
+    pthread_mutex_lock(&d->lock);
+    urb **link = &d->pending;
+    while (*link && (*link)->urb_data->client_addr != address) link = &(*link)->next;
+    urb *u = *link;
+    if (u) {
+        *link = u->next;
+        make_reapable(d, u, -ENOENT, 0);
+        sync_fifo(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+    complete(client, u ? 0 : -1, u ? 0 : EINVAL);
+}
+
+static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client, gpointer user_data) {
+    (void) handler;
+    usbmock_device *d = user_data;
+    gulong request = umockdev_ioctl_client_get_request(client);
+    pthread_mutex_lock(&d->lock);
+    int unplugged = d->unplugged;
+    pthread_mutex_unlock(&d->lock);
+
+    if (request == USBDEVFS_REAPURB || request == USBDEVFS_REAPURBNDELAY) { reap(d, client); return TRUE; }
+    if (unplugged) { complete(client, -1, ENODEV); return TRUE; }
+
+    switch (request) {
+    case USBDEVFS_SUBMITURB: submit(d, client); break;
+    case USBDEVFS_DISCARDURB: discard(d, client); break;
+    case USBDEVFS_GET_CAPABILITIES: {
+        UMockdevIoctlData *data = resolve_arg(client, sizeof(uint32_t));
+        if (!data) { complete(client, -1, EFAULT); break; }
+        *(uint32_t *) data->data = USBDEVFS_CAP_ZERO_PACKET | USBDEVFS_CAP_BULK_CONTINUATION |
+                                   USBDEVFS_CAP_NO_PACKET_SIZE_LIM | USBDEVFS_CAP_REAP_AFTER_DISCONNECT;
+        complete(client, 0, 0);
+        umockdev_ioctl_data_unref(data);
+        break;
+    }
+    case USBDEVFS_CLAIMINTERFACE:
+    case USBDEVFS_RELEASEINTERFACE: {
+        UMockdevIoctlData *data = resolve_arg(client, sizeof(unsigned int));
+        if (!data) { complete(client, -1, EFAULT); break; }
+        unsigned int number = *(unsigned int *) data->data;
+        umockdev_ioctl_data_unref(data);
+        if (number != d->interface_number) { complete(client, -1, EINVAL); break; }
+        complete(client, 0, 0);
+        if (request == USBDEVFS_RELEASEINTERFACE && d->cb.released) d->cb.released(d->cb.context);
+        break;
+    }
+    case USBDEVFS_DISCONNECT_CLAIM: {
+        UMockdevIoctlData *data = resolve_arg(client, sizeof(struct usbdevfs_disconnect_claim));
+        if (!data) { complete(client, -1, EFAULT); break; }
+        unsigned int number = ((struct usbdevfs_disconnect_claim *) data->data)->interface;
+        umockdev_ioctl_data_unref(data);
+        complete(client, number == d->interface_number ? 0 : -1, number == d->interface_number ? 0 : EINVAL);
+        break;
+    }
+    case USBDEVFS_GETDRIVER: complete(client, -1, ENODATA); break;
+    case USBDEVFS_SETCONFIGURATION:
+    case USBDEVFS_SETINTERFACE:
+    case USBDEVFS_CLEAR_HALT:
+    case USBDEVFS_RESETEP:
+    case USBDEVFS_RESET:
+        complete(client, 0, 0);
+        break;
+    default:
+        complete(client, -1, ENOTTY);
+        break;
+    }
+    return TRUE;
+}
+
+// --- plug / unplug ----------------------------------------------------------
+
+usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8_t *descriptors, size_t length,
+                             uint8_t interface_number, uint8_t interface_class,
+                             const char *manufacturer, const char *product, const char *serial,
+                             usbmock_callbacks callbacks, char **error) {
+    if (length < 18 || bus < 1 || bus > 255 || address < 1 || address > 127) {
+        if (error) *error = strdup("bad descriptors, bus or address");
+        return NULL;
+    }
+    usbmock_device *d = calloc(1, sizeof *d);
+    if (!d) { set_error(error, "calloc", NULL); return NULL; }
+    d->bed = bed;
+    d->cb = callbacks;
+    d->fifo_fd = -1;
+    d->interface_number = interface_number;
+    pthread_mutex_init(&d->lock, NULL);
+    snprintf(d->node, sizeof d->node, "/dev/bus/usb/%03d/%03d", bus, address);
+
+    uint16_t vid = descriptors[8] | descriptors[9] << 8, pid = descriptors[10] | descriptors[11] << 8;
+    uint16_t bcd = descriptors[12] | descriptors[13] << 8;
+    char name[32], ifname[48], sbus[8], sdev[8], svid[8], spid[8], sbcd[8], sdevno[16], sifnum[8], sifclass[8];
+    char nvid[8], npid[8], product_prop[32];
+    snprintf(name, sizeof name, "%d-%d", bus, address);
+    snprintf(ifname, sizeof ifname, "%d-%d:1.%d", bus, address, interface_number);
+    snprintf(sbus, sizeof sbus, "%d\n", bus);
+    snprintf(sdev, sizeof sdev, "%d\n", address);
+    snprintf(svid, sizeof svid, "%04x\n", vid);
+    snprintf(spid, sizeof spid, "%04x\n", pid);
+    snprintf(nvid, sizeof nvid, "%04x", vid);
+    snprintf(npid, sizeof npid, "%04x", pid);
+    snprintf(sbcd, sizeof sbcd, "%04x\n", bcd);
+    snprintf(sdevno, sizeof sdevno, "189:%d", (bus - 1) * 128 + address - 1);
+    snprintf(sifnum, sizeof sifnum, "%02x\n", interface_number);
+    snprintf(sifclass, sizeof sifclass, "%02x\n", interface_class);
+    snprintf(product_prop, sizeof product_prop, "%x/%x/%x", vid, pid, bcd);
+    char sbusnum[8], sdevnum[8];
+    snprintf(sbusnum, sizeof sbusnum, "%03d", bus);
+    snprintf(sdevnum, sizeof sdevnum, "%03d", address);
+    char *man_attr = g_strconcat(manufacturer ? manufacturer : "", "\n", NULL);
+    char *prod_attr = g_strconcat(product ? product : "", "\n", NULL);
+    char *serial_attr = g_strconcat(serial ? serial : "", "\n", NULL);
+
+    gchar *attrs[] = {"busnum", sbus, "devnum", sdev, "idVendor", svid, "idProduct", spid, "bcdDevice", sbcd,
+                      "bConfigurationValue", "1\n", "bNumInterfaces", " 1\n", "speed", "12\n", "dev", sdevno,
+                      "manufacturer", man_attr, "product", prod_attr, "serial", serial_attr, NULL};
+    gchar *props[] = {"DEVNAME", d->node, "DEVTYPE", "usb_device", "BUSNUM", sbusnum, "DEVNUM", sdevnum,
+                      "PRODUCT", product_prop, "ID_VENDOR_ID", nvid, "ID_MODEL_ID", npid, NULL};
+    d->syspath = umockdev_testbed_add_devicev(bed->testbed, "usb", name, NULL, attrs, props);
+    g_free(man_attr);
+    g_free(prod_attr);
+    g_free(serial_attr);
+    if (!d->syspath) { if (error) *error = strdup("umockdev_testbed_add_devicev failed"); free(d); return NULL; }
+    umockdev_testbed_set_attribute_binary(bed->testbed, d->syspath, "descriptors", (guint8 *) descriptors, (gint) length);
+
+    gchar *if_attrs[] = {"bInterfaceNumber", sifnum, "bAlternateSetting", " 0\n", "bInterfaceClass", sifclass,
+                         "bInterfaceSubClass", "00\n", "bInterfaceProtocol", "00\n", "bNumEndpoints", "03\n", NULL};
+    gchar *if_props[] = {"DEVTYPE", "usb_interface", "PRODUCT", product_prop, NULL};
+    d->interface_syspath = umockdev_testbed_add_devicev(bed->testbed, "usb", ifname, d->syspath, if_attrs, if_props);
+
+    d->handler = umockdev_ioctl_base_new();
+    g_signal_connect(d->handler, "handle-ioctl", G_CALLBACK(on_ioctl), d);
+    GError *e = NULL;
+    if (!umockdev_testbed_attach_ioctl(bed->testbed, d->node, d->handler, &e)) {
+        set_error(error, "umockdev_testbed_attach_ioctl", e);
+        if (e) g_error_free(e);
+        umockdev_testbed_remove_device(bed->testbed, d->syspath);
+        free(d);
+        return NULL;
+    }
+    // umockdev records the node's numbers but leaves the file to us.
+    d->fifo_path = g_strconcat(bed->root, d->node, NULL);
+    char *parent = g_path_get_dirname(d->fifo_path);
+    g_mkdir_with_parents(parent, 0755);
+    g_free(parent);
+    unlink(d->fifo_path);
+    if (mkfifo(d->fifo_path, 0666) == 0) d->fifo_fd = open(d->fifo_path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (d->fifo_fd < 0) fprintf(stderr, "usbmock: %s: %s\n", d->fifo_path, strerror(errno));
+    pthread_mutex_lock(&d->lock);
+    sync_fifo(d);
+    pthread_mutex_unlock(&d->lock);
+
+    umockdev_testbed_uevent(bed->testbed, d->syspath, "add");
+    if (d->interface_syspath) umockdev_testbed_uevent(bed->testbed, d->interface_syspath, "add");
+    return d;
+}
+
+void usbmock_unplug(usbmock_device *d) {
+    pthread_mutex_lock(&d->lock);
+    if (d->unplugged) { pthread_mutex_unlock(&d->lock); return; }
+    d->unplugged = 1;
+    while (d->pending) {
+        urb *u = d->pending;
+        d->pending = u->next;
+        make_reapable(d, u, -ESHUTDOWN, 0);
+    }
+    for (int n = 0; n < 16; n++) {
+        while (d->queued[n]) { chunk *c = d->queued[n]; d->queued[n] = c->next; free(c); }
+        d->queued_bytes[n] = 0;
+    }
+    sync_fifo(d);
+    pthread_mutex_unlock(&d->lock);
+    if (d->interface_syspath) umockdev_testbed_uevent(d->bed->testbed, d->interface_syspath, "remove");
+    umockdev_testbed_uevent(d->bed->testbed, d->syspath, "remove");
+    if (d->interface_syspath) umockdev_testbed_remove_device(d->bed->testbed, d->interface_syspath);
+    umockdev_testbed_remove_device(d->bed->testbed, d->syspath);
+}
+
+const char *usbmock_device_node(usbmock_device *d) { return d->node; }

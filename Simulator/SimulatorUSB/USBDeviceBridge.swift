@@ -1,0 +1,113 @@
+import CCID
+import CUSBMock
+import SimulatorCore
+import ThreadSupport
+
+/// Moves one simulated reader's traffic between its device model and the
+/// usbdevfs emulation: bulk-out messages in, timed replies and interrupt
+/// messages out, control requests answered on the spot.
+final class USBDeviceBridge: @unchecked Sendable {
+    let reader: SimulatedReader
+    private let endpoints: CCIDEndpoints
+    private let state = ConditionLock()
+    private var device: OpaquePointer?
+    private var due: [(at: Deadline, bytes: [UInt8])] = []
+    private var unplugged = false
+
+    init(reader: SimulatedReader, endpoints: CCIDEndpoints) {
+        self.reader = reader
+        self.endpoints = endpoints
+    }
+
+    /// Called once the C side exists; starts the reply clock.
+    func attach(_ device: OpaquePointer) {
+        state.withLock { self.device = device }
+        let interrupt = endpoints.interruptIn
+        reader.observeInterrupts { [weak self] message in
+            guard let self, let interrupt, let device = self.state.withLock({ self.unplugged ? nil : self.device }) else { return }
+            message.withUnsafeBufferPointer { usbmock_deliver(device, interrupt, $0.baseAddress, $0.count) }
+        }
+        _ = startThread { [self] in replyClock() }
+    }
+
+    func detach() {
+        state.withLock {
+            unplugged = true
+            due = []
+            state.broadcast()
+        }
+    }
+
+    /// Replies with a delay (busy card, time extensions) leave here when due,
+    /// in order; an idle device's thread sleeps.
+    private func replyClock() {
+        while true {
+            let next: (OpaquePointer, [UInt8])? = state.withLock {
+                while !unplugged {
+                    if let first = due.first, first.at <= .now() { break }
+                    _ = state.wait(until: due.first?.at ?? .distantFuture)
+                }
+                if unplugged { return nil }
+                guard let device else { return nil }
+                return (device, due.removeFirst().bytes)
+            }
+            guard let (device, bytes) = next else { return }
+            deliver(device, bytes)
+        }
+    }
+
+    private func deliver(_ device: OpaquePointer, _ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { usbmock_deliver(device, endpoints.bulkIn, $0.baseAddress, $0.count) }
+    }
+
+    // MARK: from the host (umockdev's worker thread)
+
+    func dataOut(endpoint: UInt8, _ message: [UInt8]) {
+        guard endpoint == endpoints.bulkOut else { return }
+        let steps = reader.respond(to: message)
+        var immediate: [[UInt8]] = []
+        state.withLock {
+            var at = Deadline.now()
+            for step in steps {
+                at = at.advanced(by: step.delay)
+                // Keep order: once one reply waits, those after it wait too.
+                if step.delay == .zero && due.isEmpty { immediate.append(step.reply.encoded()) }
+                else { due.append((at, step.reply.encoded())) }
+            }
+            state.broadcast()
+        }
+        guard let device = state.withLock({ unplugged ? nil : self.device }) else { return }
+        for bytes in immediate { deliver(device, bytes) }
+    }
+
+    /// Standard GET_DESCRIPTOR and GET_STATUS; class requests go to the model. nil stalls.
+    func control(setup: [UInt8], outData: [UInt8], capacity: Int) -> [UInt8]? {
+        guard setup.count == 8 else { return nil }
+        let requestType = setup[0], request = setup[1]
+        let value = UInt16(setup[2]) | UInt16(setup[3]) << 8, index = UInt16(setup[4]) | UInt16(setup[5]) << 8
+        let length = UInt16(setup[6]) | UInt16(setup[7]) << 8
+        let descriptors = reader.descriptors
+        switch (requestType, request) {
+        case (0x80, 0x06):
+            switch value >> 8 {
+            case 1: return descriptors.device
+            case 2: return descriptors.configuration
+            case 3:
+                let i = UInt8(value & 0xFF)
+                if i == 0 { return [4, 0x03, 0x09, 0x04] }
+                guard let text = descriptors.strings[i] else { return nil }
+                var out: [UInt8] = [0, 0x03]
+                for unit in text.utf16.prefix(126) { out.appendLE(unit) }
+                out[0] = UInt8(out.count)
+                return out
+            default: return nil
+            }
+        case (0x80, 0x00): return [0, 0]
+        case (0x80, 0x08): return [1]
+        default:
+            let data = requestType & 0x80 != 0 ? [] : outData
+            return reader.controlRequest(ControlRequest(requestType: requestType, request: request, value: value,
+                                                        index: index, length: length, data: data))
+        }
+    }
+}

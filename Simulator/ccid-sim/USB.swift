@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import SimulatorCore
+import SimulatorUSB
+
+/// umockdev delivers a testbed's uevents only from a process running with its
+/// preload library: USB mode restarts ccid-sim with it, once.
+enum UMockdevPreload {
+    static func reexec() throws -> Never {
+        var env = ProcessInfo.processInfo.environment
+        let existing = env["LD_PRELOAD"].map { " " + $0 } ?? ""
+        env["LD_PRELOAD"] = MockUSBBus.preloadLibrary + existing
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let argv = [exe] + CommandLine.arguments.dropFirst()
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        execve(exe, cArgs, cEnv)
+        throw ValidationError("cannot restart under \(MockUSBBus.preloadLibrary): \(String(cString: strerror(errno))) (is umockdev installed?)")
+    }
+}
+
+struct Plug: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Plug a new reader into a running simulator (USB mode: pcscd hotplugs it).",
+        discussion: "Prints the new reader's `list` line.")
+    @OptionGroup var directory: DirectoryOption
+    @Argument(help: "Profile of the reader (see `ccid-sim profiles`).") var profile: String
+    @Option(help: "Card in its first slot: \(CardCatalog.names.joined(separator: ", ")), or none.")
+    var card: String = CardCatalog.defaultCard
+
+    func run() throws {
+        for line in try control(directory, ["plug", profile, card]) { print(line) }
+    }
+}
+
+struct Unplug: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Unplug a reader from a running simulator, as pulling its cable.")
+    @OptionGroup var directory: DirectoryOption
+    @Argument(help: "The reader: its number in `list`, its simulator name (sim0) or its PC/SC name.") var reader: String
+
+    func run() throws {
+        _ = try control(directory, ["unplug", reader])
+    }
+}
