@@ -38,6 +38,19 @@ extension Reader {
         throw lastError
     }
 
+    /// A T=1 engine for a card with this ATR on this reader. At TPDU level a
+    /// block travels in one message, so what we send must fit dwMaxCCIDMessageLength
+    /// (at character level the driver splits characters itself).
+    func t1Engine(atr: ATR?) -> T1Host {
+        let edc = atr?.t1EDC ?? .lrc
+        var engine = T1Host(ifsc: atr?.t1IFSC ?? T1Host.defaultIFS, ifsd: ifsd, edc: edc,
+                            negotiateIFSD: !descriptor.features.contains(.automaticIFSDExchange))
+        if descriptor.exchangeLevel == .tpdu {
+            engine.sendLimit = Int(descriptor.maxCCIDMessageLength) - ccidHeaderLength - 3 - edc.length
+        }
+        return engine
+    }
+
     /// The IFSD we offer: the reader's dwMaxIFSD, within what a block can carry.
     public var ifsd: Int {
         let max = Int(descriptor.maxIFSD)
@@ -108,8 +121,7 @@ extension Reader {
         }
         update(slot) {
             $0.protocolType = chosen
-            $0.t1 = chosen == 1 ? T1Host(ifsc: atr?.t1IFSC ?? T1Host.defaultIFS, ifsd: self.ifsd, edc: atr?.t1EDC ?? .lrc,
-                                         negotiateIFSD: !self.descriptor.features.contains(.automaticIFSDExchange)) : nil
+            $0.t1 = chosen == 1 ? self.t1Engine(atr: atr) : nil
         }
         return chosen
     }

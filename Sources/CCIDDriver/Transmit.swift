@@ -47,9 +47,7 @@ extension Reader {
     /// One cap for the whole APDU, however many blocks, WTX and retries it takes.
     func t1Exchange(slot: UInt8, apdu: [UInt8], state: SlotState, cap: Deadline) throws(DriverError) -> [UInt8] {
         let bwt = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: 1, clockKHz: descriptor.defaultClock)
-        var engine = state.t1 ?? T1Host(ifsc: state.parsedATR?.t1IFSC ?? T1Host.defaultIFS, ifsd: ifsd,
-                                       edc: state.parsedATR?.t1EDC ?? .lrc,
-                                       negotiateIFSD: !descriptor.features.contains(.automaticIFSDExchange))
+        var engine = state.t1 ?? t1Engine(atr: state.parsedATR)
         defer { update(Int(slot)) { $0.t1 = engine } }
         var action = engine.transmit(apdu)
         while true {
@@ -78,8 +76,9 @@ extension Reader {
         let wait = bwt * Int(max(multiplier, 1))
         let character = descriptor.exchangeLevel == .character
         func xfr(_ data: [UInt8], expect: Int) throws(DriverError) -> T1Transfer {
-            let reply = try exchange(.xfrBlock(bwi: bwi, levelParameter: character ? UInt16(expect) : 0, data: data),
-                                     slot: slot, waitingTime: wait, cap: cap)
+            let reply = character
+                ? try characterXfr(slot: slot, data: data, expect: expect, bwi: bwi, waitingTime: wait, cap: cap)
+                : try exchange(.xfrBlock(bwi: bwi, levelParameter: 0, data: data), slot: slot, waitingTime: wait, cap: cap)
             if reply.status.command == .failed {
                 if reply.status.icc == .absent { throw .noCard }
                 switch reply.slotError {
@@ -120,13 +119,29 @@ extension Reader {
             case .complete(let answer): return answer
             case .failed(let why): throw .cardProtocol(why)
             case .transfer(let out, let expect):
-                let reply = try exchange(.xfrBlock(bwi: 0, levelParameter: UInt16(clamping: expect), data: out), slot: slot,
-                                         waitingTime: waitingTime, cap: cap)
+                let reply = try characterXfr(slot: slot, data: out, expect: expect, bwi: 0, waitingTime: waitingTime, cap: cap)
                 try check(reply)
                 guard case .dataBlock(_, let data) = reply.body else { throw .protocolViolation("XfrBlock answered with \(reply.messageType)") }
                 action = engine.received(data)
             }
         }
+    }
+
+    /// At character level the reader only moves characters: data longer than
+    /// one message (dwMaxCCIDMessageLength) goes in several XfrBlocks, and only
+    /// the last one waits for `expect` characters from the card.
+    func characterXfr(slot: UInt8, data: [UInt8], expect: Int, bwi: UInt8, waitingTime: Duration,
+                      cap: Deadline) throws(DriverError) -> Reply {
+        let room = max(1, Int(descriptor.maxCCIDMessageLength) - ccidHeaderLength)
+        var rest = data[...]
+        while rest.count > room {
+            let reply = try exchange(.xfrBlock(bwi: bwi, levelParameter: 0, data: Array(rest.prefix(room))), slot: slot,
+                                     waitingTime: waitingTime, cap: cap)
+            if reply.status.command == .failed { return reply }
+            rest = rest.dropFirst(room)
+        }
+        return try exchange(.xfrBlock(bwi: bwi, levelParameter: UInt16(clamping: expect), data: Array(rest)), slot: slot,
+                            waitingTime: waitingTime, cap: cap)
     }
 
     /// T=0 at TPDU level: a short APDU is one TPDU (61xx and 6Cxx go back to

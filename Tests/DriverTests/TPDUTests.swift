@@ -119,3 +119,21 @@ struct TPDUTests {
         #expect(Deadline.now().nanoseconds - start.nanoseconds < 3_000_000_000)
     }
 }
+
+/// Readers whose messages are smaller than a T=1 block or a T=0 TPDU: the
+/// driver splits characters (character level) or keeps blocks small enough
+/// (TPDU level). Found on the Winbond reader (138-byte messages) over USB.
+struct SmallMessageTests {
+    static func profile(level: ExchangeLevel, maxMessage: UInt32) throws -> ReaderProfile {
+        var p = try #require(ReaderProfile.named(level == .character ? "o2micro-oz776-char" : "gemalto-ct30-tpdu"))
+        p.descriptor.maxCCIDMessageLength = maxMessage
+        return p
+    }
+
+    @Test(arguments: [(ExchangeLevel.character, UInt8(1)), (.character, UInt8(0)), (.tpdu, UInt8(1))])
+    func casesAtEveryLengthWith138ByteMessages(level: ExchangeLevel, protocolType: UInt8) throws {
+        let h = try Harness(readerProfile: try Self.profile(level: level, maxMessage: 138))
+        try h.connect(protocolType: protocolType)
+        try h.checkCasesAtEveryLength(protocolType: protocolType)
+    }
+}

@@ -15,6 +15,9 @@ public struct T1Host: Sendable {
     /// IFSD we offer; negotiated with S(IFS request) when it is not the default.
     public let ifsd: Int
     public private(set) var ifsc: Int
+    /// The most information one block we send may carry whatever the card's
+    /// IFSC: a TPDU reader moves a block in one message of bounded size.
+    public var sendLimit = T1Block.maximumInformationLength
     private let initialIFSC: Int
     private var ifsdAgreed: Bool
 
@@ -81,7 +84,7 @@ public struct T1Host: Sendable {
     }
 
     private mutating func sendChunk(_ remaining: ArraySlice<UInt8>) -> Action {
-        let chunk = remaining.prefix(ifsc)
+        let chunk = remaining.prefix(max(1, min(ifsc, sendLimit)))
         let more = remaining.count > chunk.count
         let block = T1Block(nad: nad, kind: .information(sequence: sendSequence, more: more), information: Array(chunk))
         sendSequence ^= 1
