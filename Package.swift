@@ -40,6 +40,7 @@ let package = Package(
                           path: "Simulator/ccid-sim"),
         .testTarget(name: "CCIDTests", dependencies: ["CCID"]),
         .testTarget(name: "ISO7816Tests", dependencies: ["ISO7816"]),
+        .testTarget(name: "USBTransportTests", dependencies: ["USBTransport"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID", "SimulatorCore", "ThreadSupport"]),
         .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport"]),
     ],

@@ -186,7 +186,13 @@ class IFDHandlerABI(unittest.TestCase):
         for bad in [b"", b"bogus", b"relay:", b"relay:relative/path", b"relay:/nonexistent/x.sock", b"relay:/" + b"a" * 200]:
             self.assertEqual(L.IFDHCreateChannelByName(0x50000, bad), IFD_COMMUNICATION_ERROR, bad)
         self.assertEqual(L.IFDHCreateChannelByName(0x50000, None), IFD_COMMUNICATION_ERROR)
-        self.assertEqual(L.IFDHCreateChannelByName(0x50000, b"usb:08e6/3437:libudev:0:/dev/bus/usb/001/002"), IFD_COMMUNICATION_ERROR)
+        for bad in [b"usb:", b"usb:08e6/3437", b"usb:08e6/3437:libudev:0:/dev/bus/usb/../002",
+                    b"usb:08e6/3437:libudev:0:/dev/bus/usb/001/999"]:
+            self.assertEqual(L.IFDHCreateChannelByName(0x50000, bad), IFD_COMMUNICATION_ERROR, bad)
+        # Well formed, but no such device (this kernel has no USB): gone, at once.
+        t = time.monotonic()
+        self.assertEqual(L.IFDHCreateChannelByName(0x50000, b"usb:08e6/3437:libudev:0:/dev/bus/usb/001/002"), IFD_NO_SUCH_DEVICE)
+        self.assertLess(time.monotonic() - t, 1.0)
 
     def test_create_channel_by_number(self):
         """reader.conf with CHANNELID only: channel N is $SWIFTCCID_RELAY_DIR/channel-N.sock."""

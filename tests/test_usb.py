@@ -201,6 +201,20 @@ class USBHotplug(unittest.TestCase):
         self.assertTrue(self.pcscd.pcscd_alive())
         self.assertIn("(SIM1000)", " ".join(reader_names()))
 
+    def test_idle_usb_readers_cost_no_cpu(self):
+        # libusb keeps an interrupt URB pending and polls the device node: with
+        # a plain file for a node it would spin; the FIFO node lets it sleep.
+        def ticks(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        pids = (self.pcscd.pcscd_pid, self.pcscd.proc.pid)
+        before = [ticks(p) for p in pids]
+        time.sleep(3)
+        used = [ticks(p) - b for p, b in zip(pids, before)]
+        hz = os.sysconf("SC_CLK_TCK")
+        self.assertLess(sum(used) / hz, 0.15, "idle pcscd + ccid-sim used %s ticks in 3 s" % used)
+
     def test_unplug_in_the_middle_of_an_apdu(self):
         name, _ = self.plug("omnikey-3121-extended")
         serial = self.serial(name)

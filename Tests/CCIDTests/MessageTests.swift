@@ -100,6 +100,27 @@ struct MessageTests {
         #expect(id.classDescriptor == d && id.hasInterruptEndpoint && id.interfaceNumber == 0)
     }
 
+    /// A composite device: a HID interface, then a vendor-class (0xFF) CCID
+    /// interface whose class descriptor follows its endpoints, as some tokens do.
+    @Test func compositeDeviceWithDescriptorAfterEndpoints() throws {
+        let d = try ClassDescriptor(decoding: bytesFromHex("36210001000703000000a00f0000a00f000000002a000008f8010000fe0000000000000000000000300001000f010000000000000001")!)
+        let plain = USBDescriptorSet.ccidDevice(vendorID: 1, productID: 2, bcdDevice: 3, manufacturer: "m", product: "p",
+                                                serialNumber: "s", classDescriptor: d)
+        var body: [UInt8] = [9, 0x04, 0, 0, 1, 0x03, 0, 0, 0, 7, 0x05, 0x81, 0x03, 8, 0, 10]
+        body += [9, 0x04, 1, 0, 3, 0xFF, 0, 0, 0]
+        body += [7, 0x05, 0x02, 0x02, 0x40, 0x00, 0, 7, 0x05, 0x85, 0x02, 0x00, 0x02, 0, 7, 0x05, 0x86, 0x03, 8, 0, 16]
+        body += d.encoded()
+        var config: [UInt8] = [9, 0x02]
+        config.appendLE(UInt16(9 + body.count))
+        config += [2, 1, 0, 0x80, 50] + body
+        let set = USBDescriptorSet(device: plain.device, configuration: config, strings: plain.strings)
+        let id = try set.identity(interface: 1)
+        #expect(id.interfaceNumber == 1 && id.classDescriptor == d)
+        #expect(id.endpoints == CCIDEndpoints(bulkOut: 0x02, bulkIn: 0x85, interruptIn: 0x86, bulkInPacketSize: 512))
+        #expect(try set.identity().interfaceNumber == 1)
+        #expect(throws: USBDescriptorError.noCCIDInterface) { try set.identity(interface: 0) }
+    }
+
     @Test func hexHelpers() {
         #expect(bytesFromHex("3B 8f:80") == [0x3B, 0x8F, 0x80])
         #expect(bytesFromHex("3B8") == nil && bytesFromHex("zz") == nil)
