@@ -154,6 +154,50 @@ class USBCharacterReader(USBExtendedReader):
         os.unlink(cls.CONFIG)
 
 
+class USBOddLayouts(unittest.TestCase):
+    """Real readers vary on the bus: a vendor-class (0xFF) interface with its
+    class descriptor after the endpoints, and a reader with no interrupt
+    endpoint (card events then come from polling the slot status)."""
+    CONFIG = "/tmp/sccid-layouts-%d.json" % os.getpid()
+
+    @classmethod
+    def setUpClass(cls):
+        with open(cls.CONFIG, "w") as f:
+            json.dump({"readers": [
+                {"profile": "gemalto-ct30-tpdu", "interfaceClass": 255, "descriptorAfterEndpoints": True},
+                {"profile": "cherry-st-short", "interruptEndpoint": False}]}, f)
+        cls.pcscd = PrivatePCSCD("--usb", "--config", cls.CONFIG).__enter__()
+        wait_for(lambda: len(reader_names()) == 2, what="both readers")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pcscd.__exit__(None, None, None)
+        os.unlink(cls.CONFIG)
+
+    def test_vendor_class_interface_with_descriptor_after_endpoints(self):
+        with Context() as c:
+            for protocol in (S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0):
+                card = c.connect(named("SIM1000"), protocol)
+                self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x7E, 0xFF]), [0x7E] * 255 + OK)
+                card.disconnect(S.SCARD_RESET_CARD)
+
+    def test_reader_without_interrupt_endpoint_is_polled(self):
+        self.assertIn("usb:046a/0090:libudev:0:/dev/bus/usb/001/003", self.pcscd.log_text())
+        reader = named("SIM1001")
+        with Context() as c:
+            state = c.state(reader)
+            self.assertTrue(state & S.SCARD_STATE_PRESENT)
+            self.assertEqual(self.pcscd.sim("remove", "sim1").returncode, 0)
+            state = c.state(reader, state, timeout_ms=5000)
+            self.assertTrue(state is not None and state & S.SCARD_STATE_EMPTY, "removal not seen by polling")
+            self.assertEqual(self.pcscd.sim("insert", "sim1").returncode, 0)
+            state = c.state(reader, state, timeout_ms=5000)
+            self.assertTrue(state is not None and state & S.SCARD_STATE_PRESENT, "insertion not seen by polling")
+            card = c.connect(reader, S.SCARD_PROTOCOL_T1)
+            self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+            card.disconnect()
+
+
 class USBHotplug(unittest.TestCase):
     """Readers plugged and unplugged while pcscd runs; several at once; a multi-slot reader."""
 

@@ -364,6 +364,16 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     snprintf(sifnum, sizeof sifnum, "%02x\n", interface_number);
     snprintf(sifclass, sizeof sifclass, "%02x\n", interface_class);
     snprintf(product_prop, sizeof product_prop, "%x/%x/%x", vid, pid, bcd);
+    // bNumEndpoints of our interface, as the configuration says.
+    int endpoints = 0;
+    for (size_t at = 18; at + 1 < length && descriptors[at] >= 2 && at + descriptors[at] <= length; at += descriptors[at]) {
+        if (descriptors[at + 1] == 0x04 && descriptors[at] >= 9 && descriptors[at + 2] == interface_number) {
+            endpoints = descriptors[at + 4];
+            break;
+        }
+    }
+    char snumep[8];
+    snprintf(snumep, sizeof snumep, "%02x\n", endpoints);
     char sbusnum[8], sdevnum[8];
     snprintf(sbusnum, sizeof sbusnum, "%03d", bus);
     snprintf(sdevnum, sizeof sdevnum, "%03d", address);
@@ -384,7 +394,7 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     umockdev_testbed_set_attribute_binary(bed->testbed, d->syspath, "descriptors", (guint8 *) descriptors, (gint) length);
 
     gchar *if_attrs[] = {"bInterfaceNumber", sifnum, "bAlternateSetting", " 0\n", "bInterfaceClass", sifclass,
-                         "bInterfaceSubClass", "00\n", "bInterfaceProtocol", "00\n", "bNumEndpoints", "03\n", NULL};
+                         "bInterfaceSubClass", "00\n", "bInterfaceProtocol", "00\n", "bNumEndpoints", snumep, NULL};
     gchar *if_props[] = {"DEVTYPE", "usb_interface", "PRODUCT", product_prop, NULL};
     d->interface_syspath = umockdev_testbed_add_devicev(bed->testbed, "usb", ifname, d->syspath, if_attrs, if_props);
 

@@ -12,6 +12,8 @@ public struct ReaderProfile: Equatable, Sendable {
     public var descriptor: ClassDescriptor
     /// What the modelled reader is, for `ccid-sim profiles`.
     public var summary: String
+    /// Interface class, interrupt endpoint, descriptor placement on the bus.
+    public var usbLayout = USBDescriptorSet.Layout()
 
     public init(name: String, vendorID: UInt16, productID: UInt16, bcdDevice: UInt16 = 0x0100,
                 manufacturer: String, product: String, descriptor: ClassDescriptor, summary: String) {

@@ -65,7 +65,7 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         descriptors = USBDescriptorSet.ccidDevice(
             vendorID: profile.vendorID, productID: profile.productID, bcdDevice: profile.bcdDevice,
             manufacturer: profile.manufacturer, product: profile.product, serialNumber: serialNumber,
-            classDescriptor: profile.descriptor)
+            classDescriptor: profile.descriptor, layout: profile.usbLayout)
         slots = Array(repeating: SlotModel(), count: profile.descriptor.slotCount)
     }
 

@@ -77,7 +77,8 @@ public final class MockUSBBus: ReaderBus, @unchecked Sendable {
         let all = reader.descriptors.device + reader.descriptors.configuration
         var error: UnsafeMutablePointer<CChar>? = nil
         let device = all.withUnsafeBufferPointer { buffer in
-            usbmock_plug(bed, 1, Int32(address), buffer.baseAddress, buffer.count, identity.interfaceNumber, 0x0B,
+            usbmock_plug(bed, 1, Int32(address), buffer.baseAddress, buffer.count, identity.interfaceNumber,
+                         reader.profile.usbLayout.interfaceClass,
                          identity.manufacturer, identity.product, identity.serialNumber, callbacks, &error)
         }
         guard let device else {

@@ -9,6 +9,8 @@ import SimulatorCore
 ///    "manufacturer": "…", "product": "…", "cards": […]}
 ///   {"descriptorFile": "descriptors.json", "entry": "ACR38U-CCID.txt", "cards": […]}
 /// A file in descriptors.json form (an array of entries) names its reader by `entry`.
+/// Any reader may also say how it sits on USB: "interfaceClass": 255 (vendor
+/// class), "interruptEndpoint": false, "descriptorAfterEndpoints": true.
 enum SimulatorConfig {
     static func load(path: String) throws -> [ReaderSetup] {
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
@@ -19,7 +21,13 @@ enum SimulatorConfig {
         let base = (path as NSString).deletingLastPathComponent
         return try readers.enumerated().map { i, r in
             let cards = (r["cards"] as? [Any] ?? [CardCatalog.defaultCard]).map { $0 as? String }
-            let p = try profile(r, index: i, base: base)
+            var p = try profile(r, index: i, base: base)
+            if let c = r["interfaceClass"] as? Int {
+                guard c == 0x0B || c == 0xFF else { throw ValidationError("reader \(i): interfaceClass is 11 (0x0B) or 255 (0xFF)") }
+                p.usbLayout.interfaceClass = UInt8(c)
+            }
+            if let e = r["interruptEndpoint"] as? Bool { p.usbLayout.interruptEndpoint = e }
+            if let a = r["descriptorAfterEndpoints"] as? Bool { p.usbLayout.descriptorAfterEndpoints = a }
             guard p.descriptor.exchangeLevel != .unknown else {
                 throw ValidationError("reader \(i): dwFeatures declares no known exchange level")
             }

@@ -23,10 +23,26 @@ public struct USBDescriptorSet: Equatable, Sendable {
 
     static let manufacturerIndex: UInt8 = 1, productIndex: UInt8 = 2, serialIndex: UInt8 = 3
 
-    /// A single-interface CCID device with bulk-out, bulk-in and interrupt-in endpoints.
+    /// How a device lays out its CCID interface: what real readers vary.
+    public struct Layout: Equatable, Sendable {
+        /// 0x0B, or 0xFF for the readers that predate the CCID class.
+        public var interfaceClass: UInt8
+        /// Some readers have none: the host then polls slot status.
+        public var interruptEndpoint: Bool
+        /// Some readers put the class descriptor after their endpoints.
+        public var descriptorAfterEndpoints: Bool
+
+        public init(interfaceClass: UInt8 = 0x0B, interruptEndpoint: Bool = true, descriptorAfterEndpoints: Bool = false) {
+            self.interfaceClass = interfaceClass
+            self.interruptEndpoint = interruptEndpoint
+            self.descriptorAfterEndpoints = descriptorAfterEndpoints
+        }
+    }
+
+    /// A single-interface CCID device with bulk-out, bulk-in and (usually) interrupt-in endpoints.
     public static func ccidDevice(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16,
                                   manufacturer: String, product: String, serialNumber: String,
-                                  classDescriptor: ClassDescriptor, interfaceClass: UInt8 = 0x0B) -> USBDescriptorSet {
+                                  classDescriptor: ClassDescriptor, layout: Layout = Layout()) -> USBDescriptorSet {
         var dev: [UInt8] = [18, 0x01]
         dev.appendLE(UInt16(0x0200))
         dev += [0, 0, 0, 64]
@@ -35,11 +51,11 @@ public struct USBDescriptorSet: Equatable, Sendable {
         dev.appendLE(bcdDevice)
         dev += [manufacturerIndex, productIndex, serialIndex, 1]
 
-        var body: [UInt8] = [9, 0x04, 0, 0, 3, interfaceClass, 0, 0, 0]
-        body += classDescriptor.encoded()
-        body += endpoint(Endpoint.bulkOut, attributes: 0x02, maxPacket: 64, interval: 0)
-        body += endpoint(Endpoint.bulkIn, attributes: 0x02, maxPacket: 64, interval: 0)
-        body += endpoint(Endpoint.interruptIn, attributes: 0x03, maxPacket: 8, interval: 16)
+        var endpoints = endpoint(Endpoint.bulkOut, attributes: 0x02, maxPacket: 64, interval: 0)
+        endpoints += endpoint(Endpoint.bulkIn, attributes: 0x02, maxPacket: 64, interval: 0)
+        if layout.interruptEndpoint { endpoints += endpoint(Endpoint.interruptIn, attributes: 0x03, maxPacket: 8, interval: 16) }
+        var body: [UInt8] = [9, 0x04, 0, 0, layout.interruptEndpoint ? 3 : 2, layout.interfaceClass, 0, 0, 0]
+        body += layout.descriptorAfterEndpoints ? endpoints + classDescriptor.encoded() : classDescriptor.encoded() + endpoints
         var config: [UInt8] = [9, 0x02]
         config.appendLE(UInt16(9 + body.count))
         config += [1, 1, 0, 0x80, 50]
