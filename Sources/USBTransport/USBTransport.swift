@@ -199,7 +199,7 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
             let outcome = bulkIn.run(context: context, handle: handle, endpoint: endpoint,
                                      type: UInt8(LIBUSB_TRANSFER_TYPE_BULK.rawValue), buffer: inBuffer,
                                      length: Self.inCapacity, deadline: deadline)
-            let n = try check(outcome, endpoint: endpoint)
+            let n = min(try check(outcome, endpoint: endpoint), Self.inCapacity)
             if n == 0 && message.isEmpty { continue }
             message += UnsafeRawBufferPointer(rebasing: inBuffer[0..<n])
             if n == 0 || n % packet != 0 { break }
@@ -223,7 +223,7 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
                           type: UInt8(LIBUSB_TRANSFER_TYPE_INTERRUPT.rawValue), buffer: interruptBuffer,
                           length: interruptBuffer.count, deadline: deadline)
         }
-        let n = try check(outcome, endpoint: endpoint)
+        let n = min(try check(outcome, endpoint: endpoint), interruptBuffer.count)
         return Array(UnsafeRawBufferPointer(rebasing: interruptBuffer[0..<n]))
     }
 
