@@ -7,17 +7,23 @@ BUILD := build
 BUNDLE := $(BUILD)/ifd-swiftccid.bundle
 SO := $(BUNDLE)/Contents/Linux/libswiftccid.so
 SIM := $(BUILD)/ccid-sim
+ATTACH := $(BUILD)/ccid-attach
 # Debian packages the build, the demo and the tests use.
 DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pyscard libccid util-linux mount \
-  libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi
+  libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi \
+  libsystemd-dev systemd udev
 
-.PHONY: all deps bundle sim demo test unit-test integration-test bench install uninstall clean reader-list
+.PHONY: all deps bundle sim attach demo test unit-test integration-test bench install uninstall clean reader-list
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 DRIVERDIR = $(shell pkg-config --variable=usbdropdir libpcsclite)
+UDEVDIR = $(shell pkg-config --variable=udevdir udev)
+UNITDIR = $(shell pkg-config --variable=systemdsystemunitdir systemd)
+LIBEXECDIR = $(PREFIX)/libexec/swiftccid
+DOCDIR = $(PREFIX)/share/doc/swiftccid
 
-all: bundle sim
+all: bundle sim attach
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -44,13 +50,20 @@ sim: deps
 	mkdir -p $(BUILD)
 	ln -sf ../.build/release/ccid-sim $(SIM)
 
+# The attach worker; Swift runtime static as for ccid-sim.
+attach: deps
+	$(SWIFT) build -c release --product ccid-attach -Xswiftc -static-stdlib
+	mkdir -p $(BUILD)
+	ln -sf ../.build/release/ccid-attach $(ATTACH)
+	sed -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|' -e 's|@DOCDIR@|$(DOCDIR)|' udev/swiftccid-attach@.service.in > $(BUILD)/swiftccid-attach@.service
+
 demo: bundle sim
 	@tests/demo.sh $(SIM)
 
 unit-test: deps
 	$(SWIFT) test
 
-integration-test: bundle sim
+integration-test: bundle sim attach
 	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
 
 test: unit-test integration-test
@@ -58,16 +71,23 @@ test: unit-test integration-test
 bench: bundle sim
 	$(PYTHON) tests/bench.py --sim $(SIM)
 
-# Nothing is started or restarted: pcscd reads bundles when it starts.
-install: bundle sim
-	install -d $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux $(DESTDIR)$(PREFIX)/bin
+# Nothing is started or restarted: pcscd reads bundles when it starts; udev
+# starts attach workers for readers plugged in later (and only in worker mode).
+install: bundle sim attach
+	install -d $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux $(DESTDIR)$(PREFIX)/bin \
+	  $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UDEVDIR)/rules.d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
 	install -m 0644 $(BUNDLE)/Contents/Info.plist $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Info.plist
 	install -m 0755 $(SO) $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux/libswiftccid.so
 	install -m 0755 .build/release/ccid-sim $(DESTDIR)$(PREFIX)/bin/ccid-sim
+	install -m 0755 .build/release/ccid-attach $(DESTDIR)$(LIBEXECDIR)/ccid-attach
+	install -m 0644 udev/60-swiftccid.rules $(DESTDIR)$(UDEVDIR)/rules.d/60-swiftccid.rules
+	install -m 0644 $(BUILD)/swiftccid-attach@.service $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 
 uninstall:
-	rm -rf $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle
-	rm -f $(DESTDIR)$(PREFIX)/bin/ccid-sim
+	rm -rf $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(PREFIX)/bin/ccid-sim $(DESTDIR)$(UDEVDIR)/rules.d/60-swiftccid.rules \
+	  $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service
 
 clean:
 	rm -rf $(BUILD) .build .build-bundle
@@ -75,3 +95,4 @@ clean:
 # bundle/readers.txt is generated from the shared reader corpus and committed.
 reader-list:
 	$(PYTHON) tools/make-reader-list.py ../shared/data/ccid-readers > bundle/readers.txt
+	$(PYTHON) tools/make-udev-rules.py ../shared/data/ccid-readers bundle/readers.txt > udev/60-swiftccid.rules

@@ -7,6 +7,7 @@ let package = Package(
         // The IFD handler pcscd loads: build/ifd-swiftccid.bundle/Contents/Linux/libswiftccid.so
         .library(name: "swiftccid", type: .dynamic, targets: ["IFDHandler"]),
         .executable(name: "ccid-sim", targets: ["ccid-sim"]),
+        .executable(name: "ccid-attach", targets: ["ccid-attach"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,6 +25,13 @@ let package = Package(
         .target(name: "Relay", dependencies: ["CCID", "ThreadSupport"]),
         .target(name: "CCIDDriver", dependencies: ["CCID", "ISO7816", "ThreadSupport"]),
         .target(name: "USBTransport", dependencies: ["CCID", "CLibUSB", "ThreadSupport"]),
+        .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // ccid-attach: one USB reader served as a relay socket, in its own sandboxed process.
+        .target(name: "AttachWorker", dependencies: ["USBTransport", "Relay", "CCID", "CUdev", "CSystemd", "ThreadSupport"]),
+        .executableTarget(name: "ccid-attach",
+                          dependencies: ["AttachWorker", "USBTransport", "Relay",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "IFDHandler", dependencies: ["CCIDDriver", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "ThreadSupport"],
                 swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]),
         // umockdev's C API, for the simulator's USB mode only (never in the bundle).
@@ -41,6 +49,7 @@ let package = Package(
         .testTarget(name: "CCIDTests", dependencies: ["CCID"]),
         .testTarget(name: "ISO7816Tests", dependencies: ["ISO7816"]),
         .testTarget(name: "USBTransportTests", dependencies: ["USBTransport"]),
+        .testTarget(name: "AttachWorkerTests", dependencies: ["AttachWorker"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID", "SimulatorCore", "ThreadSupport"]),
         .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport"]),
     ],

@@ -19,11 +19,13 @@ os.environ["PCSCLITE_CSOCK_NAME"] = SOCKET
 class PrivatePCSCD:
     """`ccid-sim pcscd` for the length of a `with` block."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, wait_for_readers=True):
         self.args = list(args)
         self.env = dict(os.environ, **(env or {}))
         self.log = DIR + ".pcscd.log"
         self.proc = None
+        self.wait_for_readers = wait_for_readers
+        self.umockdev_dir = None
 
     def __enter__(self):
         cmd = [SIM, "pcscd", "--dir", DIR, "--pcscd-log", self.log] + self.args
@@ -34,13 +36,22 @@ class PrivatePCSCD:
             err = self.proc.stderr.read()
             self.proc.wait()
             raise RuntimeError("ccid-sim pcscd did not start: %r %s" % (first, err))
+        if "--usb" in self.args:
+            second = self.proc.stdout.readline().strip()
+            if second.startswith("UMOCKDEV_DIR="):
+                self.umockdev_dir = second.split("=", 1)[1]
         try:
             self.pcscd_pid = pcscd_pid()
-            wait_for(lambda: len(reader_names()) > 0, what="pcscd lists readers")
+            if self.wait_for_readers:
+                wait_for(lambda: len(reader_names()) > 0, what="pcscd lists readers")
         except Exception:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def mock_env(self):
+        """Environment in which another program sees the simulated USB devices."""
+        return dict(os.environ, UMOCKDEV_DIR=self.umockdev_dir, LD_PRELOAD="libumockdev-preload.so.0")
 
     def sim(self, *args):
         """Runs a `ccid-sim` subcommand against this simulator."""

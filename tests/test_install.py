@@ -23,6 +23,18 @@ class Install(unittest.TestCase):
             bundle = stage + drivers + "/ifd-swiftccid.bundle"
             sim = stage + "/usr/bin/ccid-sim"
             self.assertTrue(os.path.isfile(bundle + "/Contents/Info.plist"))
+            def var(pkg, name):
+                return subprocess.run(["pkg-config", "--variable=" + name, pkg], capture_output=True, text=True).stdout.strip()
+            attach = stage + "/usr/libexec/swiftccid/ccid-attach"
+            rules = stage + var("udev", "udevdir") + "/rules.d/60-swiftccid.rules"
+            unit = stage + var("systemd", "systemdsystemunitdir") + "/swiftccid-attach@.service"
+            for path in (attach, rules, unit):
+                self.assertTrue(os.path.isfile(path), path)
+            with open(unit) as f:
+                self.assertIn("ExecStart=/usr/libexec/swiftccid/ccid-attach attach %i", f.read())
+            # Packaging guidelines: installing starts nothing (no enable links, no wants).
+            self.assertEqual([p for p in subprocess.run(["find", stage], capture_output=True, text=True).stdout.split()
+                              if ".wants" in p or ".requires" in p], [])
             so = bundle + "/Contents/Linux/libswiftccid.so"
             for binary in (so, sim):
                 ldd = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
@@ -49,7 +61,8 @@ class Install(unittest.TestCase):
             r = subprocess.run(["make", "-s", "uninstall", "DESTDIR=" + stage, "PREFIX=/usr"], cwd=ROOT,
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 0)
-            self.assertFalse(os.path.exists(bundle) or os.path.exists(sim))
+            for path in (bundle, sim, attach, rules, unit):
+                self.assertFalse(os.path.exists(path), path)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 

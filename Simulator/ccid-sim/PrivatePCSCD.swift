@@ -112,6 +112,9 @@ struct PrivatePCSCD: ParsableCommand {
             usleep(50_000)
         }
         print("PCSCLITE_CSOCK_NAME=\(socketPath)")
+        // For other programs that should see the USB devices (an attach worker): run them with
+        // this UMOCKDEV_DIR and LD_PRELOAD=libumockdev-preload.so.0.
+        if let bus { print("UMOCKDEV_DIR=\(bus.root)") }
         fflush(nil)
         StopSignal.wait()
     }

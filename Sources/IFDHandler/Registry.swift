@@ -62,6 +62,25 @@ final class Registry: @unchecked Sendable {
             } catch {
                 throw .connect("\(path): \(error)")
             }
+        case .usb(let usb) where Settings.usbWorkers:
+            let path = WorkerSocket.path(bus: usb.bus, address: usb.address,
+                                         directory: Settings.relayDirectory ?? WorkerSocket.defaultDirectory)
+            let deadline = Deadline.after(Settings.workerStartup)
+            var connected: RelayClientTransport? = nil
+            var lastError = ""
+            while connected == nil && !deadline.hasPassed {
+                do throws(RelayConnectError) {
+                    connected = try RelayClientTransport(path: path, deadline: deadline, spinBudget: Settings.relaySpin,
+                                                         log: { Log.error($0) })
+                } catch {
+                    lastError = "\(error)"
+                    usleep(50_000)
+                }
+            }
+            guard let worker = connected else {
+                throw .connect("\(usb): no attach worker at \(path) (\(lastError)); is swiftccid-attach@\(WorkerSocket.baseName(bus: usb.bus, address: usb.address).dropFirst(4)).service running?")
+            }
+            transport = worker
         case .usb(let usb):
             do throws(USBOpenError) {
                 transport = try USBTransport(name: usb, log: { Log.error($0) })
@@ -137,4 +156,17 @@ enum Settings {
     }
 
     static var relayDirectory: String? { getenv("SWIFTCCID_RELAY_DIR").map { String(cString: $0) } }
+
+    /// SWIFTCCID_USB_WORKERS=1: USB readers are reached through their attach
+    /// worker's socket (ccid-attach, started by udev and systemd) in
+    /// SWIFTCCID_RELAY_DIR (default /run/swiftccid), not opened in pcscd.
+    /// The same switch as a file, which the worker unit also tests
+    /// (ConditionPathExists): /etc/swiftccid/usb-workers.
+    static var usbWorkers: Bool {
+        if let raw = getenv("SWIFTCCID_USB_WORKERS") { return ["1", "yes", "true"].contains(String(cString: raw).lowercased()) }
+        return access("/etc/swiftccid/usb-workers", F_OK) == 0
+    }
+
+    /// How long pcscd's hotplug waits for the worker udev starts at the same time.
+    static let workerStartup: Duration = .seconds(5)
 }

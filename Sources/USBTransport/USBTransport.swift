@@ -28,6 +28,8 @@ public enum USBOpenError: Error, Equatable, Sendable, CustomStringConvertible {
 /// cancels what is in flight and waits for libusb to give it back.
 public final class USBTransport: CCIDTransport, @unchecked Sendable {
     public let identity: DeviceIdentity
+    /// What the device said at enumeration (a worker passes it on in its relay hello).
+    public let descriptors: USBDescriptorSet
     public let name: USBDeviceName
     private let context: OpaquePointer
     private let handle: OpaquePointer
@@ -68,6 +70,7 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
         self.context = context
         self.handle = handle
         self.identity = identity
+        self.descriptors = descriptors
         self.bulkOut = bulkOut
         self.bulkIn = bulkIn
         self.interrupt = interrupt

@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CUdev
+
+/// What udev knows of a USB device.
+public struct USBDeviceProperties: Equatable, Sendable {
+    public var syspath: String
+    public var devnode: String
+    public var vendorID: UInt16
+    public var productID: UInt16
+    public var product: String
+    /// ID_USB_INTERFACES, e.g. ":0b0000:" for a CCID device.
+    public var interfaces: String
+    public var bus: UInt8
+    public var address: UInt8
+
+    /// A CCID interface (class 0x0B), as udev's usb_id summarises interfaces.
+    public var hasCCIDInterface: Bool { interfaces.contains(":0b") }
+}
+
+/// Looks USB devices up in udev's database (sysfs plus udev properties).
+public enum DeviceLookup {
+    public static func find(bus: UInt8, address: UInt8) -> USBDeviceProperties? {
+        all().first { $0.bus == bus && $0.address == address }
+    }
+
+    public static func all() -> [USBDeviceProperties] {
+        guard let udev = udev_new() else { return [] }
+        defer { udev_unref(udev) }
+        guard let e = udev_enumerate_new(udev) else { return [] }
+        defer { udev_enumerate_unref(e) }
+        udev_enumerate_add_match_subsystem(e, "usb")
+        udev_enumerate_add_match_property(e, "DEVTYPE", "usb_device")
+        udev_enumerate_scan_devices(e)
+        var found: [USBDeviceProperties] = []
+        var entry = udev_enumerate_get_list_entry(e)
+        while let current = entry {
+            defer { entry = udev_list_entry_get_next(current) }
+            guard let path = udev_list_entry_get_name(current), let dev = udev_device_new_from_syspath(udev, path) else { continue }
+            defer { udev_device_unref(dev) }
+            func attr(_ name: String) -> String? {
+                udev_device_get_sysattr_value(dev, name).map { String(cString: $0).trimmingWhitespace }
+            }
+            func property(_ name: String) -> String? { udev_device_get_property_value(dev, name).map { String(cString: $0) } }
+            guard let bus = attr("busnum").flatMap({ UInt8($0) }), let address = attr("devnum").flatMap({ UInt8($0) }),
+                  let vid = attr("idVendor").flatMap({ UInt16($0, radix: 16) }),
+                  let pid = attr("idProduct").flatMap({ UInt16($0, radix: 16) }) else { continue }
+            found.append(USBDeviceProperties(syspath: String(cString: path), devnode: property("DEVNAME") ?? "",
+                                             vendorID: vid, productID: pid, product: attr("product") ?? "",
+                                             interfaces: property("ID_USB_INTERFACES") ?? "", bus: bus, address: address))
+        }
+        return found
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\n" || c == "\t" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\n" || c == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,105 @@
+import CCID
+import Relay
+import ThreadSupport
+
+/// A real USB reader served over the relay protocol: bulk-out messages go to
+/// the device, and two pumps forward whatever the device sends on its bulk-in
+/// and interrupt endpoints to the connected client. The pumps stop, and
+/// `onGone` runs once, when the device disappears.
+public final class USBRelayDevice: RelayDevice, @unchecked Sendable {
+    private let transport: CCIDTransport
+    public let descriptors: USBDescriptorSet
+    private let state = Lock()
+    private var connection: RelayServerConnection?
+    private var gone = false
+    private var stopped = false
+    private let onGone: @Sendable () -> Void
+    /// Told of each client that connects (its pid) and leaves (nil). Set before `start`.
+    public var onClient: (@Sendable (Int32?) -> Void)?
+    private let log: @Sendable (String) -> Void
+    /// What one write to the device may take: a stuck device costs this, once.
+    static let writeTime: Duration = .seconds(5)
+
+    public init(transport: CCIDTransport, descriptors: USBDescriptorSet, log: @escaping @Sendable (String) -> Void,
+                onGone: @escaping @Sendable () -> Void) {
+        self.transport = transport
+        self.descriptors = descriptors
+        self.log = log
+        self.onGone = onGone
+    }
+
+    /// Starts the pumps.
+    public func start() -> Bool {
+        guard startThread({ [self] in pump(interrupt: false) }) else { return false }
+        if transport.identity.hasInterruptEndpoint {
+            guard startThread({ [self] in pump(interrupt: true) }) else { return false }
+        }
+        return true
+    }
+
+    /// Ends the pumps by closing the device (a pending read is never
+    /// cancelled otherwise: on a real bus that could lose a reply).
+    public func stop() {
+        state.withLock { stopped = true }
+        transport.close()
+    }
+
+    public var clientPID: Int32? { state.withLock { connection?.peer?.pid } }
+
+    private func pump(interrupt: Bool) {
+        while !state.withLock({ stopped || gone }) {
+            let bytes: [UInt8]
+            do throws(TransportError) {
+                bytes = interrupt ? try transport.receiveInterrupt(deadline: .distantFuture)
+                                  : try transport.receiveBulk(deadline: .distantFuture)
+            } catch {
+                switch error {
+                case .timeout, .cancelled: continue
+                case .noDevice:
+                    if !state.withLock({ stopped }) { deviceGone() }
+                    return
+                case .stalled, .protocolViolation:
+                    log("\(interrupt ? "interrupt" : "bulk-in") pipe: \(error)")
+                    continue
+                }
+            }
+            state.withLock { connection }?.send(interrupt ? .interruptIn(bytes) : .bulkIn(bytes))
+        }
+    }
+
+    private func deviceGone() {
+        let first = state.withLock { () -> Bool in
+            defer { gone = true }
+            return !gone
+        }
+        guard first else { return }
+        state.withLock { connection }?.hangUp()
+        onGone()
+    }
+
+    // MARK: RelayDevice
+
+    public func connected(_ connection: RelayServerConnection) {
+        state.withLock { self.connection = connection }
+        onClient?(connection.peer?.pid)
+    }
+
+    public func disconnected(_ connection: RelayServerConnection) {
+        state.withLock { if self.connection === connection { self.connection = nil } }
+        onClient?(nil)
+    }
+
+    public func bulkOut(_ message: [UInt8], from connection: RelayServerConnection) {
+        do throws(TransportError) { try transport.sendBulk(message, deadline: .after(Self.writeTime)) } catch {
+            log("bulk-out: \(error)")
+            if error == .noDevice { deviceGone() }
+        }
+    }
+
+    public func control(_ request: ControlRequest, from connection: RelayServerConnection) -> [UInt8]? {
+        do throws(TransportError) { return try transport.control(request, deadline: .after(Self.writeTime)) } catch {
+            if error == .noDevice { deviceGone() } else if error != .stalled { log("control request: \(error)") }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import AttachWorker
+import Relay
+import ThreadSupport
+import USBTransport
+
+/// The worker: owns one USB reader and serves it as a relay socket until the
+/// device goes, or SIGTERM. systemd runs it from swiftccid-attach@.service.
+struct Attach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Own one USB reader and serve it on a relay socket (what swiftccid-attach@.service runs).",
+        discussion: """
+            INSTANCE is the unit instance, BBB-DDD (bus and device numbers as in /dev/bus/usb/BBB/DDD), \
+            or the openct form 'usb:VVVV/PPPP/RRRR usb /dev/bus/usb/BBB/DDD'. The socket is DIR/usb-BBB-DDD.sock \
+            (mode 0660, the configured socket group). READY=1 goes to systemd once it listens. \
+            SIGTERM ends it, SIGHUP re-reads the configuration; it also ends when the device goes.
+            """)
+
+    @Argument(parsing: .remaining, help: "The device: BBB-DDD, or the openct form.")
+    var instance: [String] = []
+
+    @Option(help: "Socket directory (default: $SWIFTCCID_RELAY_DIR, else /run/swiftccid, as the driver).")
+    var dir = defaultSocketDirectory
+    @Option(help: "Configuration file.") var config = AttachConfig.defaultPath
+
+    func run() throws {
+        let parsed: AttachInstance
+        do throws(AttachInstance.ParseError) { parsed = try AttachInstance.parse(instance) } catch {
+            FileOutput.error("ccid-attach: refusing instance: \(error)")
+            throw ExitCode(2)
+        }
+        let log = PriorityLog(tag: "ccid-attach[\(parsed.unitInstance)]")
+        var settings = AttachConfig.load(path: config, warn: { log(.warning, "\(config): \($0)") })
+
+        guard let props = DeviceLookup.find(bus: parsed.bus, address: parsed.address) else {
+            log(.error, "no USB device at \(parsed.devicePath)")
+            throw ExitCode(1)
+        }
+        if let vid = parsed.vendorID, let pid = parsed.productID, vid != props.vendorID || pid != props.productID {
+            log(.error, "\(parsed.devicePath) is \(hex(props.vendorID)):\(hex(props.productID)), not \(hex(vid)):\(hex(pid))")
+            throw ExitCode(1)
+        }
+        let name = USBDeviceName(vendorID: props.vendorID, productID: props.productID, bus: parsed.bus,
+                                 address: parsed.address, interface: nil)
+        let transport: USBTransport
+        do throws(USBOpenError) { transport = try USBTransport(name: name, log: { log(.warning, $0) }) } catch {
+            log(.error, "\(name): \(error)")
+            throw ExitCode(1)
+        }
+
+        let events = EventPipe.install()
+        let base = WorkerSocket.baseName(bus: parsed.bus, address: parsed.address)
+        let files = WorkerFiles(directory: dir, base: base)
+        let device = USBRelayDevice(transport: transport, descriptors: transport.descriptors,
+                                    log: { log(.warning, $0) }, onGone: { events.post(.deviceGone) })
+        device.onClient = { pid in
+            files.writeClient(pid)
+            log(.info, pid.map { "client pid \($0) connected" } ?? "client disconnected")
+        }
+        guard mkdirAll(dir) else {
+            log(.error, "cannot create \(dir): \(String(cString: strerror(errno)))")
+            throw ExitCode(1)
+        }
+        var group = resolveGroup(settings.socketGroup, log: log)
+        let allowed = GroupBox(group)
+        let listener: RelayListener
+        do throws(SocketError) {
+            listener = try RelayListener(path: files.socket, device: device, mode: 0o660,
+                                         allowPeer: { peer in peer.uid == 0 || peer.uid == geteuid() || peer.gid == allowed.value },
+                                         log: { log(.warning, $0) })
+        } catch {
+            log(.error, "\(error)")
+            throw ExitCode(1)
+        }
+        chown(files.socket, geteuid(), group)
+        files.writePID()
+        guard device.start() else {
+            log(.error, "cannot start threads")
+            throw ExitCode(1)
+        }
+        let status = "serving \(hex(props.vendorID)):\(hex(props.productID)) \(props.product) at \(parsed.devicePath) on \(files.socket)"
+        SystemdNotify.send("READY=1", "STATUS=\(status)")
+        log(.notice, status)
+
+        loop: while true {
+            switch events.wait() {
+            case .reload:
+                SystemdNotify.send("RELOADING=1")
+                settings = AttachConfig.load(path: config, warn: { log(.warning, "\(config): \($0)") })
+                group = resolveGroup(settings.socketGroup, log: log)
+                allowed.value = group
+                chown(files.socket, geteuid(), group)
+                log(.info, "configuration reloaded")
+                SystemdNotify.send("READY=1", "STATUS=\(status)")
+            case .stop:
+                log(.notice, "stopping")
+                break loop
+            case .deviceGone:
+                log(.notice, "device gone")
+                break loop
+            }
+        }
+        SystemdNotify.send("STOPPING=1", "STATUS=stopping")
+        listener.stop()
+        device.stop()
+        files.removeAll()
+    }
+
+    func resolveGroup(_ name: String?, log: PriorityLog) -> gid_t {
+        guard let name else { return getegid() }
+        guard let g = getgrnam(name) else {
+            log(.warning, "no group '\(name)'; socket stays in group \(getegid())")
+            return getegid()
+        }
+        return g.pointee.gr_gid
+    }
+}
+
+/// The peer check reads the group the latest configuration names.
+final class GroupBox: @unchecked Sendable {
+    private let lock = Lock()
+    private var stored: gid_t
+    init(_ value: gid_t) { stored = value }
+    var value: gid_t {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
+
+/// The driver finds workers in $SWIFTCCID_RELAY_DIR too.
+var defaultSocketDirectory: String {
+    getenv("SWIFTCCID_RELAY_DIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? WorkerSocket.defaultDirectory
+}
+
+func hex(_ v: UInt16) -> String {
+    let s = String(v, radix: 16)
+    return String(repeating: "0", count: 4 - s.count) + s
+}
+
+func mkdirAll(_ path: String) -> Bool {
+    var prefix = ""
+    for part in path.split(separator: "/") {
+        prefix += "/" + part
+        if mkdir(prefix, 0o755) != 0 && errno != EEXIST { return false }
+    }
+    return true
+}

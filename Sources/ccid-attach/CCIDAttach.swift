@@ -1,0 +1,66 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import AttachWorker
+import USBTransport
+
+@main
+struct CCIDAttach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ccid-attach",
+        abstract: "Attach workers: one process per USB CCID reader, serving it as a relay socket for pcscd.",
+        subcommands: [Attach.self, Detach.self, ListWorkers.self, Doctor.self])
+}
+
+struct Detach: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop the worker of a device (SIGTERM) and wait for it to go.")
+    @Argument(parsing: .remaining, help: "The device: BBB-DDD, or the openct form.") var instance: [String] = []
+    @Option(help: "Socket directory.") var dir = defaultSocketDirectory
+
+    func run() throws {
+        let parsed: AttachInstance
+        do throws(AttachInstance.ParseError) { parsed = try AttachInstance.parse(instance) } catch {
+            FileOutput.error("ccid-attach: refusing instance: \(error)")
+            throw ExitCode(2)
+        }
+        let files = WorkerFiles(directory: dir, base: WorkerSocket.baseName(bus: parsed.bus, address: parsed.address))
+        guard let text = WorkerFiles.read(files.pidFile), let pid = Int32(text), pid > 1, kill(pid, 0) == 0 else {
+            FileOutput.error("ccid-attach: no worker for \(parsed.devicePath)")
+            throw ExitCode(1)
+        }
+        kill(pid, SIGTERM)
+        for _ in 0..<40 where kill(pid, 0) == 0 { usleep(50_000) }
+        if kill(pid, 0) == 0 {
+            FileOutput.error("ccid-attach: worker \(pid) did not stop within 2 s")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct ListWorkers: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "Workers: device, pid, socket, client pid.")
+    @Option(help: "Socket directory.") var dir = defaultSocketDirectory
+
+    func run() throws {
+        for base in workerBases(in: dir) {
+            let files = WorkerFiles(directory: dir, base: base)
+            let pid = WorkerFiles.read(files.pidFile).flatMap { Int32($0) }
+            let alive = pid.map { kill($0, 0) == 0 } ?? false
+            let client = WorkerFiles.read(files.clientFile) ?? "-"
+            print("\(base)\t\(pid.map(String.init) ?? "-")\t\(alive ? "running" : "dead")\t\(files.socket)\tclient \(client)")
+        }
+    }
+}
+
+/// usb-BBB-DDD names with a pid file in `dir`.
+func workerBases(in dir: String) -> [String] {
+    guard let d = opendir(dir) else { return [] }
+    defer { closedir(d) }
+    var names: [String] = []
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if name.hasPrefix("usb-"), name.hasSuffix(".pid") { names.append(String(name.dropLast(4))) }
+    }
+    return names.sorted()
+}

@@ -1,0 +1,157 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import AttachWorker
+import USBTransport
+
+/// Explains why a reader is not in use, one finding per line.
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Explain why a USB reader is not in use (bundle list, class, permissions, pcscd, claims, worker).")
+    @Argument(help: "The device: BBB-DDD (default: every USB device with a CCID interface or a listed VID:PID).")
+    var device: String?
+    @Option(help: "pcscd's bundle directory.") var drivers = "/usr/lib/pcsc/drivers"
+    @Option(help: "Worker socket directory.") var dir = defaultSocketDirectory
+
+    func run() throws {
+        let listed = BundleList.load("\(drivers)/ifd-swiftccid.bundle/Contents/Info.plist")
+        var devices = DeviceLookup.all()
+        if let device {
+            let wanted: AttachInstance
+            do throws(AttachInstance.ParseError) { wanted = try AttachInstance.parse([device]) } catch {
+                FileOutput.error("ccid-attach: \(error)")
+                throw ExitCode(2)
+            }
+            devices = devices.filter { $0.bus == wanted.bus && $0.address == wanted.address }
+            if devices.isEmpty { print("\(wanted.devicePath): no such USB device (unplugged, or renumbered)") }
+        } else {
+            devices = devices.filter { $0.hasCCIDInterface || listed?.contains(Pair($0.vendorID, $0.productID)) == true }
+            if devices.isEmpty { print("no USB device with a CCID interface or a VID:PID the bundle lists") }
+        }
+        let pcscd = PCSCDState.current()
+        for d in devices {
+            let id = "\(hex(d.vendorID)):\(hex(d.productID))"
+            print("\(d.devnode.isEmpty ? "bus \(d.bus) device \(d.address)" : d.devnode) \(id) \(d.product)")
+            for finding in findings(d, listed: listed, pcscd: pcscd) { print("  - \(finding)") }
+        }
+    }
+
+    func findings(_ d: USBDeviceProperties, listed: Set<Pair>?, pcscd: PCSCDState) -> [String] {
+        var out: [String] = []
+        switch listed {
+        case nil: out.append("ifd-swiftccid.bundle is not installed in \(drivers) (make install)")
+        case let set?:
+            if !set.contains(Pair(d.vendorID, d.productID)) {
+                out.append("VID:PID \(hex(d.vendorID)):\(hex(d.productID)) is not in the bundle's Info.plist: pcscd will not give it to this driver")
+            }
+        }
+        if !d.hasCCIDInterface {
+            out.append("no CCID-class (0x0B) interface (udev: \(d.interfaces.isEmpty ? "unknown" : d.interfaces)); only vendor-class readers the list names work")
+        }
+        var st = stat()
+        if !d.devnode.isEmpty {
+            if stat(d.devnode, &st) != 0 {
+                out.append("\(d.devnode): \(String(cString: strerror(errno)))")
+            } else if st.st_mode & 0o060 == 0 && st.st_uid != 0 {
+                out.append("\(d.devnode) is mode \(String(st.st_mode & 0o777, radix: 8)) owner \(st.st_uid): the udev rule did not apply")
+            }
+            let holders = processesHolding(d.devnode)
+            if !holders.isEmpty { out.append("opened by: \(holders.joined(separator: ", "))") }
+        }
+        switch pcscd {
+        case .notRunning: out.append("pcscd is not running (it starts on demand: systemctl start pcscd.socket)")
+        case .running(let started):
+            if let installed = mtime("\(drivers)/ifd-swiftccid.bundle/Contents/Info.plist"), installed > started {
+                out.append("pcscd started before the bundle was installed or updated: restart pcscd")
+            }
+        }
+        let socket = WorkerSocket.path(bus: d.bus, address: d.address, directory: dir)
+        if access(socket, F_OK) == 0 { out.append("an attach worker serves it on \(socket)") }
+        if out.isEmpty { out.append("nothing wrong found") }
+        return out
+    }
+
+    /// Processes with the node open, "name[pid]", from /proc/*/fd.
+    func processesHolding(_ node: String) -> [String] {
+        guard let proc = opendir("/proc") else { return [] }
+        defer { closedir(proc) }
+        var found: [String] = []
+        while let e = readdir(proc) {
+            let pid = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard Int32(pid) != nil, let fds = opendir("/proc/\(pid)/fd") else { continue }
+            defer { closedir(fds) }
+            var target = [CChar](repeating: 0, count: 256)
+            while let f = readdir(fds) {
+                let fd = withUnsafeBytes(of: f.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                let n = readlink("/proc/\(pid)/fd/\(fd)", &target, target.count - 1)
+                guard n > 0 else { continue }
+                target[n] = 0
+                if String(cString: target) == node {
+                    found.append("\(WorkerFiles.read("/proc/\(pid)/comm") ?? "?")[\(pid)]")
+                    break
+                }
+            }
+        }
+        return found
+    }
+
+    func mtime(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? st.st_mtim.tv_sec : nil
+    }
+}
+
+struct Pair: Hashable {
+    let vid: UInt16, pid: UInt16
+    init(_ vid: UInt16, _ pid: UInt16) { self.vid = vid; self.pid = pid }
+}
+
+/// The VID/PID arrays of an installed Info.plist (our own generated file:
+/// `<string>0xVVVV</string>` lines under ifdVendorID and ifdProductID).
+enum BundleList {
+    static func load(_ path: String) -> Set<Pair>? {
+        guard let text = WorkerFilesText.read(path) else { return nil }
+        var arrays: [String: [UInt16]] = [:]
+        var key: String? = nil
+        for raw in text.split(separator: "\n") {
+            let line = String(raw).trimmingWhitespaceAndNewline
+            if line.hasPrefix("<key>"), line.hasSuffix("</key>") {
+                key = String(line.dropFirst(5).dropLast(6))
+            } else if let k = key, k == "ifdVendorID" || k == "ifdProductID", line.hasPrefix("<string>0x"), line.hasSuffix("</string>"),
+                      let v = UInt16(line.dropFirst(10).dropLast(9), radix: 16) {
+                arrays[k, default: []].append(v)
+            }
+        }
+        let vids = arrays["ifdVendorID"] ?? [], pids = arrays["ifdProductID"] ?? []
+        return Set(zip(vids, pids).map { Pair($0, $1) })
+    }
+}
+
+enum WorkerFilesText {
+    static func read(_ path: String) -> String? {
+        guard let f = fopen(path, "r") else { return nil }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while bytes.count < 4 << 20 {
+            let n = fread(&buffer, 1, buffer.count, f)
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Whether pcscd runs, and since when (seconds since the epoch).
+enum PCSCDState {
+    case notRunning
+    case running(started: Int)
+
+    static func current() -> PCSCDState {
+        guard let text = WorkerFiles.read("/run/pcscd/pcscd.pid"), let pid = Int32(text), kill(pid, 0) == 0 else { return .notRunning }
+        var st = stat()
+        guard stat("/proc/\(pid)", &st) == 0 else { return .running(started: 0) }
+        return .running(started: st.st_mtim.tv_sec)
+    }
+}

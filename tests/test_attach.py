@@ -1,0 +1,226 @@
+"""The openct-style hotplug path, as far as it runs without systemd as PID 1:
+our udev rules evaluated by the real `udevadm test` against a simulated USB
+reader (umockdev), the attach worker started with the argv the unit gives,
+pcscd reaching the reader through the worker, unplug and a killed worker;
+the unit checked by systemd-analyze; hostile instance strings refused."""
+import os
+import re
+import shlex
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from smartcard import scard as S
+
+from pcsc import Context, OK, SELECT_TEST_APPLET, PCSCError
+from simharness import DIR, ROOT, PrivatePCSCD, reader_names, wait_for
+from test_usb import named
+
+ATTACH = os.path.join(ROOT, "build", "ccid-attach")
+UNIT_IN = os.path.join(ROOT, "udev", "swiftccid-attach@.service.in")
+RULES = os.path.join(ROOT, "udev", "60-swiftccid.rules")
+WORKERS = DIR + "-workers"
+
+
+def unit_text(libexec):
+    with open(UNIT_IN) as f:
+        return f.read().replace("@LIBEXECDIR@", libexec).replace("@DOCDIR@", "/usr/share/doc/swiftccid")
+
+
+def exec_start(instance):
+    """The worker's argv as systemd builds it from the unit for `instance`."""
+    line = next(l for l in unit_text(os.path.dirname(ATTACH)).splitlines() if l.startswith("ExecStart="))
+    argv = shlex.split(line[len("ExecStart="):].replace("%i", instance).replace("%%", "%"))
+    return argv
+
+
+def udevadm_test(umockdev_dir, syspath):
+    """`udevadm test` with only our rules added (bound over /etc/udev/rules.d in a private mount namespace)."""
+    rules = tempfile.mkdtemp(prefix="sccid-rules")
+    os.symlink(RULES, os.path.join(rules, "60-swiftccid.rules"))
+    try:
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            'mount --bind "$0" /etc/udev/rules.d && exec udevadm test --action=add "$1"', rules, syspath],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, UMOCKDEV_DIR=umockdev_dir, LD_PRELOAD="libumockdev-preload.so.0"))
+    finally:
+        os.unlink(os.path.join(rules, "60-swiftccid.rules"))
+        os.rmdir(rules)
+    props = dict(l.split("=", 1) for l in r.stdout.splitlines() if re.match(r"^[A-Z_]+=", l))
+    return props
+
+
+class UnitFiles(unittest.TestCase):
+    def instance_file(self, directory):
+        path = os.path.join(directory, "swiftccid-attach@001-002.service")
+        with open(path, "w") as f:
+            f.write(unit_text(os.path.dirname(os.path.realpath(ATTACH))))
+        return path
+
+    def test_systemd_analyze_verify_is_clean(self):
+        d = tempfile.mkdtemp(prefix="sccid-unit")
+        r = subprocess.run(["systemd-analyze", "verify", self.instance_file(d)], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([l for l in r.stderr.splitlines() if "swiftccid" in l], [], r.stderr)
+
+    def test_systemd_analyze_security_rates_at_most_2(self):
+        d = tempfile.mkdtemp(prefix="sccid-unit")
+        r = subprocess.run(["systemd-analyze", "security", "--offline=true", self.instance_file(d)],
+                           capture_output=True, text=True, timeout=60)
+        m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
+        self.assertIsNotNone(m, r.stdout + r.stderr)
+        self.assertLessEqual(float(m.group(1)), 2.0, r.stdout)
+
+    def test_unit_shape(self):
+        text = unit_text("/usr/libexec/swiftccid")
+        self.assertIn("BindsTo=dev-bus-usb-%i.device", text)
+        self.assertIn("Type=notify", text)
+        self.assertIn("DeviceAllow=/dev/bus/usb/%I rw", text)
+        self.assertEqual(exec_start("001-002")[1:], ["attach", "001-002"])   # one argument, no shell
+
+
+class HostileInstances(unittest.TestCase):
+    BAD = ["001-002; touch /tmp/sccid-pwned", "$(touch /tmp/sccid-pwned)", "`id`", "../../etc/passwd", "001-002 ",
+           "'001-002'", '"001-002"', "001 002", "0" * 200, "001-0\u00e9", "", "1-2", "256-001"]
+
+    def test_refused_with_a_clear_message_and_no_side_effect(self):
+        d = tempfile.mkdtemp(prefix="sccid-hostile")
+        for bad in self.BAD + [b"001-\xff\xfe".decode("utf-8", "surrogateescape")]:
+            arg = bad.encode("utf-8", "surrogateescape")
+            r = subprocess.run([ATTACH.encode(), b"attach", b"--dir", d.encode(), arg], capture_output=True, timeout=20)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+            self.assertIn(b"refusing instance", r.stderr)
+            r = subprocess.run([ATTACH.encode(), b"detach", b"--dir", d.encode(), arg], capture_output=True, timeout=20)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+        self.assertEqual(os.listdir(d), [])
+        self.assertFalse(os.path.exists("/tmp/sccid-pwned"))
+
+
+class UdevRules(unittest.TestCase):
+    """The real udevadm evaluates our rules against simulated devices."""
+    CONFIG = DIR + "-rules.json"
+
+    @classmethod
+    def setUpClass(cls):
+        import json
+        from test_pcscd import DESCRIPTORS
+        with open(cls.CONFIG, "w") as f:
+            json.dump({"readers": [
+                {"profile": "omnikey-3121-extended"},
+                # A vendor-class reader the list names (SCM SCR331-DI): wanted by VID:PID.
+                {"descriptorFile": DESCRIPTORS, "entry": "SCR331-DI.txt", "interfaceClass": 255},
+                # Vendor class and not listed: not ours.
+                {"profile": "cherry-st-short", "interfaceClass": 255}]}, f)
+        cls.pcscd = PrivatePCSCD("--usb", "--config", cls.CONFIG).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pcscd.__exit__(None, None, None)
+        os.unlink(cls.CONFIG)
+
+    def test_ccid_class_reader_wants_its_worker(self):
+        props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-2")
+        self.assertIn("swiftccid-attach@001-002.service", props.get("SYSTEMD_WANTS", "").split(), props)
+        self.assertIn(":systemd:", props.get("TAGS", ""))
+        self.assertIn("smartcard.target", props.get("SYSTEMD_WANTS", ""))     # Debian's own rule kept (+=)
+
+    def test_listed_vendor_class_reader_wants_its_worker(self):
+        props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-3")
+        self.assertEqual(props.get("ID_USB_INTERFACES"), ":ff0000:")
+        self.assertIn("swiftccid-attach@001-003.service", props.get("SYSTEMD_WANTS", "").split(), props)
+
+    def test_other_vendor_class_device_is_left_alone(self):
+        props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-4")
+        self.assertEqual(props.get("ID_USB_INTERFACES"), ":ff0000:")
+        self.assertNotIn("swiftccid-attach", props.get("SYSTEMD_WANTS", ""), props)
+
+
+class WorkerMode(unittest.TestCase):
+    """pcscd (bundle in worker mode) reaches USB readers through their workers."""
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(WORKERS, exist_ok=True)
+        cls.env = {"SWIFTCCID_USB_WORKERS": "1", "SWIFTCCID_RELAY_DIR": WORKERS, "SWIFTCCID_MAX_EXCHANGE_MS": "20000"}
+        cls.pcscd = PrivatePCSCD("--usb", env=cls.env, wait_for_readers=False).__enter__()
+        cls.workers = {}
+        cls.start_worker("001-002")
+        wait_for(lambda: len(reader_names()) == 1, what="the reader through its worker")
+
+    @classmethod
+    def start_worker(cls, instance):
+        env = dict(cls.pcscd.mock_env(), SWIFTCCID_RELAY_DIR=WORKERS)
+        argv = exec_start(instance)
+        argv[0] = ATTACH        # the binary the unit names, from the build tree
+        p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cls.workers[instance] = p
+        return p
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in cls.workers.values():
+            if p.poll() is None:
+                p.terminate()
+            p.wait(timeout=10)
+            p.stdout.close()
+            p.stderr.close()
+        cls.pcscd.__exit__(None, None, None)
+
+    def test_1_exchanges_through_the_worker_and_list_shows_it(self):
+        self.assertIn("via usb:076b/3031:libudev:0:/dev/bus/usb/001/002", self.pcscd.log_text())
+        with Context() as c:
+            card = c.connect(named("SIM1000"), S.SCARD_PROTOCOL_T1)
+            self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+            n = 4096
+            self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x3C, 0x00, n >> 8, n & 0xFF]), [0x3C] * n + OK)
+            out = subprocess.run([ATTACH, "list", "--dir", WORKERS], capture_output=True, text=True).stdout
+            self.assertRegex(out, r"usb-001-002\t%d\trunning\t%s/usb-001-002.sock\tclient %d" %
+                             (self.workers["001-002"].pid, re.escape(WORKERS), self.pcscd.pcscd_pid))
+            card.disconnect()
+
+    def test_2_killed_worker_costs_its_reader_only(self):
+        r = self.pcscd.sim("plug", "cherry-st-short")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        second = self.start_worker("001-003")
+        wait_for(lambda: len(reader_names()) == 2, what="second reader through its worker")
+        with Context() as c:
+            card = c.connect(named("SIM1000"), S.SCARD_PROTOCOL_T1)
+            self.assertEqual(self.pcscd.sim("fault", "sim0", "stuck").returncode, 0)
+            outcome = {}
+
+            def transmit():
+                try:
+                    card.transmit([0x80, 0x00, 0x04, 0x01, 0x02])
+                    outcome["error"] = None
+                except PCSCError as e:
+                    outcome["error"] = e
+                outcome["done"] = time.monotonic()
+            t = threading.Thread(target=transmit)
+            t.start()
+            time.sleep(1.0)
+            killed = time.monotonic()
+            self.workers["001-002"].send_signal(signal.SIGKILL)
+            t.join(30)
+            self.assertIsNotNone(outcome.get("error"), "the APDU cannot have succeeded")
+            self.assertLess(outcome["done"] - killed, 3.0)
+            self.assertTrue(self.pcscd.pcscd_alive())
+            other = c.connect(named("SIM1001"), S.SCARD_PROTOCOL_T1)
+            self.assertEqual(other.transmit(SELECT_TEST_APPLET), OK)
+            other.disconnect()
+
+    def test_3_unplug_ends_the_worker_and_the_reader(self):
+        p = self.workers.get("001-003")
+        self.assertIsNotNone(p)
+        self.assertEqual(self.pcscd.sim("unplug", "sim1").returncode, 0)
+        self.assertEqual(p.wait(timeout=10), 0)
+        self.assertIn("device gone", p.stderr.read())
+        wait_for(lambda: not any("(SIM1001)" in r for r in reader_names()), what="reader gone")
+        self.assertFalse(os.path.exists(os.path.join(WORKERS, "usb-001-003.sock")))
+        self.assertTrue(self.pcscd.pcscd_alive())
+
+
+if __name__ == "__main__":
+    unittest.main()
