@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SimulatorCore
+import SimulatorUSB
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve the simulated readers until SIGTERM.")
@@ -8,15 +9,28 @@ struct Serve: ParsableCommand {
     @OptionGroup var directory: DirectoryOption
     @OptionGroup var readers: ReaderOptions
 
+    @Flag(help: """
+        Plug the readers into a umockdev testbed (created in $TMPDIR) instead of serving relay sockets; \
+        prints UMOCKDEV_DIR=<testbed>: run libusb programs with it and LD_PRELOAD=\(MockUSBBus.preloadLibrary).
+        """)
+    var usb = false
+
     func run() throws {
+        if usb && !MockUSBBus.underPreload { try UMockdevPreload.reexec() }
         let setups = try readers.setups()
-        let running = try startSimulator(directory: directory.resolved, setups: setups, spinMicroseconds: readers.spinUs)
-        for i in running.simulator.readers.indices {
-            print("\(running.simulator.socketPath(i))\t\(running.simulator.friendlyName(i))")
+        let bus = usb ? try MockUSBBus(log: { note($0) }) : nil
+        let running = try startSimulator(directory: directory.resolved, setups: setups, spinMicroseconds: readers.spinUs, bus: bus)
+        if let bus {
+            print("UMOCKDEV_DIR=\(bus.root)")
+        } else {
+            for i in running.simulator.readers.indices {
+                print("\(running.simulator.socketPath(i))\t\(running.simulator.friendlyName(i))")
+            }
         }
         fflush(nil)
         StopSignal.wait()
         running.stop()
+        if let bus { try? FileManager.default.removeItem(atPath: bus.root) }
     }
 }
 
