@@ -179,7 +179,25 @@ class WorkerMode(unittest.TestCase):
             out = subprocess.run([ATTACH, "list", "--dir", WORKERS], capture_output=True, text=True).stdout
             self.assertRegex(out, r"usb-001-002\t%d\trunning\t%s/usb-001-002.sock\tclient %d" %
                              (self.workers["001-002"].pid, re.escape(WORKERS), self.pcscd.pcscd_pid))
+            # SIGHUP re-reads the configuration; the worker and its client go on.
+            self.workers["001-002"].send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+            self.assertIsNone(self.workers["001-002"].poll())
+            self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x3D, 0x10]), [0x3D] * 16 + OK)
             card.disconnect()
+
+    def test_1_doctor_explains_the_reader(self):
+        env = dict(self.pcscd.mock_env(), SWIFTCCID_RELAY_DIR=WORKERS)
+        out = subprocess.run([ATTACH, "doctor", "--drivers", os.path.join(ROOT, "build"), "001-002"],
+                             capture_output=True, text=True, env=env, timeout=30).stdout
+        self.assertIn("/dev/bus/usb/001/002 076b:3031", out)
+        self.assertIn("an attach worker serves it on %s/usb-001-002.sock" % WORKERS, out)
+        self.assertNotIn("not in the bundle", out)
+        out = subprocess.run([ATTACH, "doctor", "--drivers", "/nonexistent", "001-002"],
+                             capture_output=True, text=True, env=env, timeout=30).stdout
+        self.assertIn("ifd-swiftccid.bundle is not installed in /nonexistent", out)
+        out = subprocess.run([ATTACH, "doctor", "001-099"], capture_output=True, text=True, env=env, timeout=30).stdout
+        self.assertIn("/dev/bus/usb/001/099: no such USB device", out)
 
     def test_2_killed_worker_costs_its_reader_only(self):
         r = self.pcscd.sim("plug", "cherry-st-short")
@@ -220,6 +238,23 @@ class WorkerMode(unittest.TestCase):
         wait_for(lambda: not any("(SIM1001)" in r for r in reader_names()), what="reader gone")
         self.assertFalse(os.path.exists(os.path.join(WORKERS, "usb-001-003.sock")))
         self.assertTrue(self.pcscd.pcscd_alive())
+
+    def test_4_detach_stops_a_worker_within_a_second(self):
+        r = self.pcscd.sim("plug", "gemalto-ct30-tpdu")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        node = r.stdout.strip().split("\t")[-1]
+        instance = "-".join(node.split("/")[-2:])
+        p = self.start_worker(instance)
+        wait_for(lambda: os.path.exists(os.path.join(WORKERS, "usb-%s.pid" % instance)), what="worker ready")
+        start = time.monotonic()
+        r = subprocess.run([ATTACH, "detach", "--dir", WORKERS, instance], capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            p.kill()
+            p.wait()
+        self.assertEqual(r.returncode, 0, r.stderr + p.stderr.read())
+        self.assertEqual(p.wait(timeout=5), 0)
+        self.assertLess(time.monotonic() - start, 1.0)
+        self.assertEqual([f for f in os.listdir(WORKERS) if instance in f], [])
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ struct Detach: ParsableCommand {
             throw ExitCode(2)
         }
         let files = WorkerFiles(directory: dir, base: WorkerSocket.baseName(bus: parsed.bus, address: parsed.address))
-        guard let text = WorkerFiles.read(files.pidFile), let pid = Int32(text), pid > 1, kill(pid, 0) == 0 else {
+        guard let text = WorkerFiles.read(files.pidFile), let pid = Int32(text), pid > 1, isRunning(pid) else {
             FileOutput.error("ccid-attach: no worker for \(parsed.devicePath)")
             throw ExitCode(1)
         }
         kill(pid, SIGTERM)
-        for _ in 0..<40 where kill(pid, 0) == 0 { usleep(50_000) }
-        if kill(pid, 0) == 0 {
+        for _ in 0..<40 where isRunning(pid) { usleep(50_000) }
+        if isRunning(pid) {
             FileOutput.error("ccid-attach: worker \(pid) did not stop within 2 s")
             throw ExitCode(1)
         }
@@ -46,11 +46,19 @@ struct ListWorkers: ParsableCommand {
         for base in workerBases(in: dir) {
             let files = WorkerFiles(directory: dir, base: base)
             let pid = WorkerFiles.read(files.pidFile).flatMap { Int32($0) }
-            let alive = pid.map { kill($0, 0) == 0 } ?? false
+            let alive = pid.map(isRunning) ?? false
             let client = WorkerFiles.read(files.clientFile) ?? "-"
             print("\(base)\t\(pid.map(String.init) ?? "-")\t\(alive ? "running" : "dead")\t\(files.socket)\tclient \(client)")
         }
     }
+}
+
+/// Alive and not a zombie: a worker that exited but whose parent has not
+/// reaped it yet is gone for our purposes.
+func isRunning(_ pid: Int32) -> Bool {
+    guard kill(pid, 0) == 0 else { return false }
+    guard let stat = WorkerFilesText.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+    return !stat[stat.index(after: close)...].hasPrefix(" Z")
 }
 
 /// usb-BBB-DDD names with a pid file in `dir`.
