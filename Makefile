@@ -13,7 +13,7 @@ DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pysca
   libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi \
   libsystemd-dev systemd udev systemd-container debootstrap
 
-.PHONY: all deps bundle sim attach demo test unit-test integration-test bench install uninstall clean reader-list
+.PHONY: all deps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize test unit-test integration-test bench install uninstall clean reader-list
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -66,7 +66,28 @@ unit-test: deps
 integration-test: bundle sim attach
 	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
 
-test: unit-test integration-test
+test: unit-test integration-test fuzz-short sanitize
+
+# libFuzzer targets (Fuzz/ccid-fuzz, tools/fuzz.py): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+FUZZ_BIN := .build-fuzz/debug/ccid-fuzz
+fuzz-build: deps
+	SWIFTCCID_FUZZ=1 $(SWIFT) build --scratch-path .build-fuzz --product ccid-fuzz --sanitize fuzzer --sanitize address
+
+fuzz: fuzz-build
+	$(PYTHON) tools/fuzz.py $(FUZZ_BIN) --seconds $(FUZZ_SECONDS)
+
+# What CI runs: every target briefly, regressions included.
+fuzz-short: fuzz-build
+	$(PYTHON) tools/fuzz.py $(FUZZ_BIN) --seconds 5
+
+# The Swift test suite under AddressSanitizer (with LeakSanitizer) and ThreadSanitizer.
+sanitize: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+	  $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
 
 bench: bundle sim
 	$(PYTHON) tests/bench.py --sim $(SIM)
@@ -90,9 +111,10 @@ uninstall:
 	  $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service
 
 clean:
-	rm -rf $(BUILD) .build .build-bundle
+	rm -rf $(BUILD) .build .build-bundle .build-fuzz .build-asan .build-tsan
 
 # bundle/readers.txt is generated from the shared reader corpus and committed.
 reader-list:
 	$(PYTHON) tools/make-reader-list.py ../shared/data/ccid-readers > bundle/readers.txt
 	$(PYTHON) tools/make-udev-rules.py ../shared/data/ccid-readers bundle/readers.txt > udev/60-swiftccid.rules
+	$(PYTHON) tools/make-fuzz-seeds.py ../shared/data/ccid-readers

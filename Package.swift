@@ -55,3 +55,11 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets exist only for `make fuzz` (swift build --sanitize=fuzzer): the
+// binary takes its main from libFuzzer, so an ordinary build could not link it.
+if Context.environment["SWIFTCCID_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(name: "ccid-fuzz", dependencies: ["CCID", "CCIDDriver", "ISO7816", "Relay", "ThreadSupport"],
+                                             path: "Fuzz/ccid-fuzz", swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    package.products.append(.executable(name: "ccid-fuzz", targets: ["ccid-fuzz"]))
+}
