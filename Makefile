@@ -13,7 +13,7 @@ DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pysca
   libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi \
   libsystemd-dev systemd udev systemd-container debootstrap
 
-.PHONY: all deps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize test unit-test integration-test bench install uninstall clean reader-list
+.PHONY: all deps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test bench install uninstall clean reader-list
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -80,6 +80,11 @@ fuzz: fuzz-build
 # What CI runs: every target briefly, regressions included.
 fuzz-short: fuzz-build
 	$(PYTHON) tools/fuzz.py $(FUZZ_BIN) --seconds 5
+
+# Readers, clients, cards and plugs changing at random for SOAK_SECONDS (tests/soak.py).
+SOAK_SECONDS ?= 120
+soak: bundle sim
+	$(PYTHON) tests/soak.py --seconds $(SOAK_SECONDS)
 
 # The Swift test suite under AddressSanitizer (with LeakSanitizer) and ThreadSanitizer.
 sanitize: deps

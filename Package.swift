@@ -18,6 +18,7 @@ let package = Package(
         // link libpcsclite, the client library, into pcscd.
         .target(name: "CPCSCLite", cSettings: [.unsafeFlags(["-I/usr/include/PCSC"])]),
         .target(name: "CPCSCLog"),
+        .target(name: "CStayLoaded"),
         .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
         .target(name: "ThreadSupport"),
         .target(name: "CCID", dependencies: ["ThreadSupport"]),
@@ -32,7 +33,8 @@ let package = Package(
         .executableTarget(name: "ccid-attach",
                           dependencies: ["AttachWorker", "USBTransport", "Relay",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "IFDHandler", dependencies: ["CCIDDriver", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "ThreadSupport"],
+        .target(name: "IFDHandler", dependencies: ["CCIDDriver", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "CStayLoaded",
+                                                   "ThreadSupport"],
                 swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]),
         // umockdev's C API, for the simulator's USB mode only (never in the bundle).
         .systemLibrary(name: "CUMockdev", path: "Simulator/CUMockdev", pkgConfig: "umockdev-1.0",

@@ -295,6 +295,30 @@ class USBHotplug(unittest.TestCase):
             card.disconnect()
 
 
+class USBLastReaderGoes(unittest.TestCase):
+    """pcscd dlclose()s a driver when its last reader goes and loads it again
+    for the next: the bundle must survive that (found by the soak: libusb's
+    event thread outlived the unmapped library and took pcscd down)."""
+
+    def test_unplug_the_only_reader_then_plug_one_again(self):
+        with PrivatePCSCD("--usb") as pcscd:
+            self.assertEqual(pcscd.sim("unplug", "sim0").returncode, 0)
+            wait_for(lambda: not reader_names(), what="no readers")
+            wait_for(lambda: "Unloading reader driver" in pcscd.log_text(), what="pcscd unloading the driver")
+            for round in range(2):
+                r = pcscd.sim("plug", "omnikey-3121-extended")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                serial = "SIM%d" % (1001 + round)
+                wait_for(lambda: any("(%s)" % serial in n for n in reader_names()), what="the new reader")
+                with Context() as c:
+                    card = c.connect(named(serial), S.SCARD_PROTOCOL_T1)
+                    self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+                    card.disconnect()
+                self.assertEqual(pcscd.sim("unplug", "sim%d" % (1 + round)).returncode, 0)
+                wait_for(lambda: not reader_names(), what="no readers")
+                self.assertTrue(pcscd.pcscd_alive())
+
+
 def reference_script(reader):
     """ATR and responses to a fixed APDU script, under T=1 then T=0."""
     out = []

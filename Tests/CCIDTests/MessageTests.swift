@@ -77,7 +77,7 @@ struct MessageTests {
 
     /// Property: arbitrary bytes never trap any decoder (hostile device input).
     @Test func randomBytesNeverTrap() {
-        var rng = SystemRandomNumberGenerator()
+        var rng = TestRandom()
         for _ in 0..<20_000 {
             let n = Int.random(in: 0..<40, using: &rng)
             var bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }

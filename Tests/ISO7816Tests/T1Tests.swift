@@ -128,7 +128,7 @@ struct T1EngineTests {
     }
 
     @Test func anyAPDUOverACleanChannel() {
-        var rng = SystemRandomNumberGenerator()
+        var rng = TestRandom()
         for _ in 0..<300 {
             let ifsc = Int.random(in: 1...254, using: &rng), ifsd = Int.random(in: 1...254, using: &rng)
             let edc: EDC = Bool.random(using: &rng) ? .lrc : .crc
@@ -144,7 +144,7 @@ struct T1EngineTests {
     }
 
     @Test func largestAPDUsBothWays() {
-        var rng = SystemRandomNumberGenerator()
+        var rng = TestRandom()
         var host = T1Host(ifsc: 254, ifsd: 254, edc: .crc, negotiateIFSD: true)
         var card = T1Card(ifsc: 254, edc: .crc)
         let apdu = [0x80, 0x12, 0x01, 0x80, 0x00, 0xFF, 0xFF] + (0..<65535).map { UInt8(truncatingIfNeeded: $0) }
@@ -155,7 +155,7 @@ struct T1EngineTests {
     }
 
     @Test func recoverableFaultsAreRecovered() {
-        var rng = SystemRandomNumberGenerator()
+        var rng = TestRandom()
         var outcomes: [Outcome: Int] = [:]
         for _ in 0..<400 {
             let ifsc = Int.random(in: 8...254, using: &rng), ifsd = Int.random(in: 8...254, using: &rng)
@@ -173,7 +173,7 @@ struct T1EngineTests {
     }
 
     @Test func muteCardEndsInCardDeadAfterBoundedAttempts() {
-        var rng = SystemRandomNumberGenerator()
+        var rng = TestRandom()
         var host = T1Host(ifsc: 32, ifsd: 254, edc: .lrc, negotiateIFSD: false)
         var card = T1Card(ifsc: 32, edc: .lrc)
         var faults = Faults()
