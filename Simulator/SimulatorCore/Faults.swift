@@ -25,9 +25,33 @@ public struct Faults: Sendable, Equatable {
     /// How the card answers PPS: echo (accept), 1 (accept but keep Fi/Di: PPS1 absent), 2 (no answer).
     public var ppsAnswer = 0
 
+    /// What the reader itself gets wrong in its bulk-in messages.
+    public enum ReaderLie: String, Sendable, CaseIterable {
+        /// A message for another slot first.
+        case wrongSlot = "wrongslot"
+        /// Random bytes first.
+        case garbage
+        /// The reply cut short: dwLength promises more than comes.
+        case truncated = "truncate"
+        /// The reply claims a length of nearly 4 GiB.
+        case oversized = "oversize"
+        /// The reply of another message type.
+        case wrongType = "wrongtype"
+        /// The reply comes `lateMilliseconds` late: after the host's deadline and Abort.
+        case late
+    }
+    public var readerLie: ReaderLie? = nil
+    public var readerLieEvery = 0
+    public var lateMilliseconds = 0
+    /// NotifySlotChange messages (this slot "changed") sent with each reply: an interrupt flood.
+    public var interruptFlood = 0
+    /// Every N commands the reader also reports RDR_to_PC_HardwareError (overcurrent).
+    public var hardwareErrorEvery = 0
+
     public init() {}
 
-    public static let names = ["parity", "edc", "lost", "repeat", "ifs", "wtx", "te", "wrongseq", "mute", "stuck", "pps", "clear"]
+    public static let names = ["parity", "edc", "lost", "repeat", "ifs", "wtx", "te", "wrongseq", "mute", "stuck", "pps",
+                               "wrongslot", "garbage", "truncate", "oversize", "wrongtype", "late", "intflood", "hwerror", "clear"]
 
     /// Applies `name[=value]`, e.g. "parity=3", "mute", "clear".
     public mutating func apply(_ setting: String) -> Bool {
@@ -51,6 +75,14 @@ public struct Faults: Sendable, Equatable {
         case "pps":
             guard let v = value, (0...2).contains(v) else { return false }
             ppsAnswer = v
+        case "late":
+            guard let v = value, (1...600_000).contains(v) else { return false }
+            (readerLie, readerLieEvery, lateMilliseconds) = (.late, 1, v)
+        case "intflood": guard let v = count() else { return false }; interruptFlood = min(v, 100_000)
+        case "hwerror": guard let v = count() else { return false }; hardwareErrorEvery = v
+        case let lie where ReaderLie(rawValue: lie) != nil:
+            guard let v = count(), let kind = ReaderLie(rawValue: lie) else { return false }
+            (readerLie, readerLieEvery) = v == 0 ? (nil, 0) : (kind, v)
         case "clear": self = Faults()
         default: return false
         }
@@ -70,6 +102,9 @@ public struct Faults: Sendable, Equatable {
         if mute { on.append("mute") }
         if stuck { on.append("stuck") }
         if ppsAnswer != 0 { on.append("pps=\(ppsAnswer)") }
+        if let lie = readerLie { on.append(lie == .late ? "late=\(lateMilliseconds)" : "\(lie.rawValue)=\(readerLieEvery)") }
+        if interruptFlood > 0 { on.append("intflood=\(interruptFlood)") }
+        if hardwareErrorEvery > 0 { on.append("hwerror=\(hardwareErrorEvery)") }
         return on.isEmpty ? "none" : on.joined(separator: " ")
     }
 }

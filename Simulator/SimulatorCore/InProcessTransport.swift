@@ -33,7 +33,7 @@ public final class InProcessTransport: CCIDTransport, @unchecked Sendable {
         var out: [(Deadline, [UInt8])] = []
         for step in reader.respond(to: message) {
             due = due.advanced(by: step.delay)
-            let replies = tamper?(step.reply.encoded()) ?? [step.reply.encoded()]
+            let replies = tamper?(step.bytes) ?? [step.bytes]
             for r in replies { out.append((due, r)) }
         }
         state.withLock {

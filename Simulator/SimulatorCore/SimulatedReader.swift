@@ -7,6 +7,13 @@ import ThreadSupport
 public struct TimedReply: Sendable {
     public var delay: Duration
     public var reply: Reply
+    /// Bytes sent instead of `reply` (malformed messages for fault injection).
+    public var raw: [UInt8]? = nil
+    /// Sent even after the host aborted the command (a reader that answers after Abort).
+    public var survivesAbort = false
+
+    /// What goes on the wire.
+    public var bytes: [UInt8] { raw ?? reply.encoded() }
 }
 
 /// A simulated CCID reader at short or extended APDU exchange level: the
@@ -22,6 +29,11 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
     public enum PINPadAction: Sendable, Equatable { case enter(String), cancel, timeout }
 
     private let lock = Lock()
+    private var aborts: UInt64 = 0
+    /// Replies of a command that takes time, for the sender thread (relay only).
+    private var outgoing: [(step: TimedReply, generation: UInt64)] = []
+    private var senderRunning = false
+    private var draining = false
     private var slots: [SlotModel]
     private var connection: RelayServerConnection?
     private var interruptObservers: [@Sendable ([UInt8]) -> Void] = []
@@ -56,6 +68,7 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         var ppsIn: [UInt8] = []
         var blockCounter = FaultCounter(), parityCounter = FaultCounter(), edcCounter = FaultCounter()
         var lostCounter = FaultCounter(), repeatCounter = FaultCounter(), sequenceCounter = FaultCounter()
+        var lieCounter = FaultCounter(), hardwareErrorCounter = FaultCounter()
     }
 
     public init(name: String, profile: ReaderProfile, serialNumber: String) {
@@ -139,7 +152,14 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
     public func connected(_ connection: RelayServerConnection) { lock.withLock { self.connection = connection } }
 
     public func disconnected(_ connection: RelayServerConnection) {
-        lock.withLock { if self.connection === connection { self.connection = nil } }
+        // The listener closes the socket next: the sender thread must be done with it.
+        lock.withLock { draining = true }
+        let limit = Deadline.after(.seconds(2))
+        while lock.withLock({ senderRunning }) && !limit.hasPassed { usleep(1_000) }
+        lock.withLock {
+            draining = false
+            if self.connection === connection { self.connection = nil }
+        }
         hostReleased()
     }
 
@@ -150,12 +170,50 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         }
     }
 
+    /// Sends the replies. Immediate ones go at once; a command whose replies
+    /// take time is handed to a sender thread, so the relay connection goes on
+    /// reading: an ABORT class request then reaches the reader while it waits,
+    /// and what is left of the aborted command is not sent (unless the reader
+    /// is set to answer anyway).
     public func bulkOut(_ message: [UInt8], from connection: RelayServerConnection) {
-        for step in respond(to: message) {
-            if step.delay > .zero, !connection.pause(step.delay) { return }
-            connection.send(.bulkIn(step.reply.encoded()))
+        let steps = respond(to: message)
+        let (immediate, start) = lock.withLock { () -> (Bool, Bool) in
+            if !senderRunning && steps.allSatisfy({ $0.delay == .zero }) { return (true, false) }
+            outgoing += steps.map { ($0, aborts) }
+            defer { senderRunning = true }
+            return (false, !senderRunning)
+        }
+        if immediate {
+            for step in steps { connection.send(.bulkIn(step.bytes)) }
+        } else if start, !startThread({ [self] in sendDelayed(on: connection) }) {
+            lock.withLock { senderRunning = false; outgoing = [] }
         }
     }
+
+    private func sendDelayed(on connection: RelayServerConnection) {
+        while true {
+            let next: (step: TimedReply, generation: UInt64)? = lock.withLock {
+                if outgoing.isEmpty || draining { senderRunning = false; outgoing = []; return nil }
+                return outgoing.removeFirst()
+            }
+            guard let (step, generation) = next else { return }
+            let cancelled = { [self] in lock.withLock { draining || (!step.survivesAbort && aborts != generation) } }
+            // An aborted command's replies go all at once (a time-extension storm queues thousands).
+            let purge = { [self] in
+                lock.withLock { outgoing.removeAll { $0.generation == generation && !$0.step.survivesAbort } }
+            }
+            if cancelled() { purge(); continue }
+            if step.delay > .zero, !connection.pause(step.delay, unless: cancelled) {
+                lock.withLock { outgoing = [] }
+                continue
+            }
+            if cancelled() { purge(); continue }
+            connection.send(.bulkIn(step.bytes))
+        }
+    }
+
+    /// How many ABORT requests the reader has had (a command in flight watches it).
+    public var abortGeneration: UInt64 { lock.withLock { aborts } }
 
     public func control(_ request: ControlRequest, from connection: RelayServerConnection) -> [UInt8]? {
         controlRequest(request)
@@ -166,7 +224,10 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         switch (request.requestType, ClassRequest(rawValue: request.request)) {
         case (0x21, .abort?):
             let slot = Int(request.value & 0xFF)
-            lock.withLock { if slots.indices.contains(slot) { discardTransfer(slot) } }
+            lock.withLock {
+                aborts &+= 1
+                if slots.indices.contains(slot) { discardTransfer(slot) }
+            }
             return []
         case (0xA1, .getClockFrequencies?):
             guard descriptor.numClockSupported > 0 else { return nil }
@@ -211,7 +272,24 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         guard slot < slots.count else {
             return [TimedReply(delay: .zero, reply: failure(slot: command.slot, seq: command.sequence, error: 5, type: expected))]
         }
-        return lock.withLock { handle(command, slot: slot, expected: expected) }
+        let (steps, interrupts, targets) = lock.withLock { () -> ([TimedReply], [[UInt8]], (RelayServerConnection?, [@Sendable ([UInt8]) -> Void])) in
+            let steps = handle(command, slot: slot, expected: expected)
+            var interrupts: [[UInt8]] = []
+            let faults = slots[slot].faults
+            if faults.interruptFlood > 0 {
+                let changes = slots.enumerated().map { i, s in InterruptMessage.SlotChange(present: s.card != nil, changed: i == slot) }
+                interrupts += Array(repeating: InterruptMessage.notifySlotChange(changes).encoded(), count: faults.interruptFlood)
+            }
+            if slots[slot].hardwareErrorCounter.fires(every: faults.hardwareErrorEvery) {
+                interrupts.append(InterruptMessage.hardwareError(slot: command.slot, sequence: command.sequence, code: 0x01).encoded())
+            }
+            return (steps, interrupts, interrupts.isEmpty ? (nil, []) : (connection, interruptObservers))
+        }
+        for message in interrupts {
+            targets.0?.send(.interruptIn(message))
+            for observer in targets.1 { observer(message) }
+        }
+        return steps
     }
 
     func failure(slot: UInt8, seq: UInt8, error: UInt8, type: Reply.MessageType, icc: ICCStatus = .absent) -> Reply {
@@ -520,7 +598,7 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
     private func withReplyFaults(_ steps: [TimedReply], slot: Int) -> [TimedReply] {
         let faults = slots[slot].faults
         if faults.stuck { return [] }
-        guard let final = steps.last else { return steps }
+        guard var final = steps.last else { return steps }
         var out: [TimedReply] = []
         if faults.timeExtensionsPerReply > 0 {
             let te = Reply(slot: final.reply.slot, sequence: final.reply.sequence,
@@ -533,7 +611,35 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             stale.sequence &+= 0x80
             out.append(TimedReply(delay: .zero, reply: stale))
         }
-        return out + steps
+        // Misbehaviour of the reader itself (`Faults.ReaderLie`): a message before the
+        // right one, or the right one spoilt.
+        if let lie = faults.readerLie, slots[slot].lieCounter.fires(every: faults.readerLieEvery) {
+            var bytes = final.bytes
+            switch lie {
+            case .wrongSlot:
+                var other = final.reply
+                other.slot &+= 1
+                out.append(TimedReply(delay: .zero, reply: other))
+            case .garbage:
+                var rng = SystemRandomNumberGenerator()
+                let junk = (0..<Int.random(in: 0...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                out.append(TimedReply(delay: .zero, reply: final.reply, raw: junk))
+            case .truncated:
+                bytes.removeLast(max(1, (bytes.count - ccidHeaderLength) / 2 + 1))
+                final.raw = bytes
+            case .oversized:
+                if bytes.count >= 5 { bytes.replaceSubrange(1..<5, with: [0xF0, 0xFF, 0xFF, 0xFF]) }
+                final.raw = bytes
+            case .wrongType:
+                if !bytes.isEmpty { bytes[0] = bytes[0] == 0x80 ? 0x81 : 0x80 }
+                final.raw = bytes
+            case .late:
+                // Answers after the host gave up (and sent Abort): the reply, much later.
+                final.delay += .milliseconds(Int64(faults.lateMilliseconds))
+                final.survivesAbort = true
+            }
+        }
+        return out + Array(steps.dropLast()) + [final]
     }
 
     /// Gives the APDU to the card; a busy card earns time extensions first, a

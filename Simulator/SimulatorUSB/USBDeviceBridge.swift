@@ -11,7 +11,7 @@ final class USBDeviceBridge: @unchecked Sendable {
     private let endpoints: CCIDEndpoints
     private let state = ConditionLock()
     private var device: OpaquePointer?
-    private var due: [(at: Deadline, bytes: [UInt8])] = []
+    private var due: [(at: Deadline, bytes: [UInt8], survivesAbort: Bool)] = []
     private var unplugged = false
 
     init(reader: SimulatedReader, endpoints: CCIDEndpoints) {
@@ -71,8 +71,8 @@ final class USBDeviceBridge: @unchecked Sendable {
             for step in steps {
                 at = at.advanced(by: step.delay)
                 // Keep order: once one reply waits, those after it wait too.
-                if step.delay == .zero && due.isEmpty { immediate.append(step.reply.encoded()) }
-                else { due.append((at, step.reply.encoded())) }
+                if step.delay == .zero && due.isEmpty { immediate.append(step.bytes) }
+                else { due.append((at, step.bytes, step.survivesAbort)) }
             }
             state.broadcast()
         }
@@ -106,8 +106,13 @@ final class USBDeviceBridge: @unchecked Sendable {
         case (0x80, 0x08): return [1]
         default:
             let data = requestType & 0x80 != 0 ? [] : outData
-            return reader.controlRequest(ControlRequest(requestType: requestType, request: request, value: value,
-                                                        index: index, length: length, data: data))
+            let answer = reader.controlRequest(ControlRequest(requestType: requestType, request: request, value: value,
+                                                              index: index, length: length, data: data))
+            if requestType == 0x21, request == ClassRequest.abort.rawValue {
+                // The aborted command's replies still waiting are not sent (unless the reader is set to answer anyway).
+                state.withLock { due.removeAll { !$0.survivesAbort } }
+            }
+            return answer
         }
     }
 }

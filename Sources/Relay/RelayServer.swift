@@ -33,12 +33,14 @@ public final class RelayServerConnection: @unchecked Sendable {
     public func hangUp() { stream.socket.shutdown() }
 
     /// Waits `duration` as a busy device does, but returns false at once if
-    /// the client goes away meanwhile (so a stuck card cannot pin the device).
-    public func pause(_ duration: Duration) -> Bool {
+    /// the client goes away meanwhile (so a stuck card cannot pin the device),
+    /// and true early once `interrupted` says so (checked every 10 ms at most).
+    public func pause(_ duration: Duration, unless interrupted: () -> Bool = { false }) -> Bool {
         let end = Deadline.after(duration)
         while !end.hasPassed {
+            if interrupted() { return true }
             var p = pollfd(fd: stream.socket.fd, events: Int16(POLLIN), revents: 0)
-            let ms = Int32(clamping: end.remaining.milliseconds + 1)
+            let ms = Int32(clamping: min(end.remaining.milliseconds + 1, 10))
             let rc = poll(&p, 1, ms)
             if rc < 0 && errno != EINTR { return false }
             if rc > 0 {

@@ -1,0 +1,163 @@
+"""Hostile readers and cards through a real pcscd, at every exchange level:
+whatever the simulated reader or card does wrong, pcscd stays up, every call
+returns within the deadline cap, and the reader works again once the
+misbehaviour stops (after at most a card reset).
+
+The misbehaviours are `ccid-sim fault` settings (docs/ccid-sim.md); the
+socket-level ones (malformed relay frames, hang-ups) are in test_hostile.py."""
+import json
+import os
+import time
+import unittest
+
+from smartcard import scard as S
+
+from pcsc import Context, OK, SELECT_TEST_APPLET, PCSCError
+from simharness import DIR, PrivatePCSCD, reader_names, wait_for
+
+CAP_MS = 1000
+# Within the cap, plus what pcscd and the Abort that follows a deadline add.
+BOUND = CAP_MS / 1000 + 2.0
+
+# (fault settings, what it is). Card-level T=1 faults only bite where the driver runs T=1.
+MISBEHAVIOURS = [
+    (["parity=1"], "every card block arrives with a parity error"),
+    (["edc=1"], "every card block garbled (EDC error)"),
+    (["lost=1"], "every card block lost (ICC_MUTE)"),
+    (["repeat=1"], "the card repeats its previous block"),
+    (["ifs=1"], "the card asks for a 1-byte IFSC before each response"),
+    (["wtx=1000"], "the card streams S(WTX) requests"),
+    (["te=100000"], "endless CCID time extensions"),
+    (["wrongseq=1"], "every reply first comes with a wrong bSeq"),
+    (["mute"], "the card stops answering"),
+    (["stuck"], "the reader stops answering"),
+    (["wrongslot=1"], "every reply first comes for another slot"),
+    (["garbage=1"], "random bytes before every reply"),
+    (["truncate=1"], "every reply cut short (dwLength promises more)"),
+    (["oversize=1"], "every reply claims a length of nearly 4 GiB"),
+    (["wrongtype=1"], "every reply of the wrong message type"),
+    (["late=%d" % (CAP_MS + 1500)], "replies after the host's deadline and Abort"),
+    (["intflood=2000"], "2000 NotifySlotChange interrupts with every reply"),
+    (["hwerror=1"], "a HardwareError interrupt with every reply"),
+    (["parity=2", "wrongseq=3", "te=2", "intflood=50"], "several at once"),
+]
+
+LEVELS = [("omnikey-3121-extended", "OMNIKEY 3x21 Smart Card Reader [sim0] 00 00"),
+          ("cherry-st-short", "Smart Card Reader USB [sim0] 00 00"),
+          ("gemalto-ct30-tpdu", "USB SmartCard Reader [sim0] 00 00"),
+          ("o2micro-oz776-char", "O2Micro CCID SC Reader [sim0] 00 00")]
+
+
+class HostileReaderAndCard(unittest.TestCase):
+    def check_level(self, profile, reader, protocols=(S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0)):
+        with PrivatePCSCD("--profile", profile, env={"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}) as pcscd:
+            for settings, what in MISBEHAVIOURS:
+                for protocol in protocols:
+                    with self.subTest(profile=profile, fault=" ".join(settings), protocol=protocol):
+                        self.one(pcscd, reader, settings, protocol)
+
+    def one(self, pcscd, reader, settings, protocol):
+        with Context() as c:
+            card = c.connect(reader, protocol)
+            r = pcscd.sim("fault", "sim0", *settings)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            try:
+                for apdu in ([0x80, 0x00, 0x04, 0x42, 0x20], [0x80, 0x12, 0x01, 0x80, 0x40] + [7] * 0x40):
+                    start = time.monotonic()
+                    try:
+                        card.transmit(apdu)
+                    except PCSCError:
+                        pass
+                    elapsed = time.monotonic() - start
+                    self.assertLess(elapsed, BOUND, "an APDU took %.1f s" % elapsed)
+            finally:
+                self.assertEqual(pcscd.sim("fault", "sim0", "clear").returncode, 0)
+            self.assertTrue(pcscd.pcscd_alive(), "pcscd died")
+            time.sleep(0.05)
+            try:
+                ok = card.transmit([0x80, 0x00, 0x04, 0x24, 0x08]) == [0x24] * 8 + OK
+            except PCSCError:
+                ok = False
+            try:
+                card.disconnect(S.SCARD_RESET_CARD)
+            except PCSCError:
+                pass
+            if not ok:
+                # Recovery may take a card reset (the T=1 state of a cut exchange is gone).
+                card = c.connect(reader, protocol)
+                self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x24, 0x08]), [0x24] * 8 + OK)
+                card.disconnect(S.SCARD_RESET_CARD)
+
+    # At APDU level the reader runs the card protocol: one protocol is enough.
+    def test_extended_apdu_level(self):
+        self.check_level(*LEVELS[0], protocols=(S.SCARD_PROTOCOL_T1,))
+
+    def test_short_apdu_level(self):
+        self.check_level(*LEVELS[1], protocols=(S.SCARD_PROTOCOL_T0,))
+
+    def test_tpdu_level(self):
+        self.check_level(*LEVELS[2])
+
+    def test_character_level(self):
+        self.check_level(*LEVELS[3])
+
+
+def descriptor(hex_, **fields):
+    """A real descriptor with some fields replaced by lies (offsets of CCID §5.1)."""
+    b = bytearray.fromhex(hex_)
+    offsets = {"maxMessage": 44, "maxIFSD": 28, "maxSlotIndex": 4}
+    for name, value in fields.items():
+        at = offsets[name]
+        width = 1 if name == "maxSlotIndex" else 4
+        b[at:at + width] = value.to_bytes(width, "little")
+    return b.hex()
+
+
+OMNIKEY_HEX = "36211001000703000000c0120000c012000001002a0000e74c06006afe0000000700000000000000ba0704000f010000ffff00000001"
+CT30_HEX = "36210001000703000000a00f0000a00f000000002a000008f8010000fe0000000000000000000000300001000f010000000000000001"
+
+
+class LyingDescriptors(unittest.TestCase):
+    """Descriptors whose promises do not hold: the driver refuses or copes, pcscd stays up."""
+    CONFIG = DIR + "-lies.json"
+
+    def test_lies_in_the_descriptor(self):
+        readers = [
+            # Messages of 12 bytes: no APDU fits.
+            {"descriptor": descriptor(OMNIKEY_HEX, maxMessage=12), "vendorID": "0x076B", "productID": "0x3031",
+             "product": "Tiny messages"},
+            # dwMaxIFSD 0 at TPDU level.
+            {"descriptor": descriptor(CT30_HEX, maxIFSD=0), "vendorID": "0x08E6", "productID": "0x3437",
+             "product": "No IFSD"},
+            # 8 slots on a reader that has a card in the first only.
+            {"descriptor": descriptor(CT30_HEX, maxSlotIndex=7), "vendorID": "0x08E6", "productID": "0x3437",
+             "product": "Eight slots"},
+        ]
+        with open(self.CONFIG, "w") as f:
+            json.dump({"readers": readers}, f)
+        try:
+            with PrivatePCSCD("--config", self.CONFIG, env={"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}) as pcscd:
+                wait_for(lambda: len(reader_names()) >= 3, what="the lying readers")
+                names = reader_names()
+                with Context() as c:
+                    for name in names:
+                        start = time.monotonic()
+                        try:
+                            card = c.connect(name, S.SCARD_PROTOCOL_T0 | S.SCARD_PROTOCOL_T1)
+                            try:
+                                answer = card.transmit(SELECT_TEST_APPLET)
+                                if name.startswith("No IFSD"):
+                                    self.assertEqual(answer, OK)
+                            except PCSCError:
+                                pass
+                            card.disconnect(S.SCARD_RESET_CARD)
+                        except PCSCError:
+                            pass
+                        self.assertLess(time.monotonic() - start, 2 * BOUND, name)
+                self.assertTrue(pcscd.pcscd_alive())
+        finally:
+            os.unlink(self.CONFIG)
+
+
+if __name__ == "__main__":
+    unittest.main()
