@@ -102,6 +102,35 @@ class HostileReaderAndCard(unittest.TestCase):
         self.check_level(*LEVELS[3])
 
 
+class HangUpAtEveryStep(unittest.TestCase):
+    """The reader goes away at the Kth command after the fault is set: during
+    power-up, parameter setting, PPS, or any message of a T=1/T=0 exchange.
+    Calls end at once with an error, pcscd stays up, the reader stays gone."""
+
+    def test_hang_up_at_each_step_at_each_level(self):
+        for profile, reader in LEVELS:
+            for k in range(1, 9):
+                with self.subTest(profile=profile, step=k):
+                    with PrivatePCSCD("--profile", profile, env={"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}) as pcscd:
+                        # Power the card down first, so the count starts at the next power-up.
+                        with Context() as c:
+                            c.connect(reader, S.SCARD_PROTOCOL_T0 | S.SCARD_PROTOCOL_T1).disconnect(S.SCARD_UNPOWER_CARD)
+                        self.assertEqual(pcscd.sim("fault", "sim0", "hangup=%d" % k).returncode, 0)
+                        with Context() as c:
+                            for _ in range(8):
+                                start = time.monotonic()
+                                try:
+                                    card = c.connect(reader, S.SCARD_PROTOCOL_T1 if k % 2 else S.SCARD_PROTOCOL_T0)
+                                    card.transmit([0x80, 0x00, 0x04, 0x42, 0xF0])
+                                    card.transmit([0x80, 0x12, 0x01, 0x80, 0xC8] + [1] * 0xC8)
+                                    card.disconnect(S.SCARD_LEAVE_CARD)
+                                except PCSCError:
+                                    pass
+                                self.assertLess(time.monotonic() - start, BOUND)
+                        self.assertTrue(pcscd.pcscd_alive())
+                        self.assertIn("device gone", pcscd.log_text())
+
+
 def descriptor(hex_, **fields):
     """A real descriptor with some fields replaced by lies (offsets of CCID §5.1)."""
     b = bytearray.fromhex(hex_)

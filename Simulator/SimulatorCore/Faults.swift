@@ -47,11 +47,14 @@ public struct Faults: Sendable, Equatable {
     public var interruptFlood = 0
     /// Every N commands the reader also reports RDR_to_PC_HardwareError (overcurrent).
     public var hardwareErrorEvery = 0
+    /// At the Nth command from now the reader goes away instead of answering
+    /// (relay: the connection drops), whatever step of an exchange that is.
+    public var hangUpAt = 0
 
     public init() {}
 
     public static let names = ["parity", "edc", "lost", "repeat", "ifs", "wtx", "te", "wrongseq", "mute", "stuck", "pps",
-                               "wrongslot", "garbage", "truncate", "oversize", "wrongtype", "late", "intflood", "hwerror", "clear"]
+                               "wrongslot", "garbage", "truncate", "oversize", "wrongtype", "late", "intflood", "hwerror", "hangup", "clear"]
 
     /// Applies `name[=value]`, e.g. "parity=3", "mute", "clear".
     public mutating func apply(_ setting: String) -> Bool {
@@ -80,6 +83,7 @@ public struct Faults: Sendable, Equatable {
             (readerLie, readerLieEvery, lateMilliseconds) = (.late, 1, v)
         case "intflood": guard let v = count() else { return false }; interruptFlood = min(v, 100_000)
         case "hwerror": guard let v = count() else { return false }; hardwareErrorEvery = v
+        case "hangup": guard let v = count() else { return false }; hangUpAt = v
         case let lie where ReaderLie(rawValue: lie) != nil:
             guard let v = count(), let kind = ReaderLie(rawValue: lie) else { return false }
             (readerLie, readerLieEvery) = v == 0 ? (nil, 0) : (kind, v)
@@ -105,6 +109,7 @@ public struct Faults: Sendable, Equatable {
         if let lie = readerLie { on.append(lie == .late ? "late=\(lateMilliseconds)" : "\(lie.rawValue)=\(readerLieEvery)") }
         if interruptFlood > 0 { on.append("intflood=\(interruptFlood)") }
         if hardwareErrorEvery > 0 { on.append("hwerror=\(hardwareErrorEvery)") }
+        if hangUpAt > 0 { on.append("hangup=\(hangUpAt)") }
         return on.isEmpty ? "none" : on.joined(separator: " ")
     }
 }

@@ -11,6 +11,8 @@ public struct TimedReply: Sendable {
     public var raw: [UInt8]? = nil
     /// Sent even after the host aborted the command (a reader that answers after Abort).
     public var survivesAbort = false
+    /// Instead of this reply the reader goes away (relay: the connection drops).
+    public var hangUp = false
 
     /// What goes on the wire.
     public var bytes: [UInt8] { raw ?? reply.encoded() }
@@ -182,6 +184,10 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
             outgoing += steps.map { ($0, aborts) }
             defer { senderRunning = true }
             return (false, !senderRunning)
+        }
+        if steps.contains(where: \.hangUp) {
+            connection.hangUp()
+            return
         }
         if immediate {
             for step in steps { connection.send(.bulkIn(step.bytes)) }
@@ -599,6 +605,13 @@ public final class SimulatedReader: RelayDevice, @unchecked Sendable {
         let faults = slots[slot].faults
         if faults.stuck { return [] }
         guard var final = steps.last else { return steps }
+        if faults.hangUpAt > 0 {
+            slots[slot].faults.hangUpAt -= 1
+            if slots[slot].faults.hangUpAt == 0 {
+                final.hangUp = true
+                return [final]
+            }
+        }
         var out: [TimedReply] = []
         if faults.timeExtensionsPerReply > 0 {
             let te = Reply(slot: final.reply.slot, sequence: final.reply.sequence,

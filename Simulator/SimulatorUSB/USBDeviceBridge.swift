@@ -68,7 +68,8 @@ final class USBDeviceBridge: @unchecked Sendable {
         var immediate: [[UInt8]] = []
         state.withLock {
             var at = Deadline.now()
-            for step in steps {
+            // A relay reader that hangs up; on USB the device just falls silent.
+            for step in steps where !step.hangUp {
                 at = at.advanced(by: step.delay)
                 // Keep order: once one reply waits, those after it wait too.
                 if step.delay == .zero && due.isEmpty { immediate.append(step.bytes) }
