@@ -48,8 +48,10 @@ let package = Package(
                           dependencies: ["SimulatorCore", "SimulatorUSB", "Relay",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Simulator/ccid-sim"),
-        .testTarget(name: "CCIDTests", dependencies: ["CCID"]),
-        .testTarget(name: "ISO7816Tests", dependencies: ["ISO7816"]),
+        // Helpers the test targets share.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "CCIDTests", dependencies: ["CCID", "TestSupport"]),
+        .testTarget(name: "ISO7816Tests", dependencies: ["ISO7816", "TestSupport"]),
         .testTarget(name: "USBTransportTests", dependencies: ["USBTransport"]),
         .testTarget(name: "AttachWorkerTests", dependencies: ["AttachWorker"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID", "SimulatorCore", "ThreadSupport"]),

@@ -93,3 +93,51 @@ def tlv_properties(card):
         out[tag] = int.from_bytes(bytes(raw[i + 2:i + 2 + n]), "little") if tag != 0x08 else bytes(raw[i + 2:i + 2 + n])
         i += 2 + n
     return out
+
+
+def check_cases_at_every_length(test, reader, protocol):
+    """The test card's cases 1-4 at every short length (T=0 case 4 answers 61xx, then GET RESPONSE)."""
+    seq = [i & 0xFF for i in range(256)]
+    with Context() as c:
+        card = c.connect(reader, protocol)
+        test.assertEqual(card.protocol, protocol)
+        test.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+        test.assertEqual(card.transmit([0x80, 0x30, 0x00, 0x00]), OK, "case 1")
+        for n in range(1, 257):
+            test.assertEqual(card.transmit([0x80, 0x34, n >> 8, n & 0xFF, n & 0xFF]), seq[:n] + OK, "case 2, %d" % n)
+            if n == 256:
+                continue
+            test.assertEqual(card.transmit([0x80, 0x32, 0x00, 0x00, n] + seq[:n]), OK, "case 3, %d" % n)
+            answer = card.transmit([0x80, 0x36, 0x00, n, n] + seq[:n] + [0x00])
+            if protocol == S.SCARD_PROTOCOL_T1:
+                test.assertEqual(answer, seq[:n] + OK, "case 4, %d" % n)
+            else:
+                test.assertEqual(answer, [0x61, n], "case 4 (T=0), %d" % n)
+                test.assertEqual(card.transmit([0x00, 0xC0, 0x00, 0x00, n]), seq[:n] + OK)
+        card.disconnect(S.SCARD_RESET_CARD)
+
+
+def transmit_cut_short(test, card, cut, bound=3.0):
+    """Starts an APDU the reader will never answer (its fault set to stuck),
+    calls `cut()` a second later (unplug, kill the worker…) and checks the
+    client gets an error within `bound` seconds of it."""
+    import threading
+    import time
+    outcome = {}
+
+    def transmit():
+        try:
+            card.transmit([0x80, 0x00, 0x04, 0x01, 0x02])
+            outcome["error"] = None
+        except PCSCError as e:
+            outcome["error"] = e
+        outcome["done"] = time.monotonic()
+    t = threading.Thread(target=transmit)
+    t.start()
+    time.sleep(1.0)
+    cut_at = time.monotonic()
+    cut()
+    t.join(30)
+    test.assertFalse(t.is_alive(), "the APDU never returned")
+    test.assertIsNotNone(outcome["error"], "the APDU cannot have succeeded")
+    test.assertLess(outcome["done"] - cut_at, bound, "%.1f s from the cut to the client's error" % (outcome["done"] - cut_at))

@@ -9,13 +9,12 @@ import shlex
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
 from smartcard import scard as S
 
-from pcsc import Context, OK, SELECT_TEST_APPLET, PCSCError
+from pcsc import Context, OK, SELECT_TEST_APPLET, transmit_cut_short
 from simharness import DIR, ROOT, PrivatePCSCD, reader_names, wait_for
 from test_usb import named
 
@@ -207,23 +206,7 @@ class WorkerMode(unittest.TestCase):
         with Context() as c:
             card = c.connect(named("SIM1000"), S.SCARD_PROTOCOL_T1)
             self.assertEqual(self.pcscd.sim("fault", "sim0", "stuck").returncode, 0)
-            outcome = {}
-
-            def transmit():
-                try:
-                    card.transmit([0x80, 0x00, 0x04, 0x01, 0x02])
-                    outcome["error"] = None
-                except PCSCError as e:
-                    outcome["error"] = e
-                outcome["done"] = time.monotonic()
-            t = threading.Thread(target=transmit)
-            t.start()
-            time.sleep(1.0)
-            killed = time.monotonic()
-            self.workers["001-002"].send_signal(signal.SIGKILL)
-            t.join(30)
-            self.assertIsNotNone(outcome.get("error"), "the APDU cannot have succeeded")
-            self.assertLess(outcome["done"] - killed, 3.0)
+            transmit_cut_short(self, card, lambda: self.workers["001-002"].send_signal(signal.SIGKILL))
             self.assertTrue(self.pcscd.pcscd_alive())
             other = c.connect(named("SIM1001"), S.SCARD_PROTOCOL_T1)
             self.assertEqual(other.transmit(SELECT_TEST_APPLET), OK)

@@ -9,7 +9,7 @@ import unittest
 
 from smartcard import scard as S
 
-from pcsc import Context, OK, SELECT_TEST_APPLET, features, tlv_properties, PCSCError
+from pcsc import Context, OK, SELECT_TEST_APPLET, features, tlv_properties, PCSCError, check_cases_at_every_length
 from simharness import PrivatePCSCD, seq, wait_for, reader_names
 
 ATR1 = [0x3B, 0xD6, 0x18, 0x00, 0x80, 0xB1, 0x80, 0x6D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9E]
@@ -61,24 +61,7 @@ class DefaultReader(unittest.TestCase):
         self.assertIn("00 01 02 03 04 05 06 07", out)
 
     def _cases_at_every_length(self, protocol):
-        with Context() as c:
-            card = c.connect(self.READER, protocol)
-            self.assertEqual(card.protocol, protocol)
-            self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
-            self.assertEqual(card.transmit([0x80, 0x30, 0x00, 0x00]), OK)
-            for n in range(1, 257):
-                le = n & 0xFF
-                self.assertEqual(card.transmit([0x80, 0x34, n >> 8, n & 0xFF, le]), seq(n) + OK, "case 2, %d" % n)
-                if n == 256:
-                    continue
-                self.assertEqual(card.transmit([0x80, 0x32, 0x00, 0x00, n] + seq(n)), OK, "case 3, %d" % n)
-                answer = card.transmit([0x80, 0x36, 0x00, n, n] + seq(n) + [0x00])
-                if protocol == S.SCARD_PROTOCOL_T1:
-                    self.assertEqual(answer, seq(n) + OK, "case 4, %d" % n)
-                else:
-                    self.assertEqual(answer, [0x61, n], "case 4 (T=0), %d" % n)
-                    self.assertEqual(card.transmit([0x00, 0xC0, 0x00, 0x00, n]), seq(n) + OK)
-            card.disconnect(S.SCARD_RESET_CARD)
+        check_cases_at_every_length(self, self.READER, protocol)
 
     def test_cases_1_to_4_at_every_short_length_T1(self):
         self._cases_at_every_length(S.SCARD_PROTOCOL_T1)

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import ISO7816
 
 struct T1BlockTests {

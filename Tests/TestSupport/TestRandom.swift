@@ -1,12 +1,12 @@
 /// SplitMix64: a seeded generator with state, for the property tests. The
 /// system generator is an empty struct; ThreadSanitizer sees every `inout`
 /// of one as the same address and reports races between unrelated tests.
-struct TestRandom: RandomNumberGenerator {
+public struct TestRandom: RandomNumberGenerator {
     private var state: UInt64
 
-    init(seed: UInt64 = UInt64.random(in: .min ... .max)) { state = seed }
+    public init(seed: UInt64 = UInt64.random(in: .min ... .max)) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
