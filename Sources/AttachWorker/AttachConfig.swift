@@ -42,15 +42,6 @@ public struct AttachConfig: Equatable, Sendable {
     }
 
     public static func load(path: String, warn: (String) -> Void) -> AttachConfig {
-        guard let f = fopen(path, "r") else { return AttachConfig() }
-        defer { fclose(f) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < 65536 {
-            let n = fread(&buffer, 1, buffer.count, f)
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        return parse(String(decoding: bytes, as: UTF8.self), warn: warn)
+        readTextFile(path).map { parse($0, warn: warn) } ?? AttachConfig()
     }
 }

@@ -1,3 +1,5 @@
+import USBTransport
+
 /// The device a worker owns, as its systemd unit names it.
 ///
 /// The unit `swiftccid-attach@BBB-DDD.service` runs `ccid-attach attach BBB-DDD`:
@@ -78,10 +80,8 @@ public struct AttachInstance: Equatable, Sendable, CustomStringConvertible {
         return UInt8(n)
     }
 
-    static func pad(_ n: UInt8) -> String { String(repeating: "0", count: 3 - String(n).count) + String(n) }
-
     /// The unit instance for this device.
-    public var unitInstance: String { "\(Self.pad(bus))-\(Self.pad(address))" }
-    public var devicePath: String { "/dev/bus/usb/\(Self.pad(bus))/\(Self.pad(address))" }
+    public var unitInstance: String { "\(USBDeviceName.threeDigits(bus))-\(USBDeviceName.threeDigits(address))" }
+    public var devicePath: String { USBDeviceName.devicePath(bus: bus, address: address) }
     public var description: String { devicePath }
 }

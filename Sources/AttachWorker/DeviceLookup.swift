@@ -55,10 +55,25 @@ public enum DeviceLookup {
 }
 
 extension String {
-    var trimmingWhitespace: String {
+    /// Without leading and trailing blanks, newlines and NULs (sysfs and pid files end in them).
+    public var trimmingWhitespace: String {
         var s = Substring(self)
-        while let c = s.first, c == " " || c == "\n" || c == "\t" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\n" || c == "\t" { s.removeLast() }
+        while let c = s.first, c == " " || c == "\n" || c == "\t" || c == "\r" || c == "\0" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\n" || c == "\t" || c == "\r" || c == "\0" { s.removeLast() }
         return String(s)
     }
+}
+
+/// A small text file (configuration, pid, /proc), at most `limit` bytes; nil if it cannot be opened.
+public func readTextFile(_ path: String, limit: Int = 65536) -> String? {
+    guard let f = fopen(path, "r") else { return nil }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < limit {
+        let n = fread(&buffer, 1, buffer.count, f)
+        if n <= 0 { break }
+        bytes += buffer[0..<n]
+    }
+    return String(decoding: bytes.prefix(limit), as: UTF8.self)
 }

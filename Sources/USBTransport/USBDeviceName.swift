@@ -49,13 +49,23 @@ public struct USBDeviceName: Equatable, Sendable, CustomStringConvertible {
         return UInt8(s)
     }
 
-    public var devicePath: String {
-        func pad(_ n: UInt8) -> String { String(repeating: "0", count: 3 - String(n).count) + String(n) }
-        return "/dev/bus/usb/\(pad(bus))/\(pad(address))"
+    public var devicePath: String { Self.devicePath(bus: bus, address: address) }
+
+    /// /dev/bus/usb/BBB/DDD
+    public static func devicePath(bus: UInt8, address: UInt8) -> String {
+        "/dev/bus/usb/\(threeDigits(bus))/\(threeDigits(address))"
+    }
+
+    /// A bus or device number as usbfs and udev write it: 001.
+    public static func threeDigits(_ n: UInt8) -> String { String(repeating: "0", count: 3 - String(n).count) + String(n) }
+
+    /// A VID or PID as lsusb and pcscd write it: 08e6.
+    public static func hex(_ v: UInt16) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 4 - s.count) + s
     }
 
     public var description: String {
-        func hex(_ v: UInt16) -> String { let s = String(v, radix: 16); return String(repeating: "0", count: 4 - s.count) + s }
-        return "\(hex(vendorID)):\(hex(productID)) at \(devicePath)" + (interface.map { " interface \($0)" } ?? "")
+        "\(Self.hex(vendorID)):\(Self.hex(productID)) at \(devicePath)" + (interface.map { " interface \($0)" } ?? "")
     }
 }

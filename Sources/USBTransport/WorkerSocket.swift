@@ -9,7 +9,6 @@ public enum WorkerSocket {
     }
 
     public static func baseName(bus: UInt8, address: UInt8) -> String {
-        func pad(_ n: UInt8) -> String { String(repeating: "0", count: 3 - String(n).count) + String(n) }
-        return "usb-\(pad(bus))-\(pad(address))"
+        "usb-\(USBDeviceName.threeDigits(bus))-\(USBDeviceName.threeDigits(address))"
     }
 }

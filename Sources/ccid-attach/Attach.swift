@@ -40,7 +40,7 @@ struct Attach: ParsableCommand {
             throw ExitCode(1)
         }
         if let vid = parsed.vendorID, let pid = parsed.productID, vid != props.vendorID || pid != props.productID {
-            log(.error, "\(parsed.devicePath) is \(hex(props.vendorID)):\(hex(props.productID)), not \(hex(vid)):\(hex(pid))")
+            log(.error, "\(parsed.devicePath) is \(USBDeviceName.hex(props.vendorID)):\(USBDeviceName.hex(props.productID)), not \(USBDeviceName.hex(vid)):\(USBDeviceName.hex(pid))")
             throw ExitCode(1)
         }
         let name = USBDeviceName(vendorID: props.vendorID, productID: props.productID, bus: parsed.bus,
@@ -81,7 +81,7 @@ struct Attach: ParsableCommand {
             log(.error, "cannot start threads")
             throw ExitCode(1)
         }
-        let status = "serving \(hex(props.vendorID)):\(hex(props.productID)) \(props.product) at \(parsed.devicePath) on \(files.socket)"
+        let status = "serving \(USBDeviceName.hex(props.vendorID)):\(USBDeviceName.hex(props.productID)) \(props.product) at \(parsed.devicePath) on \(files.socket)"
         SystemdNotify.send("READY=1", "STATUS=\(status)")
         log(.notice, status)
 
@@ -133,11 +133,6 @@ final class GroupBox: @unchecked Sendable {
 /// The driver finds workers in $SWIFTCCID_RELAY_DIR too.
 var defaultSocketDirectory: String {
     getenv("SWIFTCCID_RELAY_DIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? WorkerSocket.defaultDirectory
-}
-
-func hex(_ v: UInt16) -> String {
-    let s = String(v, radix: 16)
-    return String(repeating: "0", count: 4 - s.count) + s
 }
 
 func mkdirAll(_ path: String) -> Bool {

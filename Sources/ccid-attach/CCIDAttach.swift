@@ -57,7 +57,7 @@ struct ListWorkers: ParsableCommand {
 /// reaped it yet is gone for our purposes.
 func isRunning(_ pid: Int32) -> Bool {
     guard kill(pid, 0) == 0 else { return false }
-    guard let stat = WorkerFilesText.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+    guard let stat = readTextFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
     return !stat[stat.index(after: close)...].hasPrefix(" Z")
 }
 

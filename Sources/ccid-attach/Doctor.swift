@@ -31,7 +31,7 @@ struct Doctor: ParsableCommand {
         }
         let pcscd = PCSCDState.current()
         for d in devices {
-            let id = "\(hex(d.vendorID)):\(hex(d.productID))"
+            let id = "\(USBDeviceName.hex(d.vendorID)):\(USBDeviceName.hex(d.productID))"
             print("\(d.devnode.isEmpty ? "bus \(d.bus) device \(d.address)" : d.devnode) \(id) \(d.product)")
             for finding in findings(d, listed: listed, pcscd: pcscd) { print("  - \(finding)") }
         }
@@ -43,7 +43,7 @@ struct Doctor: ParsableCommand {
         case nil: out.append("ifd-swiftccid.bundle is not installed in \(drivers) (make install)")
         case let set?:
             if !set.contains(Pair(d.vendorID, d.productID)) {
-                out.append("VID:PID \(hex(d.vendorID)):\(hex(d.productID)) is not in the bundle's Info.plist: pcscd will not give it to this driver")
+                out.append("VID:PID \(USBDeviceName.hex(d.vendorID)):\(USBDeviceName.hex(d.productID)) is not in the bundle's Info.plist: pcscd will not give it to this driver")
             }
         }
         if !d.hasCCIDInterface {
@@ -111,11 +111,11 @@ struct Pair: Hashable {
 /// `<string>0xVVVV</string>` lines under ifdVendorID and ifdProductID).
 enum BundleList {
     static func load(_ path: String) -> Set<Pair>? {
-        guard let text = WorkerFilesText.read(path) else { return nil }
+        guard let text = readTextFile(path, limit: 4 << 20) else { return nil }
         var arrays: [String: [UInt16]] = [:]
         var key: String? = nil
         for raw in text.split(separator: "\n") {
-            let line = String(raw).trimmingWhitespaceAndNewline
+            let line = String(raw).trimmingWhitespace
             if line.hasPrefix("<key>"), line.hasSuffix("</key>") {
                 key = String(line.dropFirst(5).dropLast(6))
             } else if let k = key, k == "ifdVendorID" || k == "ifdProductID", line.hasPrefix("<string>0x"), line.hasSuffix("</string>"),
@@ -125,21 +125,6 @@ enum BundleList {
         }
         let vids = arrays["ifdVendorID"] ?? [], pids = arrays["ifdProductID"] ?? []
         return Set(zip(vids, pids).map { Pair($0, $1) })
-    }
-}
-
-enum WorkerFilesText {
-    static func read(_ path: String) -> String? {
-        guard let f = fopen(path, "r") else { return nil }
-        defer { fclose(f) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while bytes.count < 4 << 20 {
-            let n = fread(&buffer, 1, buffer.count, f)
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -32,13 +32,8 @@ struct WorkerFiles: Sendable {
         rename(temporary, path)
     }
 
-    static func read(_ path: String) -> String? {
-        guard let f = fopen(path, "r") else { return nil }
-        defer { fclose(f) }
-        var buffer = [CChar](repeating: 0, count: 64)
-        guard fgets(&buffer, Int32(buffer.count), f) != nil else { return nil }
-        return String(cString: buffer).trimmingWhitespaceAndNewline
-    }
+    /// The one value a pid or client file holds.
+    static func read(_ path: String) -> String? { readTextFile(path, limit: 64)?.trimmingWhitespace }
 }
 
 /// What the main thread waits for. Signal handlers write one byte to a pipe.
@@ -81,14 +76,5 @@ enum FileOutput {
     static func error(_ line: String) {
         let bytes = Array((line + "\n").utf8)
         _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-    }
-}
-
-extension String {
-    var trimmingWhitespaceAndNewline: String {
-        var s = Substring(self)
-        while let c = s.first, c == " " || c == "\n" || c == "\t" || c == "\0" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\n" || c == "\t" || c == "\0" { s.removeLast() }
-        return String(s)
     }
 }
