@@ -44,8 +44,11 @@ let package = Package(
                 path: "Simulator/SimulatorCore"),
         .target(name: "SimulatorUSB", dependencies: ["SimulatorCore", "CUSBMock", "CCID", "ThreadSupport"],
                 path: "Simulator/SimulatorUSB"),
+        // Real USB devices through configfs and FunctionFS (the VM test's gadget readers).
+        .target(name: "SimulatorGadget", dependencies: ["SimulatorCore", "CCID", "ThreadSupport"],
+                path: "Simulator/SimulatorGadget"),
         .executableTarget(name: "ccid-sim",
-                          dependencies: ["SimulatorCore", "SimulatorUSB", "Relay",
+                          dependencies: ["SimulatorCore", "SimulatorUSB", "SimulatorGadget", "Relay",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Simulator/ccid-sim"),
         // Helpers the test targets share.
@@ -54,6 +57,7 @@ let package = Package(
         .testTarget(name: "ISO7816Tests", dependencies: ["ISO7816", "TestSupport"]),
         .testTarget(name: "USBTransportTests", dependencies: ["USBTransport"]),
         .testTarget(name: "AttachWorkerTests", dependencies: ["AttachWorker"]),
+        .testTarget(name: "SimulatorGadgetTests", dependencies: ["SimulatorGadget", "SimulatorCore", "CCID"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID", "SimulatorCore", "ThreadSupport"]),
         .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport"]),
     ],

@@ -95,6 +95,10 @@ def tlv_properties(card):
     return out
 
 
+def seq(n):
+    return [i & 0xFF for i in range(n)]
+
+
 def check_cases_at_every_length(test, reader, protocol):
     """The test card's cases 1-4 at every short length (T=0 case 4 answers 61xx, then GET RESPONSE)."""
     seq = [i & 0xFF for i in range(256)]
@@ -115,6 +119,39 @@ def check_cases_at_every_length(test, reader, protocol):
                 test.assertEqual(answer, [0x61, n], "case 4 (T=0), %d" % n)
                 test.assertEqual(card.transmit([0x00, 0xC0, 0x00, 0x00, n]), seq[:n] + OK)
         card.disconnect(S.SCARD_RESET_CARD)
+
+
+def check_extended_apdus(test, reader, extended):
+    """Extended cases 2 and 3 up to 65535 bytes under T=1, or their refusal by a short-APDU reader."""
+    with Context() as c:
+        card = c.connect(reader, S.SCARD_PROTOCOL_T1)
+        for n in (257, 4096, 65535):
+            command = [0x80, 0x00, 0x04, 0xA5, 0x00, n >> 8, n & 0xFF]
+            if not extended:
+                with test.assertRaises(PCSCError):
+                    card.transmit(command)
+                continue
+            out = card.transmit(command)
+            test.assertEqual(out, [0xA5] * n + OK, "extended case 2, %d" % n)
+            test.assertEqual(card.transmit([0x80, 0x12, 0x01, 0x80, 0x00, n >> 8, n & 0xFF] + seq(n)), OK)
+        card.disconnect()
+
+
+def reference_script(reader):
+    """ATR and responses to a fixed APDU script, under T=1 then T=0."""
+    out = []
+    with Context() as c:
+        for protocol in (S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0):
+            card = c.connect(reader, protocol)
+            out.append(("atr", card.attribute(S.SCARD_ATTR_ATR_STRING)))
+            for apdu in ([0x80, 0x30, 0x00, 0x00], SELECT_TEST_APPLET, [0x80, 0x34, 0x00, 0x01, 0x01],
+                         [0x80, 0x34, 0x00, 0xFF, 0xFF], [0x80, 0x34, 0x01, 0x00, 0x00],
+                         [0x80, 0x32, 0x00, 0x00, 0x80] + seq(0x80), [0x80, 0x36, 0x00, 0x10, 0x10] + seq(0x10) + [0],
+                         [0x80, 0x00, 0x04, 0x42, 0x08], [0x00, 0xB0, 0x00, 0x00, 0x00]):
+                out.append((protocol, apdu[:5], card.transmit(apdu)))
+            card.disconnect(S.SCARD_RESET_CARD)
+    return out
+
 
 
 def transmit_cut_short(test, card, cut, bound=3.0):

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import time
 
+from pcsc import seq  # noqa: F401 (tests import it from here)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIM = os.environ.get("CCID_SIM", os.path.join(ROOT, "build", "ccid-sim"))
 DIR = "/tmp/sccid-it-%d" % os.getpid()
@@ -107,5 +109,3 @@ def reader_names():
         SCardReleaseContext(ctx)
 
 
-def seq(n):
-    return [i & 0xFF for i in range(n)]

@@ -9,7 +9,8 @@ import unittest
 
 from smartcard import scard as S
 
-from pcsc import Context, OK, SELECT_TEST_APPLET, PCSCError, check_cases_at_every_length, transmit_cut_short
+from pcsc import Context, OK, SELECT_TEST_APPLET, PCSCError, check_cases_at_every_length, check_extended_apdus, \
+    reference_script, transmit_cut_short
 from simharness import PrivatePCSCD, seq, wait_for, reader_names
 from test_pcscd import ATR1, ATR2, DESCRIPTORS
 
@@ -69,18 +70,7 @@ class USBExtendedReader(unittest.TestCase):
         self._cases_at_every_length(S.SCARD_PROTOCOL_T0)
 
     def test_extended_apdus(self):
-        with Context() as c:
-            card = c.connect(self.reader, S.SCARD_PROTOCOL_T1)
-            for n in (257, 4096, 65535):
-                command = [0x80, 0x00, 0x04, 0xA5, 0x00, n >> 8, n & 0xFF]
-                if not self.EXTENDED:
-                    with self.assertRaises(PCSCError):
-                        card.transmit(command)
-                    continue
-                out = card.transmit(command)
-                self.assertEqual(out, [0xA5] * n + OK, "extended case 2, %d" % n)
-                self.assertEqual(card.transmit([0x80, 0x12, 0x01, 0x80, 0x00, n >> 8, n & 0xFF] + seq(n)), OK)
-            card.disconnect()
+        check_extended_apdus(self, self.reader, self.EXTENDED)
 
     def test_card_remove_and_insert_arrive_on_the_interrupt_endpoint(self):
         with Context() as c:
@@ -281,22 +271,6 @@ class USBLastReaderGoes(unittest.TestCase):
                 self.assertEqual(pcscd.sim("unplug", "sim%d" % (1 + round)).returncode, 0)
                 wait_for(lambda: not reader_names(), what="no readers")
                 self.assertTrue(pcscd.pcscd_alive())
-
-
-def reference_script(reader):
-    """ATR and responses to a fixed APDU script, under T=1 then T=0."""
-    out = []
-    with Context() as c:
-        for protocol in (S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0):
-            card = c.connect(reader, protocol)
-            out.append(("atr", card.attribute(S.SCARD_ATTR_ATR_STRING)))
-            for apdu in ([0x80, 0x30, 0x00, 0x00], SELECT_TEST_APPLET, [0x80, 0x34, 0x00, 0x01, 0x01],
-                         [0x80, 0x34, 0x00, 0xFF, 0xFF], [0x80, 0x34, 0x01, 0x00, 0x00],
-                         [0x80, 0x32, 0x00, 0x00, 0x80] + seq(0x80), [0x80, 0x36, 0x00, 0x10, 0x10] + seq(0x10) + [0],
-                         [0x80, 0x00, 0x04, 0x42, 0x08], [0x00, 0xB0, 0x00, 0x00, 0x00]):
-                out.append((protocol, apdu[:5], card.transmit(apdu)))
-            card.disconnect(S.SCARD_RESET_CARD)
-    return out
 
 
 class LibCCIDReference(unittest.TestCase):

@@ -85,7 +85,10 @@ public final class MockUSBBus: ReaderBus, @unchecked Sendable {
             Unmanaged<USBDeviceBridge>.fromOpaque(context).release()
             throw .config("\(reader.name): \(Self.take(error) ?? "cannot plug")")
         }
-        bridge.attach(device)
+        let endpointDevice = UnsafeSendablePointer(device)
+        bridge.attach { endpoint, bytes in
+            bytes.withUnsafeBufferPointer { usbmock_deliver(endpointDevice.pointer, endpoint, $0.baseAddress, $0.count) }
+        }
         lock.withLock { plugged[ObjectIdentifier(reader)] = (device, bridge) }
         let node = String(cString: usbmock_device_node(device))
         log("\(reader.name) plugged in at \(node)")
@@ -105,4 +108,10 @@ public final class MockUSBBus: ReaderBus, @unchecked Sendable {
         for (_, entry) in lock.withLock({ plugged }) { usbmock_unplug(entry.device); entry.bridge.detach() }
         lock.withLock { plugged = [:] }
     }
+}
+
+/// usbmock's device handle, safe to use from any thread (the C side locks).
+private struct UnsafeSendablePointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
 }

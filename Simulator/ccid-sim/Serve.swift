@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SimulatorCore
+import SimulatorGadget
 import SimulatorUSB
 
 struct Serve: ParsableCommand {
@@ -15,13 +16,26 @@ struct Serve: ParsableCommand {
         """)
     var usb = false
 
+    @Flag(help: """
+        Serve the readers as real USB devices: configfs gadgets with FunctionFS, bound to free UDCs \
+        (dummy_hcd in a test VM). Needs root, configfs, libcomposite and usb_f_fs; prints each reader's `list` line.
+        """)
+    var gadget = false
+
+    func validate() throws {
+        if usb && gadget { throw ValidationError("--usb and --gadget exclude each other") }
+    }
+
     func run() throws {
         if usb && !MockUSBBus.underPreload { try UMockdevPreload.reexec() }
         let setups = try readers.setups()
-        let bus = usb ? try MockUSBBus(log: { note($0) }) : nil
+        let mock = usb ? try MockUSBBus(log: { note($0) }) : nil
+        let bus: ReaderBus? = gadget ? GadgetBus(mountDirectory: "\(directory.resolved)/ffs", log: { note($0) }) : mock
         let running = try startSimulator(directory: directory.resolved, setups: setups, spinMicroseconds: readers.spinUs, bus: bus)
-        if let bus {
-            print("UMOCKDEV_DIR=\(bus.root)")
+        if let mock {
+            print("UMOCKDEV_DIR=\(mock.root)")
+        } else if gadget {
+            for line in running.simulator.listing() { print(line) }
         } else {
             for i in running.simulator.readers.indices {
                 print("\(running.simulator.socketPath(i))\t\(running.simulator.friendlyName(i))")
@@ -30,7 +44,7 @@ struct Serve: ParsableCommand {
         fflush(nil)
         StopSignal.wait()
         running.stop()
-        if let bus { try? FileManager.default.removeItem(atPath: bus.root) }
+        if let mock { try? FileManager.default.removeItem(atPath: mock.root) }
     }
 }
 

@@ -1,36 +1,35 @@
 import CCID
-import CUSBMock
-import SimulatorCore
 import ThreadSupport
 
-/// Moves one simulated reader's traffic between its device model and the
-/// usbdevfs emulation: bulk-out messages in, timed replies and interrupt
-/// messages out, control requests answered on the spot.
-final class USBDeviceBridge: @unchecked Sendable {
-    let reader: SimulatedReader
-    private let endpoints: CCIDEndpoints
+/// The device side of one simulated reader on a USB bus (umockdev's or a
+/// real gadget's): bulk-out messages in, timed replies and interrupt
+/// messages out through `send`, control requests answered on the spot.
+public final class USBDeviceBridge: @unchecked Sendable {
+    public typealias Send = @Sendable (_ endpoint: UInt8, _ bytes: [UInt8]) -> Void
+    public let reader: SimulatedReader
+    public let endpoints: CCIDEndpoints
     private let state = ConditionLock()
-    private var device: OpaquePointer?
+    private var send: Send?
     private var due: [(at: Deadline, bytes: [UInt8], survivesAbort: Bool)] = []
     private var unplugged = false
 
-    init(reader: SimulatedReader, endpoints: CCIDEndpoints) {
+    public init(reader: SimulatedReader, endpoints: CCIDEndpoints) {
         self.reader = reader
         self.endpoints = endpoints
     }
 
-    /// Called once the C side exists; starts the reply clock.
-    func attach(_ device: OpaquePointer) {
-        state.withLock { self.device = device }
+    /// Called once the bus side can carry data; starts the reply clock.
+    public func attach(send: @escaping Send) {
+        state.withLock { self.send = send }
         let interrupt = endpoints.interruptIn
         reader.observeInterrupts { [weak self] message in
-            guard let self, let interrupt, let device = self.state.withLock({ self.unplugged ? nil : self.device }) else { return }
-            message.withUnsafeBufferPointer { usbmock_deliver(device, interrupt, $0.baseAddress, $0.count) }
+            guard let self, let interrupt, let send = self.state.withLock({ self.unplugged ? nil : self.send }) else { return }
+            send(interrupt, message)
         }
         _ = startThread { [self] in replyClock() }
     }
 
-    func detach() {
+    public func detach() {
         state.withLock {
             unplugged = true
             due = []
@@ -42,27 +41,23 @@ final class USBDeviceBridge: @unchecked Sendable {
     /// in order; an idle device's thread sleeps.
     private func replyClock() {
         while true {
-            let next: (OpaquePointer, [UInt8])? = state.withLock {
+            let next: (Send, [UInt8])? = state.withLock {
                 while !unplugged {
                     if let first = due.first, first.at <= .now() { break }
                     _ = state.wait(until: due.first?.at ?? .distantFuture)
                 }
                 if unplugged { return nil }
-                guard let device else { return nil }
-                return (device, due.removeFirst().bytes)
+                guard let send else { return nil }
+                return (send, due.removeFirst().bytes)
             }
-            guard let (device, bytes) = next else { return }
-            deliver(device, bytes)
+            guard let (send, bytes) = next else { return }
+            send(endpoints.bulkIn, bytes)
         }
     }
 
-    private func deliver(_ device: OpaquePointer, _ bytes: [UInt8]) {
-        bytes.withUnsafeBufferPointer { usbmock_deliver(device, endpoints.bulkIn, $0.baseAddress, $0.count) }
-    }
+    // MARK: from the host
 
-    // MARK: from the host (umockdev's worker thread)
-
-    func dataOut(endpoint: UInt8, _ message: [UInt8]) {
+    public func dataOut(endpoint: UInt8, _ message: [UInt8]) {
         guard endpoint == endpoints.bulkOut else { return }
         let steps = reader.respond(to: message)
         var immediate: [[UInt8]] = []
@@ -77,12 +72,12 @@ final class USBDeviceBridge: @unchecked Sendable {
             }
             state.broadcast()
         }
-        guard let device = state.withLock({ unplugged ? nil : self.device }) else { return }
-        for bytes in immediate { deliver(device, bytes) }
+        guard let send = state.withLock({ unplugged ? nil : self.send }) else { return }
+        for bytes in immediate { send(endpoints.bulkIn, bytes) }
     }
 
     /// Standard GET_DESCRIPTOR and GET_STATUS; class requests go to the model. nil stalls.
-    func control(setup: [UInt8], outData: [UInt8], capacity: Int) -> [UInt8]? {
+    public func control(setup: [UInt8], outData: [UInt8], capacity: Int) -> [UInt8]? {
         guard setup.count == 8 else { return nil }
         let requestType = setup[0], request = setup[1]
         let value = UInt16(setup[2]) | UInt16(setup[3]) << 8, index = UInt16(setup[4]) | UInt16(setup[5]) << 8
