@@ -103,7 +103,7 @@ public final class Reader: @unchecked Sendable {
                 throw DriverError(error)
             }
             let reply: Reply
-            do throws(CCIDDecodingError) { reply = try Reply(decoding: bytes) } catch {
+            do throws(CCIDDecodingError) { reply = try Self.decodeTolerantly(bytes, log: log) } catch {
                 log("slot \(slot): dropping undecodable reply (\(error)): \(hexString(bytes.prefix(32)))")
                 continue
             }
@@ -119,6 +119,18 @@ public final class Reader: @unchecked Sendable {
                 throw .protocolViolation("\(reply.messageType) in answer to \(command.messageType)")
             }
             return reply
+        }
+    }
+
+    /// Bytes after the dwLength the header declares are ignored, as libccid
+    /// does: QEMU's usb-ccid answers Get/SetParameters with dwLength 0 and the
+    /// parameters after it. Fewer bytes than declared stay an error.
+    static func decodeTolerantly(_ bytes: [UInt8], log: (String) -> Void) throws(CCIDDecodingError) -> Reply {
+        do throws(CCIDDecodingError) {
+            return try Reply(decoding: bytes)
+        } catch .lengthMismatch(let declared, let actual) where actual > Int(declared) {
+            log("reply carries \(actual - Int(declared)) bytes beyond its dwLength of \(declared); ignoring them")
+            return try Reply(decoding: bytes.prefix(ccidHeaderLength + Int(declared)))
         }
     }
 

@@ -168,7 +168,7 @@ def card_events(args):
 
 def reference(args):
     reader = reader_for(args.marker)
-    return {"reader": reader, "script": [[str(p), a, r] for p, a, r in reference_script(reader)]}
+    return {"reader": reader, "script": [list(step) for step in reference_script(reader)]}
 
 
 def foreign(args):
@@ -184,7 +184,10 @@ def foreign(args):
         for apdu in ([0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x00, 0x79, 0x01, 0x00],
                      [0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00],
                      [0x80, 0xCA, 0x9F, 0x7F, 0x00], [0x00, 0xB0, 0x00, 0x00, 0x00]):
-            out["answers"].append(card.transmit(apdu))
+            answer = card.transmit(apdu)
+            out["answers"].append(answer)
+            if len(answer) == 2 and answer[0] == 0x61:
+                out["answers"].append(card.transmit([0x00, 0xC0, 0x00, 0x00, answer[1]]))
         card.disconnect(S.SCARD_RESET_CARD)
     return out
 
@@ -192,6 +195,29 @@ def foreign(args):
 def gone(args):
     wait(lambda: not any(args.marker in n for n in readers()), 30, "pcscd to drop %s" % args.marker)
     return {}
+
+
+def churn(args):
+    """Readers plugged one right after another, then unplugged the same way, for some rounds."""
+    for _ in range(args.rounds):
+        plugged = []
+        for profile in args.profiles.split(","):
+            fields = sh("/usr/bin/ccid-sim", "plug", "--dir", SIM_DIR, profile, "--card", "compliance").stdout.strip().split("\t")
+            plugged.append((fields[1], "SIM%d" % (1000 + int(fields[0]))))
+        if args.use:
+            for _, serial in plugged:
+                reader = wait(lambda: reader_for("(%s)" % serial), 30, "pcscd to list %s" % serial)
+                wait(lambda: usable(reader), 30, "%s usable" % reader)
+        for name, _ in plugged:
+            sh("/usr/bin/ccid-sim", "unplug", "--dir", SIM_DIR, name)
+    leftovers = {}
+
+    def settled():
+        leftovers.update(census(args))
+        return not (leftovers["units"] or leftovers["workers"] or leftovers["sockets"] or leftovers["readers"]
+                    or leftovers["gadgets"])
+    wait(settled, 30, "everything to go", interval=0.2)
+    return leftovers
 
 
 def census(args):
@@ -233,11 +259,15 @@ def main():
     a.add_argument("marker")
     a = sub.add_parser("gone")
     a.add_argument("marker")
+    a = sub.add_parser("churn")
+    a.add_argument("profiles")
+    a.add_argument("--rounds", type=int, default=3)
+    a.add_argument("--use", action="store_true", help="wait until each reader is usable before unplugging")
     sub.add_parser("census")
     args = p.parse_args()
     result = {"use": use, "simulator": simulator, "plug": plug, "unplug": unplug, "conformance": conformance,
               "card-events": card_events, "reference": reference, "foreign": foreign, "gone": gone,
-              "census": census}[args.command](args)
+              "churn": churn, "census": census}[args.command](args)
     json.dump(result, sys.stdout)
 
 

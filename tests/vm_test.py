@@ -1,0 +1,155 @@
+"""The whole chain on a real kernel (`make vm-test`): a QEMU guest (TCG) with
+Debian's kernel, udev, systemd and pcscd, and our build installed as `make
+install` puts it. ccid-sim serves simulated readers as USB gadgets (configfs,
+FunctionFS, dummy_hcd), so the kernel enumerates them, our udev rule asks
+systemd for swiftccid-attach@BBB-DDD, and pcscd loads a driver by VID:PID.
+QEMU's own usb-ccid reader, hotplugged over QMP, is a CCID device we did not
+write. Timings go to build/vm-timings.json and the end of the output."""
+import json
+import os
+import statistics
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vm"))
+import image  # noqa: E402
+import machine  # noqa: E402
+
+TIMINGS = os.path.join(image.ROOT, "build", "vm-timings.json")
+REPEATS = 3
+
+
+class VM(unittest.TestCase):
+    """One guest for every scenario; they run in the order of their names."""
+    timings = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.started = time.monotonic()
+        cls.vm = machine.Machine().__enter__()
+        cls.timings["boot_s"] = [cls.vm.boot_seconds]
+        cls.vm.guest("simulator")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.vm.__exit__(None, None, None)
+        cls.timings["total_s"] = [time.monotonic() - cls.started]
+        os.makedirs(os.path.dirname(TIMINGS), exist_ok=True)
+        with open(TIMINGS, "w") as f:
+            json.dump(cls.timings, f, indent=1)
+        print("\nVM timings (seconds; median [min-max] of %d)" % REPEATS)
+        for key, values in sorted(cls.timings.items()):
+            print("  %-34s %6.2f [%.2f-%.2f]" % (key, statistics.median(values), min(values), max(values)))
+
+    def record(self, key, value):
+        self.timings.setdefault(key, []).append(value)
+
+    def plug(self, profile, mode, workers=False):
+        p = self.vm.guest("plug", profile, *(["--workers"] if workers else []))
+        self.record("%s: plug -> reader usable" % mode, p["usable_s"])
+        if workers:
+            self.record("%s: plug -> unit active" % mode, p["unit_active_s"])
+        return p
+
+    def unplug(self, p, mode, workers=False):
+        u = self.vm.guest("unplug", p["name"], p["serial"], "--instance", p["instance"])
+        self.record("%s: unplug -> reader gone" % mode, u["reader_gone_s"])
+        if workers:
+            self.record("%s: unplug -> unit stopped" % mode, u["unit_stopped_s"])
+            self.assertEqual(u["unit_result"], "success")
+        return u
+
+    def assertNothingLeft(self):
+        left = self.vm.guest("census")
+        self.assertEqual((left["units"], left["workers"], left["sockets"], left["readers"], left["gadgets"]),
+                         ([], [], [], [], []))
+
+    def unit_condition(self, instance):
+        return self.vm.check(["systemctl", "show", "-P", "ConditionResult", "swiftccid-attach@%s.service" % instance])["out"].strip()
+
+    def test_1_worker_mode_udev_rule_systemd_unit_pcscd(self):
+        self.vm.guest("use", "ours", "--workers")
+        for profile, extended in (("omnikey-3121-extended", True), ("gemalto-ct30-tpdu", True)):
+            with self.subTest(profile=profile):
+                p = self.plug(profile, "worker mode", workers=True)
+                argv = self.vm.check(["systemctl", "show", "-P", "ExecStart", "swiftccid-attach@%s.service" % p["instance"]])["out"]
+                self.assertIn("argv[]=/usr/libexec/swiftccid/ccid-attach attach %s" % p["instance"], argv)
+                self.vm.guest("conformance", p["serial"], *(["--extended"] if extended else []), timeout=900)
+                self.vm.guest("card-events", p["name"], p["serial"])
+                self.unplug(p, "worker mode", workers=True)
+        for _ in range(REPEATS - 1):
+            self.unplug(self.plug("cherry-st-short", "worker mode", workers=True), "worker mode", workers=True)
+        self.assertNothingLeft()
+
+    def test_2_direct_mode_pcscd_hotplug(self):
+        self.vm.guest("use", "ours")
+        p = self.plug("omnikey-3121-extended", "direct mode")
+        # udev still asks for the unit; its condition (worker mode off) keeps it from running.
+        self.assertEqual(self.unit_condition(p["instance"]), "no")
+        self.vm.guest("conformance", p["serial"], "--extended", timeout=900)
+        self.vm.guest("card-events", p["name"], p["serial"])
+        self.unplug(p, "direct mode")
+        p = self.plug("cherry-st-short", "direct mode")
+        self.vm.guest("conformance", p["serial"], timeout=900)
+        self.unplug(p, "direct mode")
+        for _ in range(REPEATS - 2):
+            self.unplug(self.plug("cherry-st-short", "direct mode"), "direct mode")
+        self.assertNothingLeft()
+
+    def test_3_libccid_reference_on_the_same_gadgets(self):
+        scripts = {}
+        for driver in ("ours", "libccid"):
+            self.vm.guest("use", driver)
+            mode = "libccid" if driver == "libccid" else "direct mode"
+            for profile in ("omnikey-3121-extended", "gemalto-ct30-tpdu"):
+                p = self.plug(profile, mode)
+                scripts[(driver, profile)] = self.vm.guest("reference", "(%s)" % p["serial"])["script"]
+                self.unplug(p, mode)
+            for _ in range(REPEATS - 2 if driver == "ours" else REPEATS - 2):
+                self.unplug(self.plug("cherry-st-short", mode), mode)
+        for profile in ("omnikey-3121-extended", "gemalto-ct30-tpdu"):
+            with self.subTest(profile=profile):
+                self.assertTrue(scripts[("ours", profile)])
+                self.assertEqual(scripts[("ours", profile)], scripts[("libccid", profile)])
+        self.assertNothingLeft()
+
+    def qemu_reader(self, driver, workers=False):
+        self.vm.guest("use", driver, *(["--workers"] if workers else []))
+        db = os.path.join(image.CACHE, "rootfs/var/lib/swiftccid-vm/nssdb")
+        self.vm.qmp.command("device_add", driver="usb-ccid", id="ccid0", bus="xhci.0")
+        self.vm.qmp.command("device_add", driver="ccid-card-emulated", id="card0", backend="certificates",
+                            db="sql:" + db, cert1="cert1", cert2="cert2", cert3="cert3")
+        try:
+            seen = self.vm.guest("foreign", "433-Swap")
+        finally:
+            self.vm.qmp.command("device_del", id="ccid0")
+        self.vm.guest("gone", "433-Swap")
+        return seen
+
+    def test_4_qemu_usb_ccid_hotplugged_over_qmp(self):
+        ours = self.qemu_reader("ours")
+        worker = self.qemu_reader("ours", workers=True)
+        theirs = self.qemu_reader("libccid")
+        self.assertEqual(ours["atr"][:2], [0x3B, 0x7A])
+        self.assertTrue(ours["answers"] and all(len(a) >= 2 for a in ours["answers"]))
+        for seen in (worker, theirs):
+            self.assertEqual((ours["atr"], ours["protocol"], ours["answers"]), (seen["atr"], seen["protocol"], seen["answers"]))
+        self.assertNothingLeft()
+
+    def test_5_readers_plugged_and_unplugged_in_quick_succession(self):
+        self.vm.guest("use", "ours", "--workers")
+        profiles = "omnikey-3121-extended,cherry-st-short,gemalto-ct30-tpdu"
+        left = self.vm.guest("churn", profiles, "--rounds", "2", "--use", timeout=600)
+        self.assertEqual(left["units"] + left["workers"] + left["sockets"] + left["readers"] + left["gadgets"], [])
+        left = self.vm.guest("churn", profiles, "--rounds", "4", timeout=600)
+        self.assertEqual(left["units"] + left["workers"] + left["sockets"] + left["readers"] + left["gadgets"], [])
+        # And the chain still serves a reader afterwards.
+        p = self.plug("omnikey-3121-extended", "worker mode", workers=True)
+        self.unplug(p, "worker mode", workers=True)
+        failed = self.vm.check(["systemctl", "list-units", "--failed", "--plain", "--no-legend"])["out"].strip()
+        self.assertEqual(failed, "")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
