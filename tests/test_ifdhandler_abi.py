@@ -153,14 +153,19 @@ class IFDHandlerABI(unittest.TestCase):
         t = time.monotonic()
         th.start()
         time.sleep(0.5)
-        # The hotplug thread says the device is gone (pcscd does this unlocked).
+        # The hotplug thread asks whether we take TAG_IFD_DEVICE_REMOVED (pcscd sets it only then),
+        # then says the device is gone (pcscd does this unlocked).
+        size, value = ctypes.c_ulong(1), (ctypes.c_ubyte * 1)()
+        self.assertEqual(L.IFDHGetCapabilities(base, TAG_IFD_DEVICE_REMOVED, ctypes.byref(size), value), IFD_SUCCESS)
+        self.assertEqual((size.value, value[0]), (1, 1))
         flag = (ctypes.c_ubyte * 1)(1)
         self.assertEqual(L.IFDHSetCapabilities(base, TAG_IFD_DEVICE_REMOVED, 1, flag), IFD_SUCCESS)
         th.join(5)
         self.assertLess(time.monotonic() - t, 2.0, "in-flight Transmit did not end with the device")
         self.assertNotEqual(result, [IFD_SUCCESS])
         self.assertEqual(self.transmit(base, [0x80, 0x30, 0x00, 0x00])[0], IFD_NO_SUCH_DEVICE)
-        self.assertEqual(L.IFDHICCPresence(base), IFD_NO_SUCH_DEVICE)
+        # No card can be reached in a reader pcscd is removing; NO_SUCH_DEVICE would make it rescan USB.
+        self.assertEqual(L.IFDHICCPresence(base), IFD_ICC_NOT_PRESENT)
         self.assertEqual(self.transmit(base + 2, [0x80, 0x30, 0x00, 0x00])[0], IFD_NO_SUCH_DEVICE)   # same device
         for slot in range(3):
             self.assertEqual(L.IFDHCloseChannel(base + slot), IFD_SUCCESS)

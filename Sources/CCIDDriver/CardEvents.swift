@@ -10,7 +10,10 @@ final class CardEvents: @unchecked Sendable {
     private var generation: [UInt64]
     private var seen: [UInt64]
     private var stopRequested: [Bool]
-    private var deviceGone = false
+    /// When the interrupt pipe failed for good, if it has.
+    private var goneAt: Deadline?
+    /// How long a wait holds on after the device went, for pcscd's stop.
+    static let goneGrace: Duration = .seconds(2)
 
     init(slotCount: Int) {
         generation = Array(repeating: 0, count: slotCount)
@@ -47,7 +50,7 @@ final class CardEvents: @unchecked Sendable {
             }
         }
         state.withLock {
-            deviceGone = true
+            goneAt = .now()
             state.broadcast()
         }
     }
@@ -68,7 +71,17 @@ final class CardEvents: @unchecked Sendable {
                 seen[slot] = generation[slot]
                 return .changed
             }
-            if deviceGone { return .deviceGone }
+            // pcscd's hotplug removes an unplugged USB reader and stops this
+            // wait within a moment; answering "gone" at once instead sends its
+            // event thread into a slower path (measured: the reader goes about
+            // 1 s later than with libccid, which also waits). Readers pcscd
+            // does not hotplug (relay) learn of it after a short grace.
+            if let goneAt {
+                let grace = Deadline.min(deadline, goneAt.advanced(by: Self.goneGrace))
+                if grace.hasPassed { return .deviceGone }
+                _ = state.wait(until: grace)
+                continue
+            }
             if !state.wait(until: deadline), deadline.hasPassed { return .timeout }
         }
     }

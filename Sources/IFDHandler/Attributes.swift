@@ -49,6 +49,10 @@ func capability(_ tag: UInt, entry: Registry.Entry) -> [UInt8]? {
     case UInt(TAG_IFD_THREAD_SAFE), UInt(TAG_IFD_SLOT_THREAD_SAFE):
         // Each reader serialises its own exchanges, so pcscd may call concurrently.
         return [1]
+    case UInt(TAG_IFD_DEVICE_REMOVED):
+        // pcscd asks before it tells us (IFDHSetCapabilities) that it is removing a
+        // hotplugged reader; then waits end at once instead of at their deadlines.
+        return [1]
     case UInt(TAG_IFD_POLLING_THREAD_KILLABLE):
         // Never pthread_cancel Swift code: pcscd stops polling with TAG_IFD_STOP_POLLING_THREAD.
         return [0]

@@ -217,7 +217,9 @@ public func IFDHControl(_ lun: DWORD, _ controlCode: DWORD, _ tx: PUCHAR?, _ txL
 @_cdecl("IFDHICCPresence")
 public func IFDHICCPresence(_ lun: DWORD) -> RESPONSECODE {
     guard let entry = registry.lookup(UInt(lun)) else { return code(IFD_NO_SUCH_DEVICE) }
-    if entry.removed { return code(IFD_NO_SUCH_DEVICE) }
+    // pcscd is removing this reader itself: IFD_NO_SUCH_DEVICE would only make it
+    // rescan USB (SendHotplugSignal), which holds up the removal by a second.
+    if entry.removed { return code(IFD_ICC_NOT_PRESENT) }
     do throws(DriverError) {
         switch try entry.reader.iccStatus(slot: entry.slot) {
         case .presentActive, .presentInactive: return code(IFD_ICC_PRESENT)

@@ -106,6 +106,25 @@ struct RobustnessTests {
         h.reader.close()
         #expect(h.reader.waitForCardEvent(slot: 1, timeout: .seconds(5)) != .timeout)
     }
+
+    /// A vanished device holds pcscd's polling call until pcscd stops it (its
+    /// hotplug removes the reader), and reports itself gone when the call's
+    /// time or a short grace runs out.
+    @Test func aGoneDeviceWaitsForTheStopThenSaysGone() throws {
+        let h = try Harness(profile: "omnikey-3121-extended")
+        h.transport.close()
+        let reader = h.reader
+        let results = Lines()
+        _ = startThread { results.append("\(reader.waitForCardEvent(slot: 0, timeout: .seconds(30)))") }
+        usleep(100_000)
+        #expect(results.all.isEmpty)
+        reader.stopWaitingForCardEvent(slot: 0)
+        let limit = Deadline.after(.seconds(10))
+        while results.all.isEmpty && !limit.hasPassed { usleep(10_000) }
+        #expect(results.all == ["stopped"])
+        #expect(reader.waitForCardEvent(slot: 0, timeout: .milliseconds(200)) == .deviceGone)
+        #expect(reader.waitForCardEvent(slot: 0, timeout: .seconds(30)) == .deviceGone)
+    }
 }
 
 struct PINPadTests {

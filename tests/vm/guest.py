@@ -42,11 +42,16 @@ def wait(predicate, timeout, what, interval=0.02):
 
 
 def readers():
-    try:
-        with Context() as c:
-            return c.readers()
-    except PCSCError:
-        return []
+    # pyscard's SCardListReaders can raise SystemError as the list empties (a binding bug): ask again.
+    for _ in range(5):
+        try:
+            with Context() as c:
+                return c.readers()
+        except PCSCError:
+            return []
+        except SystemError:
+            time.sleep(0.05)
+    return []
 
 
 def reader_for(marker, slot=0):
