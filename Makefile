@@ -13,7 +13,7 @@ DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pysca
   libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi \
   libsystemd-dev systemd udev systemd-container debootstrap
 
-.PHONY: all deps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test bench install uninstall clean reader-list
+.PHONY: all deps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test vm-test bench install uninstall clean reader-list
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -66,7 +66,13 @@ unit-test: deps
 integration-test: bundle sim attach
 	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
 
-test: unit-test integration-test fuzz-short sanitize
+# The real kernel's USB stack, udev, systemd and pcscd in a QEMU guest, with
+# ccid-sim's readers as USB gadgets (tests/vm_test.py, docs/vm-test.md).
+# The guest image is cached in /var/tmp/swiftccid-vm (SWIFTCCID_VM_CACHE).
+vm-test: bundle sim attach
+	$(PYTHON) tests/vm_test.py
+
+test: unit-test integration-test vm-test fuzz-short sanitize
 
 # libFuzzer targets (Fuzz/ccid-fuzz, tools/fuzz.py): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

@@ -38,9 +38,9 @@ class VM(unittest.TestCase):
         os.makedirs(os.path.dirname(TIMINGS), exist_ok=True)
         with open(TIMINGS, "w") as f:
             json.dump(cls.timings, f, indent=1)
-        print("\nVM timings (seconds; median [min-max] of %d)" % REPEATS)
+        print("\nVM timings (seconds: median [min-max], n)")
         for key, values in sorted(cls.timings.items()):
-            print("  %-34s %6.2f [%.2f-%.2f]" % (key, statistics.median(values), min(values), max(values)))
+            print("  %-36s %6.2f [%.2f-%.2f] %d" % (key, statistics.median(values), min(values), max(values), len(values)))
 
     def record(self, key, value):
         self.timings.setdefault(key, []).append(value)
@@ -106,7 +106,7 @@ class VM(unittest.TestCase):
                 p = self.plug(profile, mode)
                 scripts[(driver, profile)] = self.vm.guest("reference", "(%s)" % p["serial"])["script"]
                 self.unplug(p, mode)
-            for _ in range(REPEATS - 2 if driver == "ours" else REPEATS - 2):
+            for _ in range(REPEATS - 2):
                 self.unplug(self.plug("cherry-st-short", mode), mode)
         for profile in ("omnikey-3121-extended", "gemalto-ct30-tpdu"):
             with self.subTest(profile=profile):

@@ -8,6 +8,12 @@ public enum SystemdNotify {
     public static func send(_ fields: String...) {
         _ = sd_notify(0, fields.joined(separator: "\n"))
     }
+
+    /// Whether a service manager waits for our notifications.
+    public static var underSystemd: Bool {
+        guard let socket = getenv("NOTIFY_SOCKET") else { return false }
+        return socket.pointee != 0
+    }
 }
 
 /// Log lines on stderr with sd-daemon(3) priority prefixes, which journald reads.

@@ -36,8 +36,8 @@ struct Attach: ParsableCommand {
         var settings = AttachConfig.load(path: config, warn: { log(.warning, "\(config): \($0)") })
 
         guard let props = DeviceLookup.find(bus: parsed.bus, address: parsed.address) else {
-            log(.error, "no USB device at \(parsed.devicePath)")
-            throw ExitCode(1)
+            try goneBeforeServing(log, "no USB device at \(parsed.devicePath)")
+            return
         }
         if let vid = parsed.vendorID, let pid = parsed.productID, vid != props.vendorID || pid != props.productID {
             log(.error, "\(parsed.devicePath) is \(USBDeviceName.hex(props.vendorID)):\(USBDeviceName.hex(props.productID)), not \(USBDeviceName.hex(vid)):\(USBDeviceName.hex(pid))")
@@ -47,6 +47,10 @@ struct Attach: ParsableCommand {
                                  address: parsed.address, interface: nil)
         let transport: USBTransport
         do throws(USBOpenError) { transport = try USBTransport(name: name, log: { log(.warning, $0) }) } catch {
+            if case .notFound = error {
+                try goneBeforeServing(log, "\(error)")
+                return
+            }
             log(.error, "\(name): \(error)")
             throw ExitCode(1)
         }
@@ -107,6 +111,19 @@ struct Attach: ParsableCommand {
         listener.stop()
         device.stop()
         files.removeAll()
+    }
+
+    /// Under systemd, a device unplugged while the worker starts is the same end
+    /// as one unplugged while it serves: the unit ends inactive, not failed
+    /// (Type=notify wants READY=1 first). Run by hand, it is an error.
+    func goneBeforeServing(_ log: PriorityLog, _ why: String) throws {
+        guard SystemdNotify.underSystemd else {
+            log(.error, why)
+            throw ExitCode(1)
+        }
+        log(.notice, "\(why): device gone before it could be served")
+        SystemdNotify.send("READY=1", "STATUS=device gone")
+        SystemdNotify.send("STOPPING=1")
     }
 
     func resolveGroup(_ name: String?, log: PriorityLog) -> gid_t {

@@ -221,7 +221,10 @@ def churn(args):
         leftovers.update(census(args))
         return not (leftovers["units"] or leftovers["workers"] or leftovers["sockets"] or leftovers["readers"]
                     or leftovers["gadgets"])
-    wait(settled, 30, "everything to go", interval=0.2)
+    try:
+        wait(settled, 30, "everything to go", interval=0.2)
+    except AssertionError as e:
+        raise AssertionError("%s; left: %s" % (e, json.dumps(leftovers)))
     return leftovers
 
 

@@ -69,12 +69,13 @@ class Machine:
         while self.agent is None:
             if self.proc.poll() is not None:
                 raise AgentError("QEMU exited (%s): %s" % (self.proc.returncode, self.console_tail()))
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(self._path("agent.sock"))
                 self.agent = s
                 self.agent_buffer = b""
             except OSError:
+                s.close()
                 time.sleep(0.2)
         # The agent may not be up yet: ask until it answers.
         while True:
@@ -142,9 +143,13 @@ class Machine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.qmp:
+            self.qmp.file.close()
         for s in (self.agent, self.qmp and self.qmp.sock):
             if s:
                 s.close()
+        if getattr(self, "log", None):
+            self.log.close()
         if os.environ.get("SWIFTCCID_VM_KEEP"):
             print("VM files kept in " + self.dir)
         else:
@@ -155,11 +160,12 @@ class QMP:
     def __init__(self, path, proc, timeout=30):
         limit = time.monotonic() + timeout
         while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self.sock.connect(path)
                 break
             except OSError:
+                self.sock.close()
                 if time.monotonic() > limit or proc.poll() is not None:
                     raise AgentError("no QMP socket")
                 time.sleep(0.1)
