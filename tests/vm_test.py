@@ -40,7 +40,7 @@ class VM(unittest.TestCase):
             json.dump(cls.timings, f, indent=1)
         print("\nVM timings (seconds: median [min-max], n)")
         for key, values in sorted(cls.timings.items()):
-            print("  %-36s %6.2f [%.2f-%.2f] %d" % (key, statistics.median(values), min(values), max(values), len(values)))
+            print("  %-46s %6.2f [%.2f-%.2f] %d" % (key, statistics.median(values), min(values), max(values), len(values)))
 
     def record(self, key, value):
         self.timings.setdefault(key, []).append(value)
@@ -80,6 +80,10 @@ class VM(unittest.TestCase):
                 self.unplug(p, "worker mode", workers=True)
         for _ in range(REPEATS - 1):
             self.unplug(self.plug("cherry-st-short", "worker mode", workers=True), "worker mode", workers=True)
+        p = self.plug("omnikey-3121-extended", "worker mode", workers=True)
+        cut = self.vm.guest("unplug-mid-apdu", p["name"], p["serial"])
+        self.record("worker mode: unplug mid-APDU -> client error", cut["cut_to_error_s"])
+        self.vm.guest("gone", "(%s)" % p["serial"])
         self.assertNothingLeft()
 
     def test_2_direct_mode_pcscd_hotplug(self):
@@ -95,6 +99,9 @@ class VM(unittest.TestCase):
         self.unplug(p, "direct mode")
         for _ in range(REPEATS - 2):
             self.unplug(self.plug("cherry-st-short", "direct mode"), "direct mode")
+        p = self.plug("gemalto-ct30-tpdu", "direct mode")
+        cut = self.vm.guest("unplug-mid-apdu", p["name"], p["serial"])
+        self.record("direct mode: unplug mid-APDU -> client error", cut["cut_to_error_s"])
         self.assertNothingLeft()
 
     def test_3_libccid_reference_on_the_same_gadgets(self):

@@ -14,7 +14,7 @@ import unittest
 from smartcard import scard as S
 
 from pcsc import Context, OK, PCSCError, SELECT_TEST_APPLET, check_cases_at_every_length, check_extended_apdus, \
-    reference_script
+    reference_script, transmit_cut_short
 
 DRIVERS = "/usr/lib/pcsc/drivers"
 PARKED = "/usr/lib/pcsc/drivers.parked"
@@ -171,6 +171,20 @@ def card_events(args):
     return {"reader": reader}
 
 
+def unplug_mid_apdu(args):
+    """The reader stops answering (fault: stuck) and is unplugged during the APDU:
+    the client's error comes at once, not at the 20 s deadline; pcscd stays."""
+    test = unittest.TestCase()
+    reader = reader_for("(%s)" % args.serial)
+    with Context() as c:
+        card = c.connect(reader, S.SCARD_PROTOCOL_T1)
+        sh("/usr/bin/ccid-sim", "fault", "--dir", SIM_DIR, args.name, "stuck")
+        seconds = transmit_cut_short(test, card, lambda: sh("/usr/bin/ccid-sim", "unplug", "--dir", SIM_DIR, args.name))
+    wait(lambda: not any("(%s)" % args.serial in n for n in readers()), 30, "pcscd to drop %s" % args.serial)
+    test.assertEqual(sh("systemctl", "is-active", "pcscd.service", check=False).stdout.strip(), "active")
+    return {"cut_to_error_s": seconds}
+
+
 def reference(args):
     reader = reader_for(args.marker)
     return {"reader": reader, "script": [list(step) for step in reference_script(reader)]}
@@ -261,6 +275,9 @@ def main():
     a = sub.add_parser("card-events")
     a.add_argument("name")
     a.add_argument("serial")
+    a = sub.add_parser("unplug-mid-apdu")
+    a.add_argument("name")
+    a.add_argument("serial")
     a = sub.add_parser("reference")
     a.add_argument("marker")
     a = sub.add_parser("foreign")
@@ -274,7 +291,7 @@ def main():
     sub.add_parser("census")
     args = p.parse_args()
     result = {"use": use, "simulator": simulator, "plug": plug, "unplug": unplug, "conformance": conformance,
-              "card-events": card_events, "reference": reference, "foreign": foreign, "gone": gone,
+              "card-events": card_events, "unplug-mid-apdu": unplug_mid_apdu, "reference": reference, "foreign": foreign, "gone": gone,
               "churn": churn, "census": census}[args.command](args)
     json.dump(result, sys.stdout)
 
