@@ -20,25 +20,11 @@ import time
 import unittest
 
 from simharness import ROOT, wait_for
+from vm.image import debian_mirror
 
 ROOTFS = os.environ.get("SWIFTCCID_TEST_ROOTFS", "/var/tmp/swiftccid-test-rootfs")
 PACKAGES = "systemd,systemd-sysv,udev,kmod,libusb-1.0-0,umockdev,libumockdev0"
 EVENT = os.path.join(ROOT, "tests", "udev_event.py")
-
-
-def debian_mirror():
-    for path in ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"):
-        try:
-            with open(path) as f:
-                lines = f.read().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            if line.startswith("URIs:"):
-                return line.split()[1]
-            if line.startswith("deb ") and "debian" in line:
-                return line.split()[1]
-    return "http://deb.debian.org/debian"
 
 
 def build_rootfs():

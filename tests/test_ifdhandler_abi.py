@@ -163,10 +163,11 @@ class IFDHandlerABI(unittest.TestCase):
         th.join(5)
         self.assertLess(time.monotonic() - t, 2.0, "in-flight Transmit did not end with the device")
         self.assertNotEqual(result, [IFD_SUCCESS])
-        self.assertEqual(self.transmit(base, [0x80, 0x30, 0x00, 0x00])[0], IFD_NO_SUCH_DEVICE)
+        # Not IFD_NO_SUCH_DEVICE once removed: it would make pcscd rescan beside its own removal.
+        self.assertEqual(self.transmit(base, [0x80, 0x30, 0x00, 0x00])[0], IFD_COMMUNICATION_ERROR)
         # No card can be reached in a reader pcscd is removing; NO_SUCH_DEVICE would make it rescan USB.
         self.assertEqual(L.IFDHICCPresence(base), IFD_ICC_NOT_PRESENT)
-        self.assertEqual(self.transmit(base + 2, [0x80, 0x30, 0x00, 0x00])[0], IFD_NO_SUCH_DEVICE)   # same device
+        self.assertEqual(self.transmit(base + 2, [0x80, 0x30, 0x00, 0x00])[0], IFD_COMMUNICATION_ERROR)   # same device
         for slot in range(3):
             self.assertEqual(L.IFDHCloseChannel(base + slot), IFD_SUCCESS)
         self.assertEqual(L.IFDHCloseChannel(base), IFD_NO_SUCH_DEVICE)

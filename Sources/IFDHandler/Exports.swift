@@ -7,10 +7,20 @@ import CPCSCLite
 
 private func code(_ c: Int32) -> RESPONSECODE { RESPONSECODE(c) }
 
-private func map(_ error: DriverError, context: String) -> RESPONSECODE {
+/// IFD_NO_SUCH_DEVICE makes pcscd signal itself to rescan (SendHotplugSignal,
+/// which re-reads reader.conf). Once pcscd has said it is removing the reader
+/// (TAG_IFD_DEVICE_REMOVED) that rescan runs beside the removal, and the VM
+/// test's quick plug/unplug saw pcscd 1.9.9 then never finish it: the reader's
+/// event thread kept running and the reader stayed listed. So after removal
+/// the device's absence is reported as `otherwise`.
+private func gone(_ lun: DWORD, otherwise: Int32) -> RESPONSECODE {
+    registry.lookup(UInt(lun))?.removed == true ? code(otherwise) : code(IFD_NO_SUCH_DEVICE)
+}
+
+private func map(_ error: DriverError, context: String, lun: DWORD) -> RESPONSECODE {
     Log.error("\(context): \(error)")
     switch error {
-    case .noDevice: return code(IFD_NO_SUCH_DEVICE)
+    case .noDevice: return gone(lun, otherwise: IFD_COMMUNICATION_ERROR)
     case .noCard: return code(IFD_ICC_NOT_PRESENT)
     case .timeout, .cardMute: return code(IFD_RESPONSE_TIMEOUT)
     case .protocolNotSupported: return code(IFD_PROTOCOL_NOT_SUPPORTED)
@@ -119,14 +129,14 @@ public func IFDHSetProtocolParameters(_ lun: DWORD, _ protocolMask: DWORD, _ fla
         Log.debug("LUN 0x\(String(lun, radix: 16)): protocol T=\(chosen)")
         return code(IFD_SUCCESS)
     } catch {
-        return map(error, context: "SetProtocolParameters")
+        return map(error, context: "SetProtocolParameters", lun: lun)
     }
 }
 
 @_cdecl("IFDHPowerICC")
 public func IFDHPowerICC(_ lun: DWORD, _ action: DWORD, _ atr: PUCHAR?, _ atrLength: PDWORD?) -> RESPONSECODE {
     guard let entry = registry.lookup(UInt(lun)) else { return code(IFD_NO_SUCH_DEVICE) }
-    if entry.removed { return code(IFD_NO_SUCH_DEVICE) }
+    if entry.removed { return code(IFD_ERROR_POWER_ACTION) }
     let capacity = Int(clamping: atrLength?.pointee ?? 0)
     atrLength?.pointee = 0
     do throws(DriverError) {
@@ -145,7 +155,7 @@ public func IFDHPowerICC(_ lun: DWORD, _ action: DWORD, _ atr: PUCHAR?, _ atrLen
             return code(IFD_NOT_SUPPORTED)
         }
     } catch {
-        if error == .noDevice { return code(IFD_NO_SUCH_DEVICE) }
+        if error == .noDevice { return gone(lun, otherwise: IFD_ERROR_POWER_ACTION) }
         Log.error("PowerICC: \(error)")
         return code(IFD_ERROR_POWER_ACTION)
     }
@@ -158,7 +168,7 @@ public func IFDHTransmitToICC(_ lun: DWORD, _ sendPci: SCARD_IO_HEADER, _ tx: PU
     let capacity = Int(clamping: rxLength.pointee)
     rxLength.pointee = 0
     guard let entry = registry.lookup(UInt(lun)) else { return code(IFD_NO_SUCH_DEVICE) }
-    if entry.removed { return code(IFD_NO_SUCH_DEVICE) }
+    if entry.removed { return code(IFD_COMMUNICATION_ERROR) }
     guard let tx, txLength > 0, txLength <= 65544 + 16 else { return code(IFD_COMMUNICATION_ERROR) }
     let apdu = Array(UnsafeBufferPointer(start: tx, count: Int(txLength)))
     do throws(DriverError) {
@@ -169,7 +179,7 @@ public func IFDHTransmitToICC(_ lun: DWORD, _ sendPci: SCARD_IO_HEADER, _ tx: PU
         if let recvPci { recvPci.pointee.Protocol = sendPci.Protocol }
         return code(IFD_SUCCESS)
     } catch {
-        return map(error, context: "Transmit")
+        return map(error, context: "Transmit", lun: lun)
     }
 }
 
@@ -207,7 +217,7 @@ public func IFDHControl(_ lun: DWORD, _ controlCode: DWORD, _ tx: PUCHAR?, _ txL
         do throws(DriverError) {
             return reply(try entry.reader.secure(slot: entry.slot, data: secure))
         } catch {
-            return map(error, context: "Secure PIN entry")
+            return map(error, context: "Secure PIN entry", lun: lun)
         }
     default:
         return code(IFD_ERROR_NOT_SUPPORTED)
@@ -217,8 +227,7 @@ public func IFDHControl(_ lun: DWORD, _ controlCode: DWORD, _ tx: PUCHAR?, _ txL
 @_cdecl("IFDHICCPresence")
 public func IFDHICCPresence(_ lun: DWORD) -> RESPONSECODE {
     guard let entry = registry.lookup(UInt(lun)) else { return code(IFD_NO_SUCH_DEVICE) }
-    // pcscd is removing this reader itself: IFD_NO_SUCH_DEVICE would only make it
-    // rescan USB (SendHotplugSignal), which holds up the removal by a second.
+    // No card can be reached in a reader pcscd is removing; see `gone`.
     if entry.removed { return code(IFD_ICC_NOT_PRESENT) }
     do throws(DriverError) {
         switch try entry.reader.iccStatus(slot: entry.slot) {
@@ -226,7 +235,7 @@ public func IFDHICCPresence(_ lun: DWORD) -> RESPONSECODE {
         case .absent, .reserved: return code(IFD_ICC_NOT_PRESENT)
         }
     } catch {
-        if error == .noDevice { return code(IFD_NO_SUCH_DEVICE) }
+        if error == .noDevice { return gone(lun, otherwise: IFD_ICC_NOT_PRESENT) }
         Log.error("ICCPresence: \(error)")
         return code(IFD_COMMUNICATION_ERROR)
     }

@@ -123,11 +123,13 @@ final class Registry: @unchecked Sendable {
         last?.close()
     }
 
-    /// TAG_IFD_DEVICE_REMOVED: the device is gone; fail fast until closed.
+    /// TAG_IFD_DEVICE_REMOVED: the device is gone, for every slot it has (pcscd
+    /// says so one slot at a time); fail fast until closed.
     func markRemoved(lun: UInt) {
         let reader: Reader? = lock.withLock {
-            luns[lun]?.removed = true
-            return luns[lun]?.reader
+            guard let reader = luns[lun]?.reader else { return nil }
+            for (other, entry) in luns where entry.reader === reader { luns[other]?.removed = true }
+            return reader
         }
         reader?.close()
     }

@@ -102,6 +102,7 @@ def kernel():
         run(["tar", "-x", "-C", where, "--wildcards", "./boot/vmlinuz-*", "./boot/config-*",
              "./lib/modules/*/kernel/drivers/usb", "./lib/modules/*/kernel/fs/configfs",
              "./lib/modules/*/modules.order", "./lib/modules/*/modules.builtin*"], stdin=tar.stdout)
+        tar.stdout.close()
         if tar.wait() != 0:
             raise RuntimeError("cannot unpack " + deb)
     write(os.path.join(where, ".stamp"), package)
