@@ -6,6 +6,8 @@ enum DeviceName: Equatable {
     case relay(path: String)
     case usb(USBDeviceName)
 
+    var isUSB: Bool { if case .usb = self { true } else { false } }
+
     init?(_ text: String) {
         if text.hasPrefix("relay:") {
             let path = String(text.dropFirst("relay:".count))

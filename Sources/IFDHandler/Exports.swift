@@ -7,14 +7,16 @@ import CPCSCLite
 
 private func code(_ c: Int32) -> RESPONSECODE { RESPONSECODE(c) }
 
-/// IFD_NO_SUCH_DEVICE makes pcscd signal itself to rescan (SendHotplugSignal,
-/// which re-reads reader.conf). Once pcscd has said it is removing the reader
-/// (TAG_IFD_DEVICE_REMOVED) that rescan runs beside the removal, and the VM
-/// test's quick plug/unplug saw pcscd 1.9.9 then never finish it: the reader's
-/// event thread kept running and the reader stayed listed. So after removal
-/// the device's absence is reported as `otherwise`.
+/// IFD_NO_SUCH_DEVICE makes pcscd signal itself to rescan (SendHotplugSignal:
+/// SIGUSR1). That is how it learns a reader.conf (relay) reader went. A USB
+/// reader's going reaches pcscd as a udev event anyway, and the VM test's quick
+/// plug/unplug in worker mode saw those signals, arriving while pcscd's hotplug
+/// thread removed the reader, leave pcscd 1.9.9 stuck: the reader stayed
+/// listed and no later reader was added. So USB readers, and any reader pcscd
+/// has marked removed, report their absence as `otherwise`.
 private func gone(_ lun: DWORD, otherwise: Int32) -> RESPONSECODE {
-    registry.lookup(UInt(lun))?.removed == true ? code(otherwise) : code(IFD_NO_SUCH_DEVICE)
+    guard let entry = registry.lookup(UInt(lun)) else { return code(IFD_NO_SUCH_DEVICE) }
+    return entry.removed || entry.hotplugged ? code(otherwise) : code(IFD_NO_SUCH_DEVICE)
 }
 
 private func map(_ error: DriverError, context: String, lun: DWORD) -> RESPONSECODE {

@@ -15,6 +15,8 @@ final class Registry: @unchecked Sendable {
         let reader: Reader
         let slot: Int
         let key: DeviceKey
+        /// A USB reader: pcscd's udev hotplug sees it go.
+        let hotplugged: Bool
         var removed = false
     }
 
@@ -48,7 +50,7 @@ final class Registry: @unchecked Sendable {
                 release(key)
                 throw .badSlot(slot)
             }
-            let entry = Entry(reader: reader, slot: slot, key: key)
+            let entry = Entry(reader: reader, slot: slot, key: key, hotplugged: name.isUSB)
             lock.withLock { luns[lun] = entry }
             return entry
         }
@@ -69,6 +71,12 @@ final class Registry: @unchecked Sendable {
             var connected: RelayClientTransport? = nil
             var lastError = ""
             while connected == nil && !deadline.hasPassed {
+                // Unplugged before its worker came: fail now, not at the deadline. pcscd's
+                // hotplug thread waits for us, and while it does the next device on the
+                // same port takes this one's sysfs path (the VM test's quick plug/unplug).
+                if access(usb.devicePath, F_OK) != 0 {
+                    throw .gone("\(usb): unplugged before its attach worker started")
+                }
                 do throws(RelayConnectError) {
                     connected = try RelayClientTransport(path: path, deadline: deadline, spinBudget: Settings.relaySpin,
                                                          log: { Log.error($0) })
@@ -94,7 +102,7 @@ final class Registry: @unchecked Sendable {
             reader.close()
             throw .badSlot(slot)
         }
-        let entry = Entry(reader: reader, slot: slot, key: key)
+        let entry = Entry(reader: reader, slot: slot, key: key, hotplugged: name.isUSB)
         lock.withLock {
             devices[key] = (reader, 1)
             luns[lun] = entry

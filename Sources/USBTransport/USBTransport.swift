@@ -65,7 +65,7 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
         if rc != 0 {
             libusb_close(handle)
             // Unplugged between finding and claiming (a quick plug and unplug does it).
-            if rc == LIBUSB_ERROR_NO_DEVICE.rawValue { throw .notFound(name) }
+            if rc == LIBUSB_ERROR_NO_DEVICE.rawValue || access(name.devicePath, F_OK) != 0 { throw .notFound(name) }
             throw .claim(rc == LIBUSB_ERROR_BUSY.rawValue ? "another process has claimed it" : LibUSB.name(rc))
         }
         self.name = name
@@ -119,7 +119,8 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
         var handle: OpaquePointer? = nil
         rc = libusb_open(device, &handle)
         guard rc == 0, let handle else {
-            if rc == LIBUSB_ERROR_NO_DEVICE.rawValue { throw .notFound(name) }
+            // A node that vanishes while being opened can also give LIBUSB_ERROR_IO.
+            if rc == LIBUSB_ERROR_NO_DEVICE.rawValue || access(name.devicePath, F_OK) != 0 { throw .notFound(name) }
             throw rc == LIBUSB_ERROR_ACCESS.rawValue ? .open("permission denied on \(name.devicePath)") : .open(LibUSB.name(rc))
         }
         let raw = RawDescriptors.device(dd)

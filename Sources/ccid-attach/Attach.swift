@@ -47,8 +47,13 @@ struct Attach: ParsableCommand {
                                  address: parsed.address, interface: nil)
         let transport: USBTransport
         do throws(USBOpenError) { transport = try USBTransport(name: name, log: { log(.warning, $0) }) } catch {
+            // Whatever libusb said, a node that is no longer there means the device went.
             if case .notFound = error {
                 try goneBeforeServing(log, "\(error)")
+                return
+            } else if Self.vanishes(parsed.devicePath, within: .milliseconds(500)) {
+                // Opening a device mid-unplug fails with LIBUSB_ERROR_IO just before its node goes.
+                try goneBeforeServing(log, "\(name): \(error)")
                 return
             }
             log(.error, "\(name): \(error)")
@@ -124,6 +129,16 @@ struct Attach: ParsableCommand {
         log(.notice, "\(why): device gone before it could be served")
         SystemdNotify.send("READY=1", "STATUS=device gone")
         SystemdNotify.send("STOPPING=1")
+    }
+
+    /// Whether the device node disappears within `limit` (checked every 20 ms).
+    static func vanishes(_ node: String, within limit: Duration) -> Bool {
+        let deadline = Deadline.after(limit)
+        while access(node, F_OK) == 0 {
+            if deadline.hasPassed { return false }
+            usleep(20_000)
+        }
+        return true
     }
 
     func resolveGroup(_ name: String?, log: PriorityLog) -> gid_t {
