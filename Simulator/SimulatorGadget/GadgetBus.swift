@@ -69,18 +69,20 @@ public final class GadgetBus: ReaderBus, @unchecked Sendable {
 
     public func unplug(_ reader: SimulatedReader) {
         guard let entry = lock.withLock({ plugged.removeValue(forKey: ObjectIdentifier(reader)) }) else { return }
-        entry.gadget.unbind()
-        entry.device.stop()
-        entry.gadget.remove()
+        Self.tearDown(entry.gadget, entry.device)
         log("\(reader.name) unplugged")
     }
 
     public func stop() {
-        for (_, entry) in lock.withLock({ plugged }) {
-            entry.gadget.unbind()
-            entry.device.stop()
-            entry.gadget.remove()
-        }
+        for (_, entry) in lock.withLock({ plugged }) { Self.tearDown(entry.gadget, entry.device) }
         lock.withLock { plugged = [:] }
+    }
+
+    /// Unbinding first ends the device's blocked I/O (ESHUTDOWN), so its threads
+    /// can end before its files close and the tree goes.
+    private static func tearDown(_ gadget: ConfigFSGadget, _ device: GadgetDevice) {
+        gadget.unbind()
+        device.stop()
+        gadget.remove()
     }
 }

@@ -189,7 +189,10 @@ final class GadgetDevice: @unchecked Sendable {
     /// One read; nil when the function went away (or is stopping).
     private func transfer(_ fd: Int32, _ buffer: inout [UInt8], offset: Int, count: Int) -> Int? {
         while true {
-            let n = buffer.withUnsafeMutableBufferPointer { read(fd, $0.baseAddress! + offset, min(count, $0.count - offset)) }
+            let n = buffer.withUnsafeMutableBufferPointer { b -> Int in
+                guard let base = b.baseAddress, offset < b.count else { return 0 }
+                return read(fd, base + offset, min(count, b.count - offset))
+            }
             if n >= 0 { return n }
             if errno == EINTR && !isStopping { continue }
             if errno == EAGAIN { state.withLock { enabled = false } }

@@ -30,6 +30,11 @@ def sh(*argv, check=True):
     return r
 
 
+def sim(*args, check=True):
+    """ccid-sim's CLI against the gadget simulator."""
+    return sh("/usr/bin/ccid-sim", args[0], "--dir", SIM_DIR, *args[1:], check=check)
+
+
 def wait(predicate, timeout, what, interval=0.02):
     limit = time.monotonic() + timeout
     while True:
@@ -107,14 +112,14 @@ def simulator(args):
     sh("systemctl", "reset-failed", "ccid-sim.service", check=False)
     sh("systemd-run", "--unit=ccid-sim", "--property=Type=exec", "/usr/bin/ccid-sim", "serve", "--gadget", "--dir", SIM_DIR,
        "--profile", args.profile, "--card", "none")
-    wait(lambda: sh("/usr/bin/ccid-sim", "list", "--dir", SIM_DIR, check=False).returncode == 0, 30, "ccid-sim")
-    sh("/usr/bin/ccid-sim", "unplug", "--dir", SIM_DIR, "0")
+    wait(lambda: sim("list", check=False).returncode == 0, 30, "ccid-sim")
+    sim("unplug", "0")
     return {"udcs": sorted(os.listdir("/sys/class/udc"))}
 
 
 def plug(args):
     started = time.monotonic()
-    line = sh("/usr/bin/ccid-sim", "plug", "--dir", SIM_DIR, args.profile, "--card", args.card).stdout.strip()
+    line = sim("plug", args.profile, "--card", args.card).stdout.strip()
     fields = line.split("\t")
     name, location = fields[1], fields[5]
     serial = "SIM%d" % (1000 + int(fields[0]))
@@ -132,7 +137,7 @@ def plug(args):
 
 def unplug(args):
     started = time.monotonic()
-    sh("/usr/bin/ccid-sim", "unplug", "--dir", SIM_DIR, args.name)
+    sim("unplug", args.name)
     out = {}
     wait(lambda: not any("(%s)" % args.serial in n for n in readers()), 30, "pcscd to drop %s" % args.serial)
     out["reader_gone_s"] = time.monotonic() - started
@@ -159,10 +164,10 @@ def card_events(args):
     with Context() as c:
         state = c.state(reader)
         test.assertTrue(state & S.SCARD_STATE_PRESENT)
-        sh("/usr/bin/ccid-sim", "remove", "--dir", SIM_DIR, args.name)
+        sim("remove", args.name)
         state = c.state(reader, state, timeout_ms=10000)
         test.assertTrue(state is not None and state & S.SCARD_STATE_EMPTY, "removal not seen")
-        sh("/usr/bin/ccid-sim", "insert", "--dir", SIM_DIR, args.name, "--card", "compliance")
+        sim("insert", args.name, "--card", "compliance")
         state = c.state(reader, state, timeout_ms=10000)
         test.assertTrue(state is not None and state & S.SCARD_STATE_PRESENT, "insertion not seen")
         card = c.connect(reader, S.SCARD_PROTOCOL_T1)
@@ -178,8 +183,8 @@ def unplug_mid_apdu(args):
     reader = reader_for("(%s)" % args.serial)
     with Context() as c:
         card = c.connect(reader, S.SCARD_PROTOCOL_T1)
-        sh("/usr/bin/ccid-sim", "fault", "--dir", SIM_DIR, args.name, "stuck")
-        seconds = transmit_cut_short(test, card, lambda: sh("/usr/bin/ccid-sim", "unplug", "--dir", SIM_DIR, args.name))
+        sim("fault", args.name, "stuck")
+        seconds = transmit_cut_short(test, card, lambda: sim("unplug", args.name))
     wait(lambda: not any("(%s)" % args.serial in n for n in readers()), 30, "pcscd to drop %s" % args.serial)
     test.assertEqual(sh("systemctl", "is-active", "pcscd.service", check=False).stdout.strip(), "active")
     return {"cut_to_error_s": seconds}
@@ -221,14 +226,14 @@ def churn(args):
     for _ in range(args.rounds):
         plugged = []
         for profile in args.profiles.split(","):
-            fields = sh("/usr/bin/ccid-sim", "plug", "--dir", SIM_DIR, profile, "--card", "compliance").stdout.strip().split("\t")
+            fields = sim("plug", profile, "--card", "compliance").stdout.strip().split("\t")
             plugged.append((fields[1], "SIM%d" % (1000 + int(fields[0]))))
         if args.use:
             for _, serial in plugged:
                 reader = wait(lambda: reader_for("(%s)" % serial), 30, "pcscd to list %s" % serial)
                 wait(lambda: usable(reader), 30, "%s usable" % reader)
         for name, _ in plugged:
-            sh("/usr/bin/ccid-sim", "unplug", "--dir", SIM_DIR, name)
+            sim("unplug", name)
     leftovers = {}
 
     def settled():
