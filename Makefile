@@ -124,8 +124,8 @@ uninstall:
 clean:
 	rm -rf $(BUILD) .build .build-bundle .build-fuzz .build-asan .build-tsan
 
-# bundle/readers.txt is generated from the shared reader corpus and committed.
+# bundle/readers.txt, the udev rule and the fuzz seeds are generated from the reader corpus (data/ccid-readers) and committed.
 reader-list:
-	$(PYTHON) tools/make-reader-list.py ../shared/data/ccid-readers > bundle/readers.txt
-	$(PYTHON) tools/make-udev-rules.py ../shared/data/ccid-readers bundle/readers.txt > udev/60-swiftccid.rules
-	$(PYTHON) tools/make-fuzz-seeds.py ../shared/data/ccid-readers
+	$(PYTHON) tools/make-reader-list.py data/ccid-readers > bundle/readers.txt
+	$(PYTHON) tools/make-udev-rules.py data/ccid-readers bundle/readers.txt > udev/60-swiftccid.rules
+	$(PYTHON) tools/make-fuzz-seeds.py data/ccid-readers

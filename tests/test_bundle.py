@@ -8,7 +8,7 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLIST = os.path.join(ROOT, "build", "ifd-swiftccid.bundle", "Contents", "Info.plist")
 READERS = os.path.join(ROOT, "bundle", "readers.txt")
-SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "ccid-readers"))
+CORPUS = os.path.join(ROOT, "data", "ccid-readers")
 
 
 class InfoPlist(unittest.TestCase):
@@ -35,16 +35,21 @@ class InfoPlist(unittest.TestCase):
             self.assertIn(pair, pairs)
         self.assertEqual(self.plist["CFBundleExecutable"], "libswiftccid.so")
 
-    @unittest.skipUnless(os.path.isdir(SHARED), "shared reader corpus not present")
     def test_reader_list_is_what_the_generator_makes_of_the_corpus(self):
-        out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "make-reader-list.py"), SHARED],
+        out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "make-reader-list.py"), CORPUS],
                              capture_output=True, text=True, check=True).stdout
         with open(READERS) as f:
             self.assertEqual(out, f.read(), "bundle/readers.txt is stale: run `make reader-list`")
         unsupported = re.search(r"# section: unsupported\n(.*?)# section: disabled",
-                                open(os.path.join(SHARED, "txt", "supported_readers.txt")).read(), re.S).group(1)
+                                open(os.path.join(CORPUS, "txt", "supported_readers.txt")).read(), re.S).group(1)
         self.assertIn("0x072F:0x2224", unsupported)     # ACR1281U: listed unsupported, so not ours to take
         self.assertNotIn("0x072F:0x2224", out)
+
+    def test_udev_rule_is_what_the_generator_makes_of_the_corpus(self):
+        out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "make-udev-rules.py"), CORPUS, READERS],
+                             capture_output=True, text=True, check=True).stdout
+        with open(os.path.join(ROOT, "udev", "60-swiftccid.rules")) as f:
+            self.assertEqual(out, f.read(), "udev/60-swiftccid.rules is stale: run `make reader-list`")
 
 
 if __name__ == "__main__":

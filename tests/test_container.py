@@ -1,5 +1,5 @@
-"""Real systemd and udev in a container (systemd-nspawn, ../shared/notes/vm-hotplug.md
-way A) with our rules, unit and worker installed by `make install DESTDIR=`:
+"""Real systemd and udev in a container (systemd-nspawn,
+booted on a debootstrap root) with our rules, unit and worker installed by `make install DESTDIR=`:
 a udev event for a simulated reader starts the templated instance, which runs
 ccid-attach with the unit's argv under the unit's sandbox and serves the
 reader; the remove event stops it.

@@ -28,7 +28,7 @@ def named(serial, slot=0):
 
 
 def winbond_config(path):
-    """A character-level reader (a listed VID/PID) from the shared corpus."""
+    """A character-level reader (a listed VID/PID) from the reader corpus."""
     with open(path, "w") as f:
         json.dump({"readers": [{"descriptorFile": DESCRIPTORS, "entry": "Winbond.txt", "cards": ["compliance"]}]}, f)
     return path

@@ -3,7 +3,7 @@
 string per line, from real data (the reader corpus, pcsc-tools' ATR list,
 the relay vectors) and a few hand-made exchanges.
 
-usage: make-fuzz-seeds.py SHARED_READERS_DIR
+usage: make-fuzz-seeds.py READERS_DIR (data/ccid-readers)
 """
 import json
 import os

@@ -2,10 +2,10 @@
 """Writes udev/60-swiftccid.rules: which USB devices get an attach worker.
 
 CCID-class devices match by interface class; readers that predate the class
-(interface class 0xFF, facts from ../shared/data/ccid-readers/txt) match by
+(interface class 0xFF, facts from data/ccid-readers/txt) match by
 VID:PID when bundle/readers.txt lists them.
 
-usage: make-udev-rules.py SHARED_READERS_DIR READERS_TXT > udev/60-swiftccid.rules
+usage: make-udev-rules.py READERS_DIR READERS_TXT > udev/60-swiftccid.rules
 """
 import glob
 import re

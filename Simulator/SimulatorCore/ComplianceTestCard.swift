@@ -23,7 +23,7 @@ public protocol SimulatedCard: AnyObject, Sendable {
     func commandCarriesData(_ header: [UInt8]) -> Bool
 }
 
-/// The PC/SC compliance test card of shared/cards/compliance-test-card.md:
+/// The PC/SC compliance test card of docs/compliance-test-card.md:
 /// a test applet plus the extended-APDU commands of the "Athena" cards.
 public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
     public enum Variant: String, CaseIterable, Sendable {

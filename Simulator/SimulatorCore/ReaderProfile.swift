@@ -1,7 +1,7 @@
 import CCID
 
 /// What a simulated reader looks like on the bus: identity, strings and the
-/// CCID class descriptor of a real reader (shared/data/ccid-readers).
+/// CCID class descriptor of a real reader (data/ccid-readers).
 public struct ReaderProfile: Equatable, Sendable {
     public var name: String
     public var vendorID: UInt16

@@ -2,17 +2,12 @@ import Foundation
 import Testing
 @testable import CCID
 
-/// The 773 real readers of ../shared/data/ccid-readers: every class
+/// The 773 real readers of data/ccid-readers: every class
 /// descriptor parses, re-encodes to the same bytes, and decodes to what the
 /// text dump beside it says.
 struct DescriptorCorpusTests {
-    static let corpus: URL = {
-        if let dir = ProcessInfo.processInfo.environment["SWIFTCCID_SHARED"] {
-            return URL(fileURLWithPath: dir).appendingPathComponent("data/ccid-readers")
-        }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("../shared/data/ccid-readers").standardized
-    }()
+    static let corpus: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("data/ccid-readers")
 
     struct Entry { let file: String; let hex: String }
 

@@ -1,5 +1,5 @@
 """The VM test's guest: Debian's kernel and a debootstrap root packed as an
-initramfs (../shared/notes/vm-hotplug.md, way B).
+initramfs (docs/vm-test.md).
 
 Cached under CACHE between runs, each part behind a stamp naming what it was
 built from: the kernel package, the root's packages and this recipe. Our own
