@@ -12,8 +12,11 @@ ATTACH := $(BUILD)/ccid-attach
 DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pyscard libccid util-linux mount \
   libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi \
   libsystemd-dev systemd udev systemd-container debootstrap
+# What `make deb` and `make rpm-check` need besides.
+PACKAGING_PACKAGES := dpkg-dev debhelper lintian rpm rpmlint
 
-.PHONY: all deps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test vm-test bench install uninstall clean reader-list
+.PHONY: all deps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test vm-test bench \
+  install install-driver install-sim uninstall clean reader-list man deb rpm-check package-test
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -22,21 +25,20 @@ UDEVDIR = $(shell pkg-config --variable=udevdir udev)
 UNITDIR = $(shell pkg-config --variable=systemdsystemunitdir systemd)
 LIBEXECDIR = $(PREFIX)/libexec/swiftccid
 DOCDIR = $(PREFIX)/share/doc/swiftccid
+MANDIR = $(PREFIX)/share/man
+# Targets that build install the Debian packages they need first; a package
+# build (debian/rules) sets DEPS= because there dpkg checks Build-Depends.
+DEPS ?= deps
 
 all: bundle sim attach
 
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing Debian packages: $$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	  else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
-	fi
+	@tools/apt-install.sh $(DEB_PACKAGES)
 	@test "$$(pkg-config --cflags-only-I libpcsclite | xargs)" = "-I/usr/include/PCSC" || \
 	  { echo "libpcsclite headers are not in /usr/include/PCSC (pkg-config says: $$(pkg-config --cflags-only-I libpcsclite | xargs))"; exit 1; }
 
 # The IFD handler pcscd loads: Swift runtime linked statically, only IFDH* exported, no Foundation.
-bundle: deps
+bundle: $(DEPS)
 	$(SWIFT) build -c release --scratch-path .build-bundle --product swiftccid \
 	  -Xswiftc -static-stdlib -Xlinker --version-script=$(CURDIR)/bundle/exports.map
 	mkdir -p $(BUNDLE)/Contents/Linux
@@ -45,13 +47,13 @@ bundle: deps
 	@if ldd $(SO) | grep -Ei 'swift|Foundation|pcsclite'; then echo "libswiftccid.so must not need these"; exit 1; fi
 
 # Swift runtime linked statically here too, so an installed ccid-sim runs without the toolchain.
-sim: deps
+sim: $(DEPS)
 	$(SWIFT) build -c release --product ccid-sim -Xswiftc -static-stdlib
 	mkdir -p $(BUILD)
 	ln -sf ../.build/release/ccid-sim $(SIM)
 
 # The attach worker; Swift runtime static as for ccid-sim.
-attach: deps
+attach: $(DEPS)
 	$(SWIFT) build -c release --product ccid-attach -Xswiftc -static-stdlib
 	mkdir -p $(BUILD)
 	ln -sf ../.build/release/ccid-attach $(ATTACH)
@@ -63,7 +65,7 @@ demo: bundle sim
 unit-test: deps
 	$(SWIFT) test
 
-integration-test: bundle sim attach
+integration-test: bundle sim attach deb rpm-check
 	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
 
 # The real kernel's USB stack, udev, systemd and pcscd in a QEMU guest, with
@@ -105,21 +107,53 @@ bench: bundle sim
 
 # Nothing is started or restarted: pcscd reads bundles when it starts; udev
 # starts attach workers for readers plugged in later (and only in worker mode).
-install: bundle sim attach
-	install -d $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux $(DESTDIR)$(PREFIX)/bin \
-	  $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UDEVDIR)/rules.d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+# The two halves are the two binary packages (debian/, swiftccid.spec).
+install: install-driver install-sim
+
+install-driver: bundle attach
+	install -d $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux $(DESTDIR)$(LIBEXECDIR) \
+	  $(DESTDIR)$(UDEVDIR)/rules.d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 $(BUNDLE)/Contents/Info.plist $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Info.plist
 	install -m 0755 $(SO) $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux/libswiftccid.so
-	install -m 0755 .build/release/ccid-sim $(DESTDIR)$(PREFIX)/bin/ccid-sim
 	install -m 0755 .build/release/ccid-attach $(DESTDIR)$(LIBEXECDIR)/ccid-attach
 	install -m 0644 udev/60-swiftccid.rules $(DESTDIR)$(UDEVDIR)/rules.d/60-swiftccid.rules
 	install -m 0644 $(BUILD)/swiftccid-attach@.service $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service
-	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 README.md docs/ccid-attach.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 man/ccid-attach.1 $(DESTDIR)$(MANDIR)/man1/ccid-attach.1
+
+install-sim: sim
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 .build/release/ccid-sim $(DESTDIR)$(PREFIX)/bin/ccid-sim
+	install -m 0644 man/ccid-sim.1 $(DESTDIR)$(MANDIR)/man1/ccid-sim.1
 
 uninstall:
 	rm -rf $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR)
 	rm -f $(DESTDIR)$(PREFIX)/bin/ccid-sim $(DESTDIR)$(UDEVDIR)/rules.d/60-swiftccid.rules \
-	  $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service
+	  $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service $(DESTDIR)$(MANDIR)/man1/ccid-attach.1 \
+	  $(DESTDIR)$(MANDIR)/man1/ccid-sim.1
+
+# Man pages, generated from the commands' own help by swift-argument-parser's
+# generate-manual plugin and committed (tests/test_packages.py checks that every
+# option of every subcommand is in them).
+man:
+	mkdir -p $(BUILD)/man
+	$(SWIFT) package --scratch-path .build-man --allow-writing-to-directory $(BUILD)/man generate-manual \
+	  --output-directory $(BUILD)/man --date "$$(git log -1 --format=%cs)" --authors "SwiftCCID developers"
+	install -m 0644 $(BUILD)/man/ccid-sim.1 $(BUILD)/man/ccid-attach.1 man/
+
+# Binary Debian packages (debian/, debhelper 13) in build/deb, nothing written beside the tree.
+deb: deps
+	@tools/apt-install.sh $(PACKAGING_PACKAGES)
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb
+	dpkg-buildpackage -b --no-sign --buildinfo-option=-u$(BUILD)/deb --changes-option=-u$(BUILD)/deb \
+	  --buildinfo-file=$(BUILD)/deb/swiftccid.buildinfo --changes-file=$(BUILD)/deb/swiftccid.changes
+	lintian --fail-on error,warning --info $(BUILD)/deb/swiftccid.changes
+
+# The RPM spec, checked with the tools Debian packages.
+rpm-check:
+	@tools/apt-install.sh $(PACKAGING_PACKAGES)
+	rpmspec --load tests/rpm/fedora-paths.macros -P swiftccid.spec > $(BUILD)/swiftccid.spec.parsed
+	rpmlint swiftccid.spec
 
 clean:
 	rm -rf $(BUILD) .build .build-bundle .build-fuzz .build-asan .build-tsan
