@@ -21,6 +21,8 @@ let package = Package(
         .target(name: "CStayLoaded"),
         .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
         .target(name: "ThreadSupport"),
+        // The driver's settings (Info.plist keys, environment), pure.
+        .target(name: "DriverSettings"),
         .target(name: "CCID", dependencies: ["ThreadSupport"]),
         .target(name: "ISO7816"),
         .target(name: "Relay", dependencies: ["CCID", "ThreadSupport"]),
@@ -34,7 +36,7 @@ let package = Package(
                           dependencies: ["AttachWorker", "USBTransport", "Relay",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "IFDHandler", dependencies: ["CCIDDriver", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "CStayLoaded",
-                                                   "ThreadSupport"],
+                                                   "ThreadSupport", "DriverSettings"],
                 swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]),
         // umockdev's C API, for the simulator's USB mode only (never in the bundle).
         .systemLibrary(name: "CUMockdev", path: "Simulator/CUMockdev", pkgConfig: "umockdev-1.0",
@@ -54,6 +56,7 @@ let package = Package(
         // Helpers the test targets share.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CCIDTests", dependencies: ["CCID", "TestSupport"]),
+        .testTarget(name: "DriverSettingsTests", dependencies: ["DriverSettings"]),
         .testTarget(name: "ISO7816Tests", dependencies: ["ISO7816", "TestSupport"]),
         .testTarget(name: "USBTransportTests", dependencies: ["USBTransport"]),
         .testTarget(name: "AttachWorkerTests", dependencies: ["AttachWorker"]),

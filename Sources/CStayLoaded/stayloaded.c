@@ -16,3 +16,12 @@ __attribute__((constructor)) static void swiftccid_stay_loaded(void) {
 }
 
 int swiftccid_stays_loaded(void) { return 1; }
+
+// Where this library was loaded from: the bundle's Contents/Linux directory,
+// beside which pcscd read its Info.plist. NULL if unknown.
+const char *swiftccid_library_path(void) {
+    Dl_info info;
+    if (dladdr((void *) swiftccid_library_path, &info) && info.dli_fname)
+        return info.dli_fname;
+    return 0;
+}

@@ -128,7 +128,7 @@ public func IFDHSetProtocolParameters(_ lun: DWORD, _ protocolMask: DWORD, _ fla
     guard requested != 0 else { return code(IFD_PROTOCOL_NOT_SUPPORTED) }
     do throws(DriverError) {
         let chosen = try entry.reader.selectProtocol(slot: entry.slot, requested: requested)
-        Log.debug("LUN 0x\(String(lun, radix: 16)): protocol T=\(chosen)")
+        Log.info("LUN 0x\(String(lun, radix: 16)): protocol T=\(chosen)")
         return code(IFD_SUCCESS)
     } catch {
         return map(error, context: "SetProtocolParameters", lun: lun)
@@ -173,8 +173,14 @@ public func IFDHTransmitToICC(_ lun: DWORD, _ sendPci: SCARD_IO_HEADER, _ tx: PU
     if entry.removed { return code(IFD_COMMUNICATION_ERROR) }
     guard let tx, txLength > 0, txLength <= 65544 + 16 else { return code(IFD_COMMUNICATION_ERROR) }
     let apdu = Array(UnsafeBufferPointer(start: tx, count: Int(txLength)))
+    let started = Log.wants(.communication) ? ContinuousClock.now : nil
     do throws(DriverError) {
         let response = try entry.reader.transmit(slot: entry.slot, apdu: apdu)
+        if let started {
+            // Lengths and the status word only: APDUs can carry PINs and keys.
+            let sw = response.suffix(2).map { String($0, radix: 16, uppercase: true) }.joined(separator: " ")
+            Log.communication("LUN 0x\(String(lun, radix: 16)): \(apdu.count) bytes -> \(response.count) bytes, SW \(sw), \(ContinuousClock.now - started)")
+        }
         guard response.count <= capacity else { throw DriverError.insufficientBuffer(needed: response.count) }
         for (i, b) in response.enumerated() { rx[i] = b }
         rxLength.pointee = DWORD(response.count)
@@ -232,7 +238,9 @@ public func IFDHICCPresence(_ lun: DWORD) -> RESPONSECODE {
     // No card can be reached in a reader pcscd is removing; see `gone`.
     if entry.removed { return code(IFD_ICC_NOT_PRESENT) }
     do throws(DriverError) {
-        switch try entry.reader.iccStatus(slot: entry.slot) {
+        let status = try entry.reader.iccStatus(slot: entry.slot)
+        Log.periodic("LUN 0x\(String(lun, radix: 16)): card \(status)")
+        switch status {
         case .presentActive, .presentInactive: return code(IFD_ICC_PRESENT)
         case .absent, .reserved: return code(IFD_ICC_NOT_PRESENT)
         }

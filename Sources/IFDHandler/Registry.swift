@@ -145,14 +145,13 @@ final class Registry: @unchecked Sendable {
 
 let registry = Registry()
 
-/// The driver's settings, from the environment pcscd runs in.
+/// The driver's settings (Configuration: Info.plist, then pcscd's environment)
+/// as the registry applies them.
 enum Settings {
-    /// SWIFTCCID_MAX_EXCHANGE_MS caps any one exchange (default 30 000 ms).
+    /// The cap on any one exchange: ifdDriverOptions max-exchange-ms, SWIFTCCID_MAX_EXCHANGE_MS.
     static var timeouts: ExchangeTimeouts {
         var t = ExchangeTimeouts()
-        if let raw = getenv("SWIFTCCID_MAX_EXCHANGE_MS"), let ms = Int64(String(cString: raw)), ms > 0 {
-            t.maximum = .milliseconds(min(ms, 3_600_000))
-        }
+        t.maximum = .milliseconds(Configuration.current.maxExchangeMs)
         return t
     }
 
@@ -167,14 +166,13 @@ enum Settings {
 
     static var relayDirectory: String? { getenv("SWIFTCCID_RELAY_DIR").map { String(cString: $0) } }
 
-    /// SWIFTCCID_USB_WORKERS=1: USB readers are reached through their attach
-    /// worker's socket (ccid-attach, started by udev and systemd) in
+    /// Worker mode: USB readers are reached through their attach worker's
+    /// socket (ccid-attach, started by udev and systemd) in
     /// SWIFTCCID_RELAY_DIR (default /run/swiftccid), not opened in pcscd.
-    /// The same switch as a file, which the worker unit also tests
-    /// (ConditionPathExists): /etc/swiftccid/usb-workers.
+    /// ifdDriverOptions usb-workers=auto|yes|no, SWIFTCCID_USB_WORKERS; auto
+    /// follows the switch file the worker unit also tests (ConditionPathExists).
     static var usbWorkers: Bool {
-        if let raw = getenv("SWIFTCCID_USB_WORKERS") { return ["1", "yes", "true"].contains(String(cString: raw).lowercased()) }
-        return access("/etc/swiftccid/usb-workers", F_OK) == 0
+        Configuration.current.workersOn { access("/etc/swiftccid/usb-workers", F_OK) == 0 }
     }
 
     /// How long pcscd's hotplug waits for the worker udev starts at the same time.
