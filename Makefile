@@ -68,11 +68,16 @@ unit-test: deps
 integration-test: bundle sim attach deb rpm-check
 	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
 
-# The real kernel's USB stack, udev, systemd and pcscd in a QEMU guest, with
+# The real kernel's USB stack, udev, systemd and pcscd in a QEMU guest of each
+# Debian release in RELEASES, with our Debian packages installed and
 # ccid-sim's readers as USB gadgets (tests/vm_test.py, docs/vm-test.md).
-# The guest image is cached in /var/tmp/swiftccid-vm (SWIFTCCID_VM_CACHE).
-vm-test: bundle sim attach
-	$(PYTHON) tests/vm_test.py
+# The guest images are cached in /var/tmp/swiftccid-vm (SWIFTCCID_VM_CACHE).
+RELEASES ?= bookworm trixie
+vm-test: deb
+	@for release in $(RELEASES); do \
+	  echo "== VM test: $$release"; \
+	  SWIFTCCID_VM_RELEASE=$$release $(PYTHON) tests/vm_test.py || exit 1; \
+	done
 
 test: unit-test integration-test vm-test fuzz-short sanitize
 

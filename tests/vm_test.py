@@ -1,10 +1,12 @@
 """The whole chain on a real kernel (`make vm-test`): a QEMU guest (TCG) with
-Debian's kernel, udev, systemd and pcscd, and our build installed as `make
-install` puts it. ccid-sim serves simulated readers as USB gadgets (configfs,
-FunctionFS, dummy_hcd), so the kernel enumerates them, our udev rule asks
-systemd for swiftccid-attach@BBB-DDD, and pcscd loads a driver by VID:PID.
-QEMU's own usb-ccid reader, hotplugged over QMP, is a CCID device we did not
-write. Timings go to build/vm-timings.json and the end of the output."""
+Debian's kernel and a Debian release's udev, systemd and pcscd (its units as
+packaged: socket activation, --auto-exit, the sandbox), and our Debian
+packages installed with dpkg. ccid-sim serves simulated readers as USB
+gadgets (configfs, FunctionFS, dummy_hcd), so the kernel enumerates them, our
+udev rule asks systemd for swiftccid-attach@BBB-DDD, and pcscd loads a driver
+by VID:PID. QEMU's own usb-ccid reader, hotplugged over QMP, is a CCID device
+we did not write. The release is SWIFTCCID_VM_RELEASE (bookworm or trixie).
+Timings go to build/vm-timings-RELEASE.json and the end of the output."""
 import json
 import os
 import statistics
@@ -16,8 +18,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vm"
 import image  # noqa: E402
 import machine  # noqa: E402
 
-TIMINGS = os.path.join(image.ROOT, "build", "vm-timings.json")
+RELEASE = os.environ.get("SWIFTCCID_VM_RELEASE", "bookworm")
+if RELEASE not in image.RELEASES:
+    sys.exit("SWIFTCCID_VM_RELEASE must be one of %s, not %r" % (", ".join(image.RELEASES), RELEASE))
+TIMINGS = os.path.join(image.ROOT, "build", "vm-timings-%s.json" % RELEASE)
 REPEATS = 3
+# pcscd --auto-exit leaves 60 s after its last client (pcsc-lite's
+# TIME_BEFORE_SUICIDE; pcscd has no setting for it): wait that and a margin.
+AUTO_EXIT_WAIT = 150
 
 
 class VM(unittest.TestCase):
@@ -27,27 +35,33 @@ class VM(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.started = time.monotonic()
-        cls.vm = machine.Machine().__enter__()
+        cls.vm = machine.Machine(RELEASE).__enter__()
         cls.timings["boot_s"] = [cls.vm.boot_seconds]
+        cls.installed = cls.vm.guest("install")
         cls.vm.guest("simulator")
 
     @classmethod
     def tearDownClass(cls):
+        # The guest's journal, for whoever reads a failure (CI keeps build/).
+        journal = cls.vm.run(["journalctl", "-b", "--no-pager", "-o", "short-monotonic"], timeout=60)
+        with open(os.path.join(image.ROOT, "build", "vm-journal-%s.txt" % RELEASE), "w") as f:
+            f.write(journal.get("out", "") + journal.get("err", ""))
         cls.vm.__exit__(None, None, None)
         cls.timings["total_s"] = [time.monotonic() - cls.started]
         os.makedirs(os.path.dirname(TIMINGS), exist_ok=True)
         with open(TIMINGS, "w") as f:
             json.dump(cls.timings, f, indent=1)
-        print("\nVM timings (seconds: median [min-max], n)")
+        print("\nVM timings on %s (seconds: median [min-max], n)" % RELEASE)
         for key, values in sorted(cls.timings.items()):
             print("  %-46s %6.2f [%.2f-%.2f] %d" % (key, statistics.median(values), min(values), max(values), len(values)))
 
     def record(self, key, value):
         self.timings.setdefault(key, []).append(value)
 
-    def plug(self, profile, mode, workers=False):
-        p = self.vm.guest("plug", profile, *(["--workers"] if workers else []))
-        self.record("%s: plug -> reader usable" % mode, p["usable_s"])
+    def plug(self, profile, mode, workers=False, client=True):
+        p = self.vm.guest("plug", profile, *(["--workers"] if workers else []), *([] if client else ["--no-client"]))
+        if client:
+            self.record("%s: plug -> reader usable" % mode, p["usable_s"])
         if workers:
             self.record("%s: plug -> unit active" % mode, p["unit_active_s"])
         return p
@@ -68,6 +82,17 @@ class VM(unittest.TestCase):
 
     def unit_condition(self, instance):
         return self.vm.check(["systemctl", "show", "-P", "ConditionResult", "swiftccid-attach@%s.service" % instance])["out"].strip()
+
+    def test_0_packages_install_and_start_nothing(self):
+        i = self.installed
+        self.assertEqual(sorted(i["packages"]), ["ccid-sim install ok installed", "swiftccid install ok installed"])
+        self.assertTrue(i["rule"])
+        # A template unit, nothing enabled, no instance started, pcscd not started or restarted.
+        self.assertEqual([u.split()[:2] for u in i["unit_files"] if u.strip()], [["swiftccid-attach@.service", "static"]])
+        self.assertEqual([u for u in i["units"] if u.strip()], [])
+        self.assertEqual(i["pcscd_after"], i["pcscd_before"])
+        state = self.vm.guest("pcscd-state")
+        self.assertEqual(state["socket"], "active")
 
     def test_1_worker_mode_udev_rule_systemd_unit_pcscd(self):
         self.vm.guest("use", "ours", "--workers")
@@ -124,7 +149,7 @@ class VM(unittest.TestCase):
 
     def qemu_reader(self, driver, workers=False):
         self.vm.guest("use", driver, *(["--workers"] if workers else []))
-        db = os.path.join(image.CACHE, "rootfs/var/lib/swiftccid-vm/nssdb")
+        db = os.path.join(image.CACHE, RELEASE, "rootfs/var/lib/swiftccid-vm/nssdb")
         self.vm.qmp.command("device_add", driver="usb-ccid", id="ccid0", bus="xhci.0")
         self.vm.qmp.command("device_add", driver="ccid-card-emulated", id="card0", backend="certificates",
                             db="sql:" + db, cert1="cert1", cert2="cert2", cert3="cert3")
@@ -155,6 +180,54 @@ class VM(unittest.TestCase):
         self.unplug(p, "worker mode", workers=True)
         failed = self.vm.check(["systemctl", "list-units", "--failed", "--plain", "--no-legend"])["out"].strip()
         self.assertEqual(failed, "")
+
+    def test_6_socket_activation_and_auto_exit(self):
+        """No pcscd; a client connects and systemd starts it; the client
+        leaves and pcscd exits by itself; a reader plugged meanwhile and the
+        first one are both served to the next client."""
+        for driver, workers, mode in (("ours", True, "worker mode"), ("ours", False, "direct mode"),
+                                      ("libccid", False, "libccid")):
+            with self.subTest(mode=mode):
+                self.vm.guest("use", driver, *(["--workers"] if workers else []), "--no-keeper")
+                first = self.plug("omnikey-3121-extended", mode, workers=workers, client=False)
+                state = self.vm.guest("pcscd-state")
+                self.assertEqual((state["service"], state["socket"], state["pids"]), ("inactive", "active", []))
+                self.assertEqual(len(state["workers"]), 1 if workers else 0)
+                served = self.vm.guest("first-client", "(%s)" % first["serial"])
+                self.record("%s: socket activation -> first reader listed" % mode, served["listed_s"])
+                self.record("%s: socket activation -> reader usable" % mode, served["usable_s"])
+                self.assertEqual(len(served["pcscd"]), 1)
+                gone = self.vm.guest("wait-exit", "--timeout", str(AUTO_EXIT_WAIT), timeout=AUTO_EXIT_WAIT + 60)
+                self.record("%s: last client left -> pcscd exited" % mode, gone["exit_s"])
+                self.assertEqual((gone["state"]["service"], gone["state"]["socket"]), ("inactive", "active"))
+                # The attach worker outlives pcscd.
+                self.assertEqual(gone["state"]["workers"], state["workers"])
+                second = self.plug("cherry-st-short", mode, workers=workers, client=False)
+                again = self.vm.guest("first-client", "(%s)" % first["serial"], "(%s)" % second["serial"])
+                self.record("%s: pcscd exited -> next client served" % mode, again["usable_s"])
+                self.assertEqual(len(again["readers"]), 2)
+                self.unplug(first, mode, workers=workers)
+                self.unplug(second, mode, workers=workers)
+        self.assertNothingLeft()
+
+    def test_7_reload_with_readers_attached(self):
+        """systemctl reload pcscd (pcscd --hotplug, the unit's ExecReload)."""
+        for workers, mode in ((True, "worker mode"), (False, "direct mode")):
+            with self.subTest(mode=mode):
+                self.vm.guest("use", "ours", *(["--workers"] if workers else []))
+                plugged = [self.plug(profile, mode, workers=workers) for profile in ("omnikey-3121-extended", "gemalto-ct30-tpdu")]
+                r = self.vm.guest("reload", *("(%s)" % p["serial"] for p in plugged))
+                self.assertEqual(r["after"], r["before"])
+                self.assertEqual(len(r["after"]["readers"]), 2)
+                self.assertEqual(len(r["after"]["pcscd"]), 1)
+                for p in plugged:
+                    self.unplug(p, mode, workers=workers)
+        self.assertNothingLeft()
+
+    def test_9_purge_leaves_nothing(self):
+        p = self.vm.guest("purge")
+        self.assertEqual((p["added"], p["left"]), ([], []), p["dpkg"])
+        self.assertEqual([l for l in p["packages"] if "installed" in l and "not-installed" not in l], [])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,14 @@
-"""The guest's side of the VM test (run through the agent): plug and unplug
-gadget readers and time what follows, switch drivers and modes, and run the
-conformance checks of tests/pcsc.py against the guest's pcscd. Prints one
-JSON object; a failed check exits non-zero with its traceback."""
+"""The guest's side of the VM test (run through the agent): install and purge
+our Debian packages, plug and unplug gadget readers and time what follows,
+switch drivers and modes, bring pcscd up through its socket and watch it exit
+on its own, and run the conformance checks of tests/pcsc.py against the
+guest's pcscd. Prints one JSON object; a failed check exits non-zero with its
+traceback.
+
+pcscd is the distribution's: socket-activated, `--auto-exit`. While a
+scenario runs, a "keeper" (a client holding one PC/SC context, as a desktop
+session's middleware does) keeps it from exiting, so timings do not include
+its start; the socket-activation scenarios run without it."""
 import argparse
 import glob
 import json
@@ -21,6 +28,15 @@ PARKED = "/usr/lib/pcsc/drivers.parked"
 BUNDLES = {"ours": "ifd-swiftccid.bundle", "libccid": "ifd-ccid.bundle"}
 WORKERS = "/etc/swiftccid/usb-workers"
 SIM_DIR = "/run/ccid-sim"
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEBS = os.path.join(HERE, "debs")
+SNAPSHOT = "/var/lib/swiftccid-vm/files-before-install.json"
+KEEPER = "pcsc-keeper.service"
+# What a snapshot leaves out: kernel and runtime trees, logs, caches, dpkg's
+# own database, and the test's scripts. /run/swiftccid and /etc/swiftccid are
+# checked by name after the purge.
+NOT_SNAPSHOT = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/var/log", "/var/cache", "/var/lib/dpkg",
+                "/var/lib/systemd", "/var/lib/swiftccid-vm", "/usr/lib/swiftccid-vm")
 
 
 def sh(*argv, check=True):
@@ -86,8 +102,38 @@ def instance_of(location):
     return "%s-%s" % (parts[-2], parts[-1])
 
 
+def service_active(unit):
+    return sh("systemctl", "is-active", unit, check=False).stdout.strip() == "active"
+
+
+def pcscd_pids():
+    return sh("pgrep", "-x", "pcscd", check=False).stdout.split()
+
+
+def keeper(on):
+    """A client holding one PC/SC context, so that pcscd does not exit on its own."""
+    sh("systemctl", "stop", KEEPER, check=False)
+    sh("systemctl", "reset-failed", KEEPER, check=False)
+    if on:
+        sh("systemd-run", "--unit=" + KEEPER, "--property=Type=exec", "/usr/bin/python3", "-c",
+           "import time\nfrom smartcard import scard as S\nrv, c = S.SCardEstablishContext(S.SCARD_SCOPE_USER)\n"
+           "assert rv == 0, rv\nwhile True: time.sleep(3600)\n")
+        wait(lambda: service_active("pcscd.service"), 30, "pcscd started by the keeper's connection")
+
+
+def stop_pcscd():
+    """pcscd gone, its socket still listening: the next client starts it."""
+    keeper(False)
+    sh("systemctl", "stop", "pcscd.service")
+    wait(lambda: not pcscd_pids(), 30, "pcscd to exit")
+    if not service_active("pcscd.socket"):
+        raise AssertionError("pcscd.socket is not listening")
+
+
 def use(args):
-    """Exactly one driver bundle in pcscd's directory, worker mode on or off, pcscd restarted."""
+    """Exactly one driver bundle in pcscd's directory, worker mode on or off;
+    pcscd stopped, so that the next client's connection starts it with them."""
+    stop_pcscd()
     os.makedirs(PARKED, exist_ok=True)
     for name, bundle in BUNDLES.items():
         here, parked = os.path.join(DRIVERS, bundle), os.path.join(PARKED, bundle)
@@ -100,10 +146,57 @@ def use(args):
         open(WORKERS, "w").close()
     elif os.path.exists(WORKERS):
         os.unlink(WORKERS)
-    sh("systemctl", "restart", "pcscd.service")
-    wait(lambda: sh("systemctl", "is-active", "pcscd.service", check=False).stdout.strip() == "active", 30, "pcscd")
-    wait(lambda: readers() is not None and os.path.exists("/run/pcscd/pcscd.comm"), 30, "pcscd's socket")
+    if not args.no_keeper:
+        keeper(True)
     return {"drivers": sorted(os.listdir(DRIVERS)), "workers": os.path.exists(WORKERS)}
+
+
+def restore_drivers(args):
+    """Every bundle back where its package put it."""
+    stop_pcscd()
+    for bundle in os.listdir(PARKED) if os.path.isdir(PARKED) else []:
+        os.rename(os.path.join(PARKED, bundle), os.path.join(DRIVERS, bundle))
+    if os.path.isdir(PARKED):
+        os.rmdir(PARKED)
+    return {"drivers": sorted(os.listdir(DRIVERS))}
+
+
+def files():
+    found = set()
+    for top, dirs, names in os.walk("/"):
+        dirs[:] = [d for d in dirs if os.path.join(top, d) not in NOT_SNAPSHOT and d != "__pycache__"]
+        found.update(os.path.join(top, n) for n in names + dirs)
+    return found
+
+
+def install(args):
+    """Our packages, installed as a user would: dpkg -i. Nothing may be
+    enabled or started; pcscd is not restarted."""
+    with open(SNAPSHOT, "w") as f:
+        json.dump(sorted(files()), f)
+    pcscd_before = pcscd_pids()
+    debs = sorted(glob.glob(os.path.join(DEBS, "*.deb")))
+    r = sh("dpkg", "-i", *debs)
+    listed = sh("dpkg-query", "-W", "-f=${Package} ${Status}\n", "swiftccid", "ccid-sim").stdout.splitlines()
+    return {"dpkg": r.stdout + r.stderr, "packages": listed,
+            "units": sh("systemctl", "list-units", "--all", "--plain", "--no-legend", "swiftccid-attach*", check=False).stdout.split("\n"),
+            "unit_files": sh("systemctl", "list-unit-files", "--plain", "--no-legend", "swiftccid-attach*", check=False).stdout.split("\n"),
+            "pcscd_before": pcscd_before, "pcscd_after": pcscd_pids(),
+            "rule": os.path.exists("/usr/lib/udev/rules.d/60-swiftccid.rules") or os.path.exists("/lib/udev/rules.d/60-swiftccid.rules")}
+
+
+def purge(args):
+    """dpkg --purge both packages: every file they or their programs left goes."""
+    sh("systemctl", "stop", "ccid-sim.service", check=False)
+    restore_drivers(args)
+    r = sh("dpkg", "--purge", "swiftccid", "ccid-sim")
+    sh("systemctl", "daemon-reload")
+    with open(SNAPSHOT) as f:
+        before = set(json.load(f))
+    after = files()
+    return {"dpkg": r.stdout + r.stderr, "added": sorted(after - before), "removed": sorted(before - after),
+            "left": [p for p in ("/etc/swiftccid", "/run/swiftccid", "/usr/libexec/swiftccid") if os.path.lexists(p)],
+            "packages": sh("dpkg-query", "-W", "-f=${Package} ${Status}\n", "swiftccid", "ccid-sim", check=False).stdout.splitlines()}
 
 
 def simulator(args):
@@ -127,6 +220,8 @@ def plug(args):
     if args.workers:
         wait(lambda: unit_state(out["instance"]) == "active", 30, "swiftccid-attach@%s active" % out["instance"])
         out["unit_active_s"] = time.monotonic() - started
+    if args.no_client:
+        return out
     out["reader"] = wait(lambda: reader_for("(%s)" % serial), 30, "pcscd to list %s" % serial)
     out["listed_s"] = time.monotonic() - started
     if args.card != "none":
@@ -247,6 +342,52 @@ def churn(args):
     return leftovers
 
 
+def workers():
+    return sorted(sh("pgrep", "-x", "ccid-attach", check=False).stdout.split())
+
+
+def pcscd_state(args):
+    return {"service": sh("systemctl", "is-active", "pcscd.service", check=False).stdout.strip(),
+            "socket": sh("systemctl", "is-active", "pcscd.socket", check=False).stdout.strip(),
+            "pids": pcscd_pids(), "workers": workers(),
+            "user": sh("ps", "-o", "user=", "-C", "pcscd", check=False).stdout.split()}
+
+
+def first_client(args):
+    """With pcscd gone: a client connects (pcscd.socket starts pcscd), waits
+    until every reader of `markers` is listed and answers SELECT, and leaves."""
+    if pcscd_pids():
+        raise AssertionError("pcscd is running before the first client: %s" % pcscd_pids())
+    started = time.monotonic()
+    names = {}
+    for marker in args.markers:
+        names[marker] = wait(lambda: reader_for(marker), 60, "pcscd to list %s" % marker)
+    listed = time.monotonic() - started
+    for marker in args.markers:
+        wait(lambda: usable(names[marker]), 30, "%s usable" % names[marker])
+    return {"listed_s": listed, "usable_s": time.monotonic() - started, "readers": sorted(readers()),
+            "pcscd": pcscd_pids(), "workers": workers()}
+
+
+def wait_exit(args):
+    """pcscd exits by itself once no client is left (--auto-exit); its socket stays."""
+    started = time.monotonic()
+    wait(lambda: not pcscd_pids(), args.timeout, "pcscd to exit on its own", interval=0.2)
+    return {"exit_s": time.monotonic() - started, "state": pcscd_state(args)}
+
+
+def reload(args):
+    """systemctl reload pcscd (pcscd --hotplug) with readers attached: the
+    same pcscd keeps the same readers, which keep working."""
+    before = {"pcscd": pcscd_pids(), "readers": sorted(readers()), "workers": workers()}
+    sh("systemctl", "reload", "pcscd.service")
+    time.sleep(2)   # pcscd rescans asynchronously: give a wrong rescan the time to show
+    for marker in args.markers:
+        reader = wait(lambda: reader_for(marker), 30, "pcscd to list %s" % marker)
+        wait(lambda: usable(reader), 30, "%s usable" % reader)
+    return {"before": before, "after": {"pcscd": pcscd_pids(), "readers": sorted(readers()), "workers": workers()}}
+
+
 def census(args):
     """What is left: attach units, workers, sockets, readers, gadgets."""
     units = sh("systemctl", "list-units", "--all", "--plain", "--no-legend", "swiftccid-attach@*", check=False).stdout.split("\n")
@@ -263,12 +404,24 @@ def main():
     a = sub.add_parser("use")
     a.add_argument("driver", choices=sorted(BUNDLES))
     a.add_argument("--workers", action="store_true")
+    a.add_argument("--no-keeper", action="store_true", help="leave pcscd stopped, for socket activation")
+    sub.add_parser("install")
+    sub.add_parser("purge")
+    sub.add_parser("restore-drivers")
+    sub.add_parser("pcscd-state")
+    a = sub.add_parser("first-client")
+    a.add_argument("markers", nargs="+")
+    a = sub.add_parser("wait-exit")
+    a.add_argument("--timeout", type=float, default=150)
+    a = sub.add_parser("reload")
+    a.add_argument("markers", nargs="+")
     a = sub.add_parser("simulator")
     a.add_argument("--profile", default="omnikey-3121-extended")
     a = sub.add_parser("plug")
     a.add_argument("profile")
     a.add_argument("--card", default="compliance")
     a.add_argument("--workers", action="store_true")
+    a.add_argument("--no-client", action="store_true", help="do not connect to pcscd (which would start it)")
     a = sub.add_parser("unplug")
     a.add_argument("name")
     a.add_argument("serial")
@@ -297,7 +450,9 @@ def main():
     args = p.parse_args()
     result = {"use": use, "simulator": simulator, "plug": plug, "unplug": unplug, "conformance": conformance,
               "card-events": card_events, "unplug-mid-apdu": unplug_mid_apdu, "reference": reference, "foreign": foreign, "gone": gone,
-              "churn": churn, "census": census}[args.command](args)
+              "churn": churn, "census": census, "install": install, "purge": purge, "restore-drivers": restore_drivers,
+              "pcscd-state": pcscd_state, "first-client": first_client, "wait-exit": wait_exit,
+              "reload": reload}[args.command](args)
     json.dump(result, sys.stdout)
 
 

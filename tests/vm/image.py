@@ -1,10 +1,11 @@
-"""The VM test's guest: Debian's kernel and a debootstrap root packed as an
-initramfs (docs/vm-test.md).
+"""The VM test's guest: Debian's kernel and a debootstrap root of a Debian
+release (bookworm or trixie) packed as an initramfs (docs/vm-test.md).
 
 Cached under CACHE between runs, each part behind a stamp naming what it was
-built from: the kernel package, the root's packages and this recipe. Our own
-build is never cached: every run packs a fresh `make install DESTDIR=` tree as
-a second cpio archive the kernel unpacks over the first."""
+built from: the kernel package, the root's release and packages and this
+recipe. Our own build is never cached: every run packs the Debian packages
+`make deb` built (installed by the test itself, in the guest) and the guest's
+scripts as a second cpio archive the kernel unpacks over the first."""
 import glob
 import os
 import shutil
@@ -16,9 +17,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CACHE = os.environ.get("SWIFTCCID_VM_CACHE", "/var/tmp/swiftccid-vm")
 # Bump when the recipe below changes what lands in the cached parts.
-RECIPE = "5"
+RECIPE = "6"
+RELEASES = ("bookworm", "trixie")
 PACKAGES = ["systemd", "systemd-sysv", "udev", "kmod", "procps", "pcscd", "pcsc-tools", "opensc", "python3-pyscard",
-            "libccid", "libusb-1.0-0", "libumockdev0", "libnss3-tools"]
+            "libccid", "libusb-1.0-0", "libumockdev0", "libnss3-tools", "passwd"]
+# trixie's pcscd.service Requires=polkit.service; polkitd needs the system bus and a logind.
+EXTRA_PACKAGES = {"bookworm": [], "trixie": ["polkitd", "dbus", "libpam-systemd"]}
+DEBS = os.path.join(ROOT, "build", "deb")
 HOST_PACKAGES = ["qemu-system-x86", "debootstrap", "cpio"]
 # Units a test VM does not need; masking them saves seconds of boot under TCG.
 MASKED = ["getty.target", "getty@.service", "serial-getty@.service", "apt-daily.timer", "apt-daily-upgrade.timer",
@@ -113,15 +118,21 @@ def kernel_release(kdir):
     return os.listdir(os.path.join(kdir, "lib/modules"))[0]
 
 
-def rootfs():
-    where = os.path.join(CACHE, "rootfs")
-    stamp = ",".join(PACKAGES)
+def packages(release):
+    return PACKAGES + EXTRA_PACKAGES[release]
+
+
+def rootfs(release):
+    where = os.path.join(CACHE, release, "rootfs")
+    stamp = release + ":" + ",".join(packages(release))
     if read(os.path.join(where, ".swiftccid-stamp")) == stamp:
         return where
-    log("debootstrap (about a minute)")
+    log("debootstrap %s (about a minute)" % release)
     shutil.rmtree(where, ignore_errors=True)
-    run(["debootstrap", "--variant=minbase", "--include=" + stamp, "bookworm", where, debian_mirror()],
-        capture_output=True, timeout=1200)
+    r = run(["debootstrap", "--variant=minbase", "--include=" + ",".join(packages(release)), release, where,
+             debian_mirror()], capture_output=True, text=True, timeout=1200, check=False)
+    if r.returncode != 0:
+        raise RuntimeError("debootstrap %s failed:\n%s" % (release, (r.stdout + r.stderr)[-3000:]))
     write(os.path.join(where, ".swiftccid-stamp"), stamp)
     return where
 
@@ -161,18 +172,13 @@ def customise(root, kdir):
         if os.path.lexists(link):
             os.unlink(link)
         os.symlink("/dev/null", link)
-    # A masked pcscd.socket would stop pcscd.service (it Requires it); the scenarios start pcscd themselves.
-    for unit in ("pcscd.socket", "pcscd.service"):
-        for wants in glob.glob(os.path.join(root, "etc/systemd/system/*.wants", unit)):
-            os.unlink(wants)
+    # pcscd's units stay as the distribution ships them: socket-activated, --auto-exit, its sandbox.
+    shutil.rmtree(os.path.join(root, "etc/systemd/system/pcscd.service.d"), ignore_errors=True)
     write(os.path.join(root, "etc/machine-id"), "5c0e1d9a1b2c4d3e8f7a6b5c4d3e2f10\n")
     write(os.path.join(root, "etc/hostname"), "swiftccid-vm\n")
     write(os.path.join(root, "etc/fstab"), "")
     write(os.path.join(root, "etc/modprobe.d/swiftccid-vm.conf"), "options dummy_hcd num=4\n")
     write(os.path.join(root, "etc/modules-load.d/swiftccid-vm.conf"), "configfs\nlibcomposite\nusb_f_fs\ndummy_hcd\nxhci_pci\n")
-    # pcscd runs for the whole test (no auto-exit, no socket activation), started by the scenarios.
-    write(os.path.join(root, "etc/systemd/system/pcscd.service.d/swiftccid-vm.conf"),
-          "[Unit]\nRequires=\n[Service]\nExecStart=\nExecStart=/usr/sbin/pcscd --foreground\n")
     write(os.path.join(root, "etc/systemd/system/swiftccid-vm-agent.service"), """[Unit]
 Description=SwiftCCID VM test agent on ttyS1
 DefaultDependencies=no
@@ -207,14 +213,21 @@ def pack(tree, out):
     os.replace(tmp, out)
 
 
-def base():
-    """Kernel and the cached base archive; returns (vmlinuz, base.cpio)."""
+def base(release):
+    """Kernel and the release's cached base archive; returns (vmlinuz, base.cpio)."""
     os.makedirs(CACHE, exist_ok=True)
+    # The cache's layout before releases: one bookworm root at the top.
+    for old in ("rootfs", "base.cpio", "base.cpio.stamp"):
+        path = os.path.join(CACHE, old)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.unlink(path)
     host_packages()
     kdir = kernel()
-    root = rootfs()
-    out = os.path.join(CACHE, "base.cpio")
-    stamp = "%s|%s|%s" % (read(os.path.join(kdir, ".stamp")), ",".join(PACKAGES), RECIPE)
+    root = rootfs(release)
+    out = os.path.join(CACHE, release, "base.cpio")
+    stamp = "%s|%s|%s|%s" % (read(os.path.join(kdir, ".stamp")), release, ",".join(packages(release)), RECIPE)
     if read(out + ".stamp") != stamp or not os.path.exists(out):
         log("customising and packing the guest root")
         customise(root, kdir)
@@ -224,33 +237,28 @@ def base():
     return vmlinuz, out
 
 
-def merge_usr(stage):
-    """Debian's /lib is a symlink to /usr/lib: an archive with a real lib/
-    would replace it (the kernel's unpacker removes an entry of another type)."""
-    for top in ("lib", "bin", "sbin"):
-        src = os.path.join(stage, top)
-        if os.path.isdir(src) and not os.path.islink(src):
-            shutil.copytree(src, os.path.join(stage, "usr", top), symlinks=True, dirs_exist_ok=True)
-            shutil.rmtree(src)
+def debs():
+    """The binary packages of `make deb` (build/deb), debug symbols left out."""
+    found = sorted(p for p in glob.glob(os.path.join(DEBS, "*.deb")) if "-dbgsym_" not in p)
+    names = [os.path.basename(p).split("_")[0] for p in found]
+    if names != ["ccid-sim", "swiftccid"]:
+        raise RuntimeError("expected the ccid-sim and swiftccid packages in %s (make deb), found %s" % (DEBS, names))
+    return found
 
 
 def overlay(out):
-    """Our build as installed (`make install DESTDIR=`), ccid-sim, the guest's
-    test scripts and the worker-mode switch directory, as a second archive."""
+    """Our Debian packages (the test installs them in the guest, as a user
+    would) and the guest's test scripts, as a second archive."""
     with tempfile.TemporaryDirectory(prefix="sccid-vm-overlay") as stage:
-        r = subprocess.run(["make", "-s", "install", "DESTDIR=" + stage, "PREFIX=/usr"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=1800)
-        if r.returncode != 0:
-            raise RuntimeError("make install failed:\n" + r.stdout + r.stderr)
-        merge_usr(stage)
         lib = os.path.join(stage, "usr/lib/swiftccid-vm")
-        os.makedirs(lib)
+        os.makedirs(os.path.join(lib, "debs"))
+        for deb in debs():
+            shutil.copy(deb, os.path.join(lib, "debs"))
         for name in ("agent.py", "guest.py"):
             shutil.copy(os.path.join(HERE, name), lib)
         shutil.copy(os.path.join(ROOT, "tests/pcsc.py"), lib)
-        os.makedirs(os.path.join(stage, "etc/swiftccid"), exist_ok=True)
         pack(stage, out)
 
 
 if __name__ == "__main__":
-    print(base())
+    print(base(sys.argv[1] if len(sys.argv) > 1 else "bookworm"))

@@ -20,18 +20,19 @@ class AgentError(Exception):
 
 
 class Machine:
-    def __init__(self, memory_mb=2048, cpus=2):
+    def __init__(self, release, memory_mb=2048, cpus=2):
+        self.release = release
         self.memory_mb = memory_mb
         self.cpus = cpus
         self.proc = None
-        self.dir = tempfile.mkdtemp(prefix="sccid-vm-")
+        self.dir = tempfile.mkdtemp(prefix="sccid-vm-%s-" % release)
         self.console = os.path.join(self.dir, "console.log")
         self.next_id = 0
         self.agent = None
         self.qmp = None
 
     def __enter__(self):
-        vmlinuz, base = image.base()
+        vmlinuz, base = image.base(self.release)
         overlay = os.path.join(self.dir, "overlay.cpio")
         image.overlay(overlay)
         initrd = os.path.join(self.dir, "initrd.cpio")
