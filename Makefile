@@ -23,6 +23,7 @@ DESTDIR ?=
 DRIVERDIR = $(shell pkg-config --variable=usbdropdir libpcsclite)
 UDEVDIR = $(shell pkg-config --variable=udevdir udev)
 UNITDIR = $(shell pkg-config --variable=systemdsystemunitdir systemd)
+GENERATORDIR = $(shell pkg-config --variable=systemdsystemgeneratordir systemd)
 LIBEXECDIR = $(PREFIX)/libexec/swiftccid
 DOCDIR = $(PREFIX)/share/doc/swiftccid
 MANDIR = $(PREFIX)/share/man
@@ -117,12 +118,14 @@ install: install-driver install-sim
 
 install-driver: bundle attach
 	install -d $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux $(DESTDIR)$(LIBEXECDIR) \
-	  $(DESTDIR)$(UDEVDIR)/rules.d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1
+	  $(DESTDIR)$(UDEVDIR)/rules.d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 $(BUNDLE)/Contents/Info.plist $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Info.plist
 	install -m 0755 $(SO) $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle/Contents/Linux/libswiftccid.so
 	install -m 0755 .build/release/ccid-attach $(DESTDIR)$(LIBEXECDIR)/ccid-attach
 	install -m 0644 udev/60-swiftccid.rules $(DESTDIR)$(UDEVDIR)/rules.d/60-swiftccid.rules
 	install -m 0644 $(BUILD)/swiftccid-attach@.service $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service
+	install -m 0644 udev/swiftccid-attach@.socket $(DESTDIR)$(UNITDIR)/swiftccid-attach@.socket
+	install -m 0755 udev/swiftccid-generator $(DESTDIR)$(GENERATORDIR)/swiftccid-generator
 	install -m 0644 README.md docs/ccid-attach.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 man/ccid-attach.1 $(DESTDIR)$(MANDIR)/man1/ccid-attach.1
 
@@ -134,7 +137,8 @@ install-sim: sim
 uninstall:
 	rm -rf $(DESTDIR)$(DRIVERDIR)/ifd-swiftccid.bundle $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR)
 	rm -f $(DESTDIR)$(PREFIX)/bin/ccid-sim $(DESTDIR)$(UDEVDIR)/rules.d/60-swiftccid.rules \
-	  $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service $(DESTDIR)$(MANDIR)/man1/ccid-attach.1 \
+	  $(DESTDIR)$(UNITDIR)/swiftccid-attach@.service $(DESTDIR)$(UNITDIR)/swiftccid-attach@.socket \
+	  $(DESTDIR)$(GENERATORDIR)/swiftccid-generator $(DESTDIR)$(MANDIR)/man1/ccid-attach.1 \
 	  $(DESTDIR)$(MANDIR)/man1/ccid-sim.1
 
 # Man pages, generated from the commands' own help by swift-argument-parser's

@@ -20,6 +20,8 @@ from test_usb import named
 
 ATTACH = os.path.join(ROOT, "build", "ccid-attach")
 UNIT_IN = os.path.join(ROOT, "udev", "swiftccid-attach@.service.in")
+SOCKET_UNIT = os.path.join(ROOT, "udev", "swiftccid-attach@.socket")
+GENERATOR = os.path.join(ROOT, "udev", "swiftccid-generator")
 RULES = os.path.join(ROOT, "udev", "60-swiftccid.rules")
 WORKERS = DIR + "-workers"
 
@@ -36,17 +38,23 @@ def exec_start(instance):
     return argv
 
 
-def udevadm_test(umockdev_dir, syspath):
-    """`udevadm test` with only our rules added (bound over /etc/udev/rules.d in a private mount namespace)."""
+def udevadm_test(umockdev_dir, syspath, extra_group=None):
+    """`udevadm test` with only our rules added (bound over /etc/udev/rules.d in a
+    private mount namespace), optionally with one more line in /etc/group."""
     rules = tempfile.mkdtemp(prefix="sccid-rules")
     os.symlink(RULES, os.path.join(rules, "60-swiftccid.rules"))
+    group = os.path.join(rules, "group")
+    with open("/etc/group") as src, open(group, "w") as f:
+        f.write(src.read() + (extra_group + "\n" if extra_group else ""))
     try:
         r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                            'mount --bind "$0" /etc/udev/rules.d && exec udevadm test --action=add "$1"', rules, syspath],
+                            'mount --bind "$2" /etc/group && mount --bind "$0" /etc/udev/rules.d && '
+                            'exec udevadm test --action=add "$1"', rules, syspath, group],
                            capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, UMOCKDEV_DIR=umockdev_dir, LD_PRELOAD="libumockdev-preload.so.0"))
     finally:
         os.unlink(os.path.join(rules, "60-swiftccid.rules"))
+        os.unlink(group)
         os.rmdir(rules)
     props = dict(l.split("=", 1) for l in r.stdout.splitlines() if re.match(r"^[A-Z_]+=", l))
     return props
@@ -54,16 +62,63 @@ def udevadm_test(umockdev_dir, syspath):
 
 class UnitFiles(unittest.TestCase):
     def instance_file(self, directory):
+        """The service and socket units, instantiated for 001-002 in `directory`."""
         path = os.path.join(directory, "swiftccid-attach@001-002.service")
         with open(path, "w") as f:
             f.write(unit_text(os.path.dirname(os.path.realpath(ATTACH))))
+        with open(SOCKET_UNIT) as src, open(os.path.join(directory, "swiftccid-attach@001-002.socket"), "w") as f:
+            f.write(src.read())
         return path
 
     def test_systemd_analyze_verify_is_clean(self):
         d = tempfile.mkdtemp(prefix="sccid-unit")
-        r = subprocess.run(["systemd-analyze", "verify", self.instance_file(d)], capture_output=True, text=True, timeout=60)
+        service = self.instance_file(d)
+        # --man=no: Documentation=man:ccid-attach(1) is installed with the package, not on this host.
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", service, os.path.join(d, "swiftccid-attach@001-002.socket")],
+                           capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual([l for l in r.stderr.splitlines() if "swiftccid" in l], [], r.stderr)
+
+    def test_socket_unit_shape(self):
+        with open(SOCKET_UNIT) as f:
+            text = f.read()
+        self.assertIn("ListenStream=/run/swiftccid/usb-%i.sock", text)   # where the driver looks (WorkerSocket)
+        self.assertIn("SocketMode=0660", text)
+        self.assertIn("BindsTo=dev-bus-usb-%i.device", text)
+        self.assertIn("RemoveOnStop=yes", text)
+        self.assertNotIn("SocketGroup", text)       # the generator's decision
+        service = unit_text("/usr/libexec/swiftccid")
+        self.assertIn("Requires=swiftccid-attach@%i.socket", service)
+        self.assertIn("ExecReload=/usr/libexec/swiftccid/ccid-attach reload %i", service)
+
+    def generate(self, groups, systemd_version):
+        """Runs the generator with this /etc/group and a systemctl that reports this version."""
+        d = tempfile.mkdtemp(prefix="sccid-gen")
+        with open(os.path.join(d, "group"), "w") as f:
+            f.write(groups)
+        os.makedirs(os.path.join(d, "bin"))
+        with open(os.path.join(d, "bin", "systemctl"), "w") as f:
+            f.write("#!/bin/sh\necho 'systemd %d (%d.1-1)'\necho '+PAM +AUDIT'\n" % (systemd_version, systemd_version))
+        os.chmod(os.path.join(d, "bin", "systemctl"), 0o755)
+        out = os.path.join(d, "out")
+        os.makedirs(out)
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            'mount --bind "$0/group" /etc/group && PATH="$0/bin:$PATH" exec "$1" "$2" "$2" "$2"', d, GENERATOR, out],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        written = {}
+        for top, _, names in os.walk(out):
+            for n in names:
+                with open(os.path.join(top, n)) as f:
+                    written[os.path.relpath(os.path.join(top, n), out)] = f.read()
+        return written
+
+    def test_generator_decides_from_what_the_system_has(self):
+        self.assertEqual(self.generate("root:x:0:\nusers:x:100:\n", 252), {})
+        self.assertEqual(self.generate("root:x:0:\npcscd:x:998:\n", 252), {
+            "swiftccid-attach@.socket.d/50-pcscd-group.conf": "[Socket]\nSocketGroup=pcscd\n"})
+        self.assertEqual(self.generate("root:x:0:\nnotpcscd:x:5:\n", 257), {
+            "swiftccid-attach@.service.d/50-notify-reload.conf": "[Service]\nType=notify-reload\nExecReload=\n"})
 
     def test_systemd_analyze_security_rates_at_most_2(self):
         d = tempfile.mkdtemp(prefix="sccid-unit")
@@ -98,6 +153,10 @@ class HostileInstances(unittest.TestCase):
         self.assertFalse(os.path.exists("/tmp/sccid-pwned"))
 
 
+def getent_group(name):
+    return subprocess.run(["getent", "group", name], capture_output=True, text=True).stdout
+
+
 class UdevRules(unittest.TestCase):
     """The real udevadm evaluates our rules against simulated devices."""
     CONFIG = DIR + "-rules.json"
@@ -125,6 +184,13 @@ class UdevRules(unittest.TestCase):
         self.assertIn("swiftccid-attach@001-002.service", props.get("SYSTEMD_WANTS", "").split(), props)
         self.assertIn(":systemd:", props.get("TAGS", ""))
         self.assertIn("smartcard.target", props.get("SYSTEMD_WANTS", ""))     # Debian's own rule kept (+=)
+
+    def test_node_group_is_pcscds_where_that_group_exists(self):
+        self.assertEqual(getent_group("pcscd"), "", "this test needs a host without a pcscd group")
+        props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-2")
+        self.assertNotIn("SWIFTCCID_NODE_GROUP", props)
+        props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-2", extra_group="pcscd:x:4242:")
+        self.assertEqual(props.get("SWIFTCCID_NODE_GROUP"), "pcscd", props)
 
     def test_listed_vendor_class_reader_wants_its_worker(self):
         props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-3")
@@ -183,6 +249,14 @@ class WorkerMode(unittest.TestCase):
             time.sleep(0.3)
             self.assertIsNone(self.workers["001-002"].poll())
             self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x3D, 0x10]), [0x3D] * 16 + OK)
+            # `ccid-attach reload` (the unit's ExecReload before systemd 253) returns once the worker has reloaded.
+            r = subprocess.run([ATTACH, "reload", "--dir", WORKERS, "001-002"], capture_output=True, text=True, timeout=10)
+            self.assertEqual((r.returncode, r.stderr), (0, ""))
+            with open(os.path.join(WORKERS, "usb-001-002.reloads")) as f:
+                self.assertEqual(f.read(), "2\n")
+            r = subprocess.run([ATTACH, "reload", "--dir", WORKERS, "001-077"], capture_output=True, text=True, timeout=10)
+            self.assertEqual((r.returncode, r.stderr), (1, "ccid-attach: no worker for /dev/bus/usb/001/077\n"))
+            self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x3E, 0x10]), [0x3E] * 16 + OK)
             card.disconnect()
 
     def test_1_doctor_explains_the_reader(self):

@@ -2,7 +2,8 @@
 booted on a debootstrap root) with our rules, unit and worker installed by `make install DESTDIR=`:
 a udev event for a simulated reader starts the templated instance, which runs
 ccid-attach with the unit's argv under the unit's sandbox and serves the
-reader; the remove event stops it.
+reader on the socket systemd made (swiftccid-attach@.socket); reload returns
+once the worker has reloaded; the remove event stops both.
 
 The container has no USB: the reader is ccid-sim's umockdev device inside
 the container, the event's properties are what the real `udevadm test`
@@ -198,9 +199,9 @@ class SystemdInAContainer(unittest.TestCase):
         props["SEQNUM"] = str(int(time.time() * 1000) % 1000000)
         return props
 
-    def unit_state(self):
+    def unit_state(self, kind="service"):
         return self.container.run("systemctl", "show", "-p", "ActiveState,SubState,MainPID",
-                                  "swiftccid-attach@001-002.service").stdout
+                                  "swiftccid-attach@001-002." + kind).stdout
 
     def test_udev_event_starts_the_sandboxed_worker_and_remove_stops_it(self):
         c = self.container
@@ -222,12 +223,26 @@ class SystemdInAContainer(unittest.TestCase):
         journal = c.run("journalctl", "-u", "swiftccid-attach@001-002", "--no-pager").stdout
         self.assertIn("serving 076b:3031", journal)
         self.assertIn("Started swiftccid-attach@001-002.service", journal)
+        # The socket is systemd's (socket unit active, passed as fd 3), with the unit's mode.
+        self.assertIn("SubState=running", self.unit_state("socket"))
+        self.assertTrue(c.run("readlink", "/proc/%d/fd/3" % pid).stdout.startswith("socket:"))
+        self.assertEqual(oct(os.stat(c.path("/run/swiftccid/usb-001-002.sock")).st_mode & 0o777), "0o660")
+        # Reload is synchronous: when systemctl returns, the worker has re-read its configuration.
+        for expected in ("1", "2"):
+            r = c.run("systemctl", "reload", "swiftccid-attach@001-002.service")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with open(c.path("/run/swiftccid/usb-001-002.reloads")) as f:
+                self.assertEqual(f.read().strip(), expected)
+        self.assertIn("SubState=running", self.unit_state())
+        kind, reply = relay_get_slot_status(c.path("/run/swiftccid/usb-001-002.sock"))
+        self.assertEqual((kind, reply[0]), (0x11, 0x81))
 
         c.udev_event(dict(self.event_properties("add"), ACTION="remove"))
         wait_for(lambda: "ActiveState=inactive" in self.unit_state(), timeout=20, what="the worker unit stopped")
         journal = c.run("journalctl", "-u", "swiftccid-attach@001-002", "--no-pager").stdout
         self.assertIn("stopping", journal)
         self.assertIn("Deactivated successfully", journal)
+        wait_for(lambda: "ActiveState=inactive" in self.unit_state("socket"), timeout=20, what="the socket unit stopped")
         self.assertFalse(os.path.exists(c.path("/run/swiftccid/usb-001-002.sock")))
 
 

@@ -16,6 +16,8 @@ DRIVERDIR = subprocess.run(["pkg-config", "--variable=usbdropdir", "libpcsclite"
 UDEVDIR = subprocess.run(["pkg-config", "--variable=udevdir", "udev"], capture_output=True, text=True, check=True).stdout.strip()
 UNITDIR = subprocess.run(["pkg-config", "--variable=systemdsystemunitdir", "systemd"], capture_output=True, text=True,
                          check=True).stdout.strip()
+GENERATORDIR = subprocess.run(["pkg-config", "--variable=systemdsystemgeneratordir", "systemd"], capture_output=True,
+                              text=True, check=True).stdout.strip()
 
 
 def read(path):
@@ -49,6 +51,8 @@ class DebianPackages(unittest.TestCase):
         bundle = DRIVERDIR + "/ifd-swiftccid.bundle/Contents"
         self.assertEqual(files(deb("swiftccid")), sorted([
             UNITDIR + "/swiftccid-attach@.service",
+            UNITDIR + "/swiftccid-attach@.socket",
+            GENERATORDIR + "/swiftccid-generator",
             UDEVDIR + "/rules.d/60-swiftccid.rules",
             bundle + "/Info.plist",
             bundle + "/Linux/libswiftccid.so",
@@ -83,6 +87,8 @@ class DebianPackages(unittest.TestCase):
         postinst = scripts["postinst"]
         self.assertIn("udevadm control --reload-rules", postinst)
         self.assertIn("udevadm control --reload-rules", scripts["postrm"])
+        # The generator runs at daemon-reload: its decisions hold from the install on.
+        self.assertIn("systemctl daemon-reload", postinst)
         for name, text in scripts.items():
             if text is None:
                 continue
@@ -106,6 +112,8 @@ class RPMSpec(unittest.TestCase):
         self.assertIn("UDEVDIR=/usr/lib/udev UNITDIR=/usr/lib/systemd/system", parsed)
         self.assertIn("/usr/lib/udev/rules.d/60-swiftccid.rules", parsed)
         self.assertIn("/usr/lib/systemd/system/swiftccid-attach@.service", parsed)
+        self.assertIn("/usr/lib/systemd/system/swiftccid-attach@.socket", parsed)
+        self.assertIn("/usr/lib/systemd/system-generators/swiftccid-generator", parsed)
         sections, current = {}, None
         for line in parsed.splitlines():
             m = re.match(r"^%(prep|build|install|post|preun|postun|files|changelog|description|package)\b", line)
@@ -116,9 +124,9 @@ class RPMSpec(unittest.TestCase):
                 sections[current] = (sections.get(current, "") + "\n" + line).strip()
         scriptlets = {k: sections[k] for k in ("post", "preun", "postun")}
         self.assertEqual(scriptlets, {
-            "post": "%systemd_post swiftccid-attach@.service\n%udev_rules_update",
-            "preun": "%systemd_preun swiftccid-attach@.service",
-            "postun": "%systemd_postun swiftccid-attach@.service\n%udev_rules_update"})
+            "post": "%systemd_post swiftccid-attach@.service swiftccid-attach@.socket\n%udev_rules_update",
+            "preun": "%systemd_preun swiftccid-attach@.service swiftccid-attach@.socket",
+            "postun": "%systemd_postun swiftccid-attach@.service swiftccid-attach@.socket\n%udev_rules_update"})
         self.assertIn("License:        LGPL-2.1-or-later", parsed)
 
     def test_rpmlint_reports_no_errors(self):

@@ -123,7 +123,8 @@ class SettingsThroughPCSCD(unittest.TestCase):
         bundle = self.bundle(ifdDriverOptions="usb-workers=yes")
         with PrivatePCSCDWithEnv("--usb", "--driver", bundle, wait_for_readers=False) as pcscd:
             gave_up = re.compile(r"swiftccid: cannot open 076b:3031 at /dev/bus/usb/001/(\d{3}) interface 0: no attach worker "
-                                 r"at /run/swiftccid/usb-001-\1\.sock .*is swiftccid-attach@001-\1\.service running\?")
+                                 r"socket at /run/swiftccid/usb-001-\1\.sock; is worker mode on \(/etc/swiftccid/usb-workers\) "
+                                 r"and swiftccid-attach@001-\1\.socket active\?")
             wait_for(lambda: gave_up.search(pcscd.log_text()), timeout=20, what="the driver to give up waiting for a worker")
             self.assertEqual(reader_names(), [])
             self.assertIn("settings: ifdLogLevel 0x3, usb-workers=yes max-exchange-ms=30000", pcscd.log_text())

@@ -88,7 +88,8 @@ class VM(unittest.TestCase):
         self.assertEqual(sorted(i["packages"]), ["ccid-sim install ok installed", "swiftccid install ok installed"])
         self.assertTrue(i["rule"])
         # A template unit, nothing enabled, no instance started, pcscd not started or restarted.
-        self.assertEqual([u.split()[:2] for u in i["unit_files"] if u.strip()], [["swiftccid-attach@.service", "static"]])
+        self.assertEqual([u.split()[:2] for u in i["unit_files"] if u.strip()],
+                         [["swiftccid-attach@.service", "static"], ["swiftccid-attach@.socket", "static"]])
         self.assertEqual([u for u in i["units"] if u.strip()], [])
         self.assertEqual(i["pcscd_after"], i["pcscd_before"])
         state = self.vm.guest("pcscd-state")
@@ -222,6 +223,44 @@ class VM(unittest.TestCase):
                 self.assertEqual(len(r["after"]["pcscd"]), 1)
                 for p in plugged:
                     self.unplug(p, mode, workers=workers)
+        self.assertNothingLeft()
+
+    def test_8_pcscd_as_its_own_user(self):
+        """pcscd as upstream pcsc-lite 2.x runs it (User=pcscd): device nodes
+        and worker sockets are its group's and nobody else's; a reader plugged
+        before that group existed is explained by `ccid-attach doctor`."""
+        self.vm.guest("use", "ours", "--no-keeper")
+        early = self.plug("omnikey-3121-extended", "direct mode", client=False)
+        node = early["location"].split()[0]
+        switched = self.vm.guest("unprivileged", "on")
+        self.assertTrue(switched["user"].startswith("pcscd:"))
+        self.assertIn("/run/systemd/generator/swiftccid-attach@.socket.d/50-pcscd-group.conf", switched["generated"])
+        try:
+            self.vm.guest("use", "ours")
+            self.assertEqual(self.vm.guest("pcscd-state")["user"], ["pcscd"])
+            self.assertEqual(self.vm.guest("perms", node)["group"], "root")
+            doctor = self.vm.guest("doctor", early["instance"])["out"]
+            self.assertRegex(doctor, r"pcscd runs as uid \d+ \(pcscd\) and cannot open %s: it is root:root mode 660; "
+                                     r"the udev rule gives the node the group pcscd" % node)
+            self.vm.guest("unplug", early["name"], early["serial"])     # never served: no timing to record
+            for workers, mode in ((False, "unprivileged pcscd, direct mode"), (True, "unprivileged pcscd, worker mode")):
+                with self.subTest(mode=mode):
+                    self.vm.guest("use", "ours", *(["--workers"] if workers else []))
+                    p = self.plug("omnikey-3121-extended", mode, workers=workers)
+                    self.vm.guest("card-events", p["name"], p["serial"])
+                    node = p["location"].split()[0]
+                    self.assertEqual(self.vm.guest("perms", node),
+                                     {"owner": "root", "group": "pcscd", "mode": "660", "nobody": "PermissionError"})
+                    if workers:
+                        sock = "/run/swiftccid/usb-%s.sock" % p["instance"]
+                        self.assertEqual(self.vm.guest("perms", sock),
+                                         {"owner": "root", "group": "pcscd", "mode": "660", "nobody": "PermissionError"})
+                    self.assertEqual(self.vm.guest("doctor", p["instance"])["out"].count("cannot"), 0)
+                    self.unplug(p, mode, workers=workers)
+        finally:
+            self.vm.guest("unprivileged", "off")
+        self.vm.guest("use", "ours")
+        self.assertEqual(self.vm.guest("pcscd-state")["user"], ["root"])
         self.assertNothingLeft()
 
     def test_9_purge_leaves_nothing(self):

@@ -46,8 +46,14 @@ for vid, pid in sorted(vendor_class):
 print("""GOTO="swiftccid_end"
 
 LABEL="swiftccid_reader"
-# pcscd (Debian: root) and the worker (root, sandboxed) use the node; nobody else.
+# pcscd and the worker (root, sandboxed) use the node; nobody else. Where
+# pcscd runs as its own user (pcsc-lite 2.x upstream: User=pcscd), the node is
+# its group's: decided per device, from what the system has. (A plain
+# GROUP="pcscd" would be resolved when udev loads its rules, and dropped if
+# the group came later; a substituted value is resolved at each event.)
 MODE="0660", GROUP="root"
+PROGRAM=="/usr/bin/getent group pcscd", ENV{SWIFTCCID_NODE_GROUP}="pcscd"
+ENV{SWIFTCCID_NODE_GROUP}=="?*", GROUP="$env{SWIFTCCID_NODE_GROUP}"
 TAG+="systemd", ENV{SYSTEMD_WANTS}+="swiftccid-attach@$env{BUSNUM}-$env{DEVNUM}.service"
 """)
 print('LABEL="swiftccid_end"')

@@ -9,6 +9,13 @@ public enum SystemdNotify {
         _ = sd_notify(0, fields.joined(separator: "\n"))
     }
 
+    /// CLOCK_MONOTONIC in µs, as RELOADING=1's MONOTONIC_USEC= wants it.
+    public static var monotonicMicroseconds: UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
+    }
+
     /// Whether a service manager waits for our notifications.
     public static var underSystemd: Bool {
         guard let socket = getenv("NOTIFY_SOCKET") else { return false }

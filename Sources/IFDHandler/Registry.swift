@@ -67,28 +67,27 @@ final class Registry: @unchecked Sendable {
         case .usb(let usb) where Settings.usbWorkers:
             let path = WorkerSocket.path(bus: usb.bus, address: usb.address,
                                          directory: Settings.relayDirectory ?? WorkerSocket.defaultDirectory)
-            let deadline = Deadline.after(Settings.workerStartup)
-            var connected: RelayClientTransport? = nil
-            var lastError = ""
-            while connected == nil && !deadline.hasPassed {
-                // Unplugged before its worker came: fail now, not at the deadline. pcscd's
-                // hotplug thread waits for us, and while it does the next device on the
-                // same port takes this one's sysfs path (the VM test's quick plug/unplug).
-                if access(usb.devicePath, F_OK) != 0 {
-                    throw .gone("\(usb): unplugged before its attach worker started")
+            let unit = "swiftccid-attach@\(WorkerSocket.baseName(bus: usb.bus, address: usb.address).dropFirst(4))"
+            // systemd binds the worker's socket (swiftccid-attach@.socket) on the
+            // same udev event that brings pcscd here, and may not have yet: give
+            // it a moment. Once it exists the connection queues there until the
+            // worker serves; the handshake's deadline covers the worker's start.
+            let appears = Deadline.after(Settings.socketAppears)
+            while access(path, F_OK) != 0 {
+                // Unplugged meanwhile: fail now. pcscd's hotplug thread waits for us, and
+                // while it does the next device on the same port takes this one's sysfs path.
+                if access(usb.devicePath, F_OK) != 0 { throw .gone("\(usb): unplugged before its attach worker's socket appeared") }
+                if appears.hasPassed {
+                    throw .connect("\(usb): no attach worker socket at \(path); is worker mode on (/etc/swiftccid/usb-workers) and \(unit).socket active?")
                 }
-                do throws(RelayConnectError) {
-                    connected = try RelayClientTransport(path: path, deadline: deadline, spinBudget: Settings.relaySpin,
-                                                         log: { Log.error($0) })
-                } catch {
-                    lastError = "\(error)"
-                    usleep(50_000)
-                }
+                usleep(10_000)
             }
-            guard let worker = connected else {
-                throw .connect("\(usb): no attach worker at \(path) (\(lastError)); is swiftccid-attach@\(WorkerSocket.baseName(bus: usb.bus, address: usb.address).dropFirst(4)).service running?")
+            do throws(RelayConnectError) {
+                transport = try RelayClientTransport(path: path, deadline: .after(Settings.workerStartup),
+                                                     spinBudget: Settings.relaySpin, log: { Log.error($0) })
+            } catch {
+                throw .connect("\(usb): attach worker at \(path): \(error); see \(unit).service")
             }
-            transport = worker
         case .usb(let usb):
             do throws(USBOpenError) {
                 transport = try USBTransport(name: usb, log: { Log.error($0) })
@@ -175,6 +174,8 @@ enum Settings {
         Configuration.current.workersOn { access("/etc/swiftccid/usb-workers", F_OK) == 0 }
     }
 
-    /// How long pcscd's hotplug waits for the worker udev starts at the same time.
+    /// How long pcscd's hotplug waits for systemd to bind a worker's socket,
+    /// and then for the worker (started with it) to answer on it.
+    static let socketAppears: Duration = .seconds(3)
     static let workerStartup: Duration = .seconds(5)
 }

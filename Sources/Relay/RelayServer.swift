@@ -60,6 +60,7 @@ public final class RelayServerConnection: @unchecked Sendable {
 public final class RelayListener: @unchecked Sendable {
     public let path: String
     private let socket: UnixSocket
+    private let ownsPath: Bool
     private let device: RelayDevice
     private let allowPeer: @Sendable (UnixSocket.PeerCredentials) -> Bool
     private let log: @Sendable (String) -> Void
@@ -75,15 +76,33 @@ public final class RelayListener: @unchecked Sendable {
         peer.uid == 0 || peer.uid == geteuid()
     }
 
-    public init(path: String, device: RelayDevice, mode: mode_t = 0o660, spinAfterReply: Duration = .zero,
-                allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
-                log: @escaping @Sendable (String) -> Void) throws(SocketError) {
+    /// Binds `path` itself; `stop()` removes it.
+    public convenience init(path: String, device: RelayDevice, mode: mode_t = 0o660, spinAfterReply: Duration = .zero,
+                            allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
+                            log: @escaping @Sendable (String) -> Void) throws(SocketError) {
+        try self.init(socket: try UnixSocket.listen(path: path, mode: mode), ownsPath: true, path: path, device: device,
+                      spinAfterReply: spinAfterReply, allowPeer: allowPeer, log: log)
+    }
+
+    /// Serves a socket that is already listening at `path` (one systemd
+    /// passed in, sd_listen_fds): its owner removes the file.
+    public convenience init(listening socket: UnixSocket, path: String, device: RelayDevice, spinAfterReply: Duration = .zero,
+                            allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
+                            log: @escaping @Sendable (String) -> Void) throws(SocketError) {
+        try self.init(socket: socket, ownsPath: false, path: path, device: device, spinAfterReply: spinAfterReply,
+                      allowPeer: allowPeer, log: log)
+    }
+
+    private init(socket: UnixSocket, ownsPath: Bool, path: String, device: RelayDevice, spinAfterReply: Duration,
+                 allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool,
+                 log: @escaping @Sendable (String) -> Void) throws(SocketError) {
         self.path = path
+        self.socket = socket
+        self.ownsPath = ownsPath
         self.device = device
         self.allowPeer = allowPeer
         self.log = log
         self.spinAfterReply = spinAfterReply
-        socket = try UnixSocket.listen(path: path, mode: mode)
         guard startThread({ [self] in acceptLoop() }) else {
             socket.close()
             throw SocketError(operation: "pthread_create", errno: 0)
@@ -153,9 +172,16 @@ public final class RelayListener: @unchecked Sendable {
 
     public func stop() {
         state.withLock { stopped = true }
-        socket.shutdown()
-        socket.close()
-        unlink(path)
+        if ownsPath {
+            socket.shutdown()
+            socket.close()
+            unlink(path)
+        } else {
+            // shutdown(2) would end the listening socket for systemd too, which
+            // holds it for the next activation: wake accept() with a connection.
+            (try? UnixSocket.connect(path: path))?.close()
+            socket.close()
+        }
         dropClient()
     }
 }

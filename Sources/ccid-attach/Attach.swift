@@ -14,9 +14,10 @@ struct Attach: ParsableCommand {
         abstract: "Own one USB reader and serve it on a relay socket (what swiftccid-attach@.service runs).",
         discussion: """
             INSTANCE is the unit instance, BBB-DDD (bus and device numbers as in /dev/bus/usb/BBB/DDD), \
-            or the openct form 'usb:VVVV/PPPP/RRRR usb /dev/bus/usb/BBB/DDD'. The socket is DIR/usb-BBB-DDD.sock \
-            (mode 0660, the configured socket group). READY=1 goes to systemd once it listens. \
-            SIGTERM ends it, SIGHUP re-reads the configuration; it also ends when the device goes.
+            or the openct form 'usb:VVVV/PPPP/RRRR usb /dev/bus/usb/BBB/DDD'. The socket is DIR/usb-BBB-DDD.sock: \
+            the one systemd passes (swiftccid-attach@.socket, sd_listen_fds), else bound here (mode 0660, the \
+            configured socket group). Peers: root, this user, or the socket's group. READY=1 goes to systemd once \
+            it serves. SIGTERM ends it, SIGHUP re-reads the configuration; it also ends when the device goes.
             """)
 
     @Argument(parsing: .remaining, help: "The device: BBB-DDD, or the openct form.")
@@ -69,22 +70,36 @@ struct Attach: ParsableCommand {
             files.writeClient(pid)
             log(.info, pid.map { "client pid \($0) connected" } ?? "client disconnected")
         }
+        let passed = SystemdListen.socket(at: files.socket)
+        if case .unusable(let why) = passed {
+            log(.error, why)
+            throw ExitCode(1)
+        }
         guard mkdirAll(dir) else {
             log(.error, "cannot create \(dir): \(String(cString: strerror(errno)))")
             throw ExitCode(1)
         }
-        var group = resolveGroup(settings.socketGroup, log: log)
+        // Socket-activated, systemd made the socket and gave it its group (the
+        // socket unit's SocketGroup=); bound here, it gets the configured one.
+        var group = passed == .none ? resolveGroup(settings.socketGroup, log: log) : socketGroup(files.socket)
         let allowed = GroupBox(group)
+        let allowPeer: @Sendable (UnixSocket.PeerCredentials) -> Bool = { peer in
+            peer.uid == 0 || peer.uid == geteuid() || peer.gid == allowed.value
+        }
         let listener: RelayListener
         do throws(SocketError) {
-            listener = try RelayListener(path: files.socket, device: device, mode: 0o660,
-                                         allowPeer: { peer in peer.uid == 0 || peer.uid == geteuid() || peer.gid == allowed.value },
-                                         log: { log(.warning, $0) })
+            if case .socket(let fd) = passed {
+                listener = try RelayListener(listening: UnixSocket(fd: fd), path: files.socket, device: device,
+                                             allowPeer: allowPeer, log: { log(.warning, $0) })
+            } else {
+                listener = try RelayListener(path: files.socket, device: device, mode: 0o660, allowPeer: allowPeer,
+                                             log: { log(.warning, $0) })
+                chown(files.socket, geteuid(), group)
+            }
         } catch {
             log(.error, "\(error)")
             throw ExitCode(1)
         }
-        chown(files.socket, geteuid(), group)
         files.writePID()
         guard device.start() else {
             log(.error, "cannot start threads")
@@ -94,15 +109,24 @@ struct Attach: ParsableCommand {
         SystemdNotify.send("READY=1", "STATUS=\(status)")
         log(.notice, status)
 
+        var reloads = 0
+        files.writeReloads(reloads)
         loop: while true {
             switch events.wait() {
             case .reload:
-                SystemdNotify.send("RELOADING=1")
+                // MONOTONIC_USEC lets systemd (Type=notify-reload) match this to its SIGHUP.
+                SystemdNotify.send("RELOADING=1", "MONOTONIC_USEC=\(SystemdNotify.monotonicMicroseconds)")
                 settings = AttachConfig.load(path: config, warn: { log(.warning, "\(config): \($0)") })
-                group = resolveGroup(settings.socketGroup, log: log)
+                if passed == .none {
+                    group = resolveGroup(settings.socketGroup, log: log)
+                    chown(files.socket, geteuid(), group)
+                } else {
+                    group = socketGroup(files.socket)
+                }
                 allowed.value = group
-                chown(files.socket, geteuid(), group)
                 log(.info, "configuration reloaded")
+                reloads += 1
+                files.writeReloads(reloads)
                 SystemdNotify.send("READY=1", "STATUS=\(status)")
             case .stop:
                 log(.notice, "stopping")
@@ -115,7 +139,8 @@ struct Attach: ParsableCommand {
         SystemdNotify.send("STOPPING=1", "STATUS=stopping")
         listener.stop()
         device.stop()
-        files.removeAll()
+        // A socket systemd made is systemd's to remove (RemoveOnStop=): it stays for the next activation.
+        files.removeAll(socket: passed == .none)
     }
 
     /// Under systemd, a device unplugged while the worker starts is the same end
@@ -139,6 +164,12 @@ struct Attach: ParsableCommand {
             usleep(20_000)
         }
         return true
+    }
+
+    /// The group systemd gave the socket it made.
+    func socketGroup(_ path: String) -> gid_t {
+        var st = stat()
+        return stat(path, &st) == 0 ? st.st_gid : getegid()
     }
 
     func resolveGroup(_ name: String?, log: PriorityLog) -> gid_t {

@@ -10,7 +10,7 @@ struct CCIDAttach: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ccid-attach",
         abstract: "Attach workers: one process per USB CCID reader, serving it as a relay socket for pcscd.",
-        subcommands: [Attach.self, Detach.self, ListWorkers.self, Doctor.self])
+        subcommands: [Attach.self, Detach.self, Reload.self, ListWorkers.self, Doctor.self])
 }
 
 struct Detach: ParsableCommand {
@@ -35,6 +35,41 @@ struct Detach: ParsableCommand {
             FileOutput.error("ccid-attach: worker \(pid) did not stop within 2 s")
             throw ExitCode(1)
         }
+    }
+}
+
+/// The unit's ExecReload where systemd has no Type=notify-reload (before 253):
+/// `systemctl reload` returns when the worker has reloaded, not when the signal is sent.
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a worker re-read its configuration (SIGHUP) and wait until it has (at most 5 s).")
+    @Argument(parsing: .remaining, help: "The device: BBB-DDD, or the openct form.") var instance: [String] = []
+    @Option(help: "Socket directory.") var dir = defaultSocketDirectory
+
+    func run() throws {
+        let parsed: AttachInstance
+        do throws(AttachInstance.ParseError) { parsed = try AttachInstance.parse(instance) } catch {
+            FileOutput.error("ccid-attach: refusing instance: \(error)")
+            throw ExitCode(2)
+        }
+        let files = WorkerFiles(directory: dir, base: WorkerSocket.baseName(bus: parsed.bus, address: parsed.address))
+        guard let text = WorkerFiles.read(files.pidFile), let pid = Int32(text), pid > 1, isRunning(pid) else {
+            FileOutput.error("ccid-attach: no worker for \(parsed.devicePath)")
+            throw ExitCode(1)
+        }
+        let reloads = { WorkerFiles.read(files.reloadsFile).flatMap { Int($0) } }
+        let before = reloads() ?? 0
+        kill(pid, SIGHUP)
+        for _ in 0..<250 {
+            if let now = reloads(), now > before { return }
+            guard isRunning(pid) else {
+                FileOutput.error("ccid-attach: worker \(pid) ended while reloading")
+                throw ExitCode(1)
+            }
+            usleep(20_000)
+        }
+        FileOutput.error("ccid-attach: worker \(pid) did not finish reloading within 5 s")
+        throw ExitCode(1)
     }
 }
 

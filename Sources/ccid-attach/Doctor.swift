@@ -59,15 +59,27 @@ struct Doctor: ParsableCommand {
             let holders = processesHolding(d.devnode)
             if !holders.isEmpty { out.append("opened by: \(holders.joined(separator: ", "))") }
         }
+        let socket = WorkerSocket.path(bus: d.bus, address: d.address, directory: dir)
+        let workerMode = access(socket, F_OK) == 0
         switch pcscd {
         case .notRunning: out.append("pcscd is not running (it starts on demand: systemctl start pcscd.socket)")
-        case .running(let started):
+        case .running(let started, let user):
             if let installed = mtime("\(drivers)/ifd-swiftccid.bundle/Contents/Info.plist"), installed > started {
                 out.append("pcscd started before the bundle was installed or updated: restart pcscd")
             }
+            // What pcscd itself must open: the worker's socket in worker mode, else the node.
+            // pcscd's units drop every capability, so root counts as any owner, no more.
+            if let user, workerMode, let why = user.cannotUse(socket) {
+                out.append("pcscd runs as \(user) and cannot connect to \(socket): \(why); worker sockets get the group "
+                           + "pcscd when that group exists at boot or daemon-reload (swiftccid-generator): "
+                           + "run `systemctl daemon-reload` and replug the reader")
+            } else if let user, !workerMode, !d.devnode.isEmpty, let why = user.cannotUse(d.devnode) {
+                out.append("pcscd runs as \(user) and cannot open \(d.devnode): \(why); the udev rule gives the node the "
+                           + "group pcscd when that group exists as the device is added: replug the reader "
+                           + "(or udevadm trigger --action=add)")
+            }
         }
-        let socket = WorkerSocket.path(bus: d.bus, address: d.address, directory: dir)
-        if access(socket, F_OK) == 0 { out.append("an attach worker serves it on \(socket)") }
+        if workerMode { out.append("an attach worker serves it on \(socket)") }
         if out.isEmpty { out.append("nothing wrong found") }
         return out
     }
@@ -128,15 +140,60 @@ enum BundleList {
     }
 }
 
-/// Whether pcscd runs, and since when (seconds since the epoch).
+/// Whether pcscd runs, since when (seconds since the epoch), and as whom.
 enum PCSCDState {
     case notRunning
-    case running(started: Int)
+    case running(started: Int, user: ProcessUser?)
 
     static func current() -> PCSCDState {
         guard let text = WorkerFiles.read("/run/pcscd/pcscd.pid"), let pid = Int32(text), kill(pid, 0) == 0 else { return .notRunning }
+        let user = ProcessUser(pid: pid)
         var st = stat()
-        guard stat("/proc/\(pid)", &st) == 0 else { return .running(started: 0) }
-        return .running(started: st.st_mtim.tv_sec)
+        guard stat("/proc/\(pid)", &st) == 0 else { return .running(started: 0, user: user) }
+        return .running(started: st.st_mtim.tv_sec, user: user)
+    }
+}
+
+/// A process's user and groups (/proc/PID/status), and what file
+/// permissions alone let it read and write.
+struct ProcessUser: CustomStringConvertible {
+    let uid: uid_t
+    let gids: Set<gid_t>
+
+    init?(pid: Int32) {
+        guard let status = readTextFile("/proc/\(pid)/status", limit: 1 << 16) else { return nil }
+        var uid: uid_t? = nil
+        var gids: Set<gid_t> = []
+        for line in status.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            guard let key = fields.first else { continue }
+            let numbers = fields.dropFirst().compactMap { UInt32($0) }
+            switch key {
+            case "Uid:": uid = numbers.dropFirst().first        // effective
+            case "Gid:": if let g = numbers.dropFirst().first { gids.insert(g) }
+            case "Groups:": gids.formUnion(numbers)
+            default: break
+            }
+        }
+        guard let uid else { return nil }
+        self.uid = uid
+        self.gids = gids
+    }
+
+    var description: String {
+        let name = getpwuid(uid).map { String(cString: $0.pointee.pw_name) } ?? "?"
+        return "uid \(uid) (\(name))"
+    }
+
+    /// Why read and write access to `path` is refused, or nil if granted.
+    func cannotUse(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return String(cString: strerror(errno)) }
+        let mode = st.st_mode & 0o777
+        let bits: mode_t = st.st_uid == uid ? 0o600 : gids.contains(st.st_gid) ? 0o060 : 0o006
+        guard mode & bits != bits else { return nil }
+        let group = getgrgid(st.st_gid).map { String(cString: $0.pointee.gr_name) } ?? "\(st.st_gid)"
+        let owner = getpwuid(st.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "\(st.st_uid)"
+        return "it is \(owner):\(group) mode \(String(mode, radix: 8))"
     }
 }

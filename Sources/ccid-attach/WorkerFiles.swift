@@ -3,8 +3,9 @@ import Glibc
 #endif
 import AttachWorker
 
-/// A worker's files in the socket directory: the socket, its pid and its
-/// current client's pid (for `ccid-attach list` and `detach`).
+/// A worker's files in the socket directory: the socket, its pid, its
+/// current client's pid (for `ccid-attach list` and `detach`) and how many
+/// reloads it has finished (for `ccid-attach reload`).
 struct WorkerFiles: Sendable {
     let directory: String
     let base: String
@@ -12,6 +13,7 @@ struct WorkerFiles: Sendable {
     var socket: String { "\(directory)/\(base).sock" }
     var pidFile: String { "\(directory)/\(base).pid" }
     var clientFile: String { "\(directory)/\(base).client" }
+    var reloadsFile: String { "\(directory)/\(base).reloads" }
 
     func writePID() { write(pidFile, "\(getpid())\n") }
 
@@ -19,8 +21,11 @@ struct WorkerFiles: Sendable {
         if let pid { write(clientFile, "\(pid)\n") } else { unlink(clientFile) }
     }
 
-    func removeAll() {
-        for p in [socket, pidFile, clientFile] { unlink(p) }
+    func writeReloads(_ count: Int) { write(reloadsFile, "\(count)\n") }
+
+    func removeAll(socket removeSocket: Bool = true) {
+        for p in [pidFile, clientFile, reloadsFile] { unlink(p) }
+        if removeSocket { unlink(socket) }
     }
 
     /// Written whole or not at all (rename), so a reader never sees half.

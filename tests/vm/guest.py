@@ -36,7 +36,11 @@ KEEPER = "pcsc-keeper.service"
 # own database, and the test's scripts. /run/swiftccid and /etc/swiftccid are
 # checked by name after the purge.
 NOT_SNAPSHOT = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/var/log", "/var/cache", "/var/lib/dpkg",
-                "/var/lib/systemd", "/var/lib/swiftccid-vm", "/usr/lib/swiftccid-vm")
+                "/var/lib/systemd", "/var/lib/swiftccid-vm", "/usr/lib/swiftccid-vm",
+                # useradd's backups, from the test's own pcscd user (`unprivileged`).
+                "/etc/passwd-", "/etc/group-", "/etc/shadow-", "/etc/gshadow-", "/etc/subuid-", "/etc/subgid-")
+# pcscd as upstream pcsc-lite 2.x runs it: as its own user.
+UNPRIVILEGED = "/etc/systemd/system/pcscd.service.d/50-swiftccid-vm-user.conf"
 
 
 def sh(*argv, check=True):
@@ -165,7 +169,7 @@ def files():
     found = set()
     for top, dirs, names in os.walk("/"):
         dirs[:] = [d for d in dirs if os.path.join(top, d) not in NOT_SNAPSHOT and d != "__pycache__"]
-        found.update(os.path.join(top, n) for n in names + dirs)
+        found.update(p for p in (os.path.join(top, n) for n in names + dirs) if p not in NOT_SNAPSHOT)
     return found
 
 
@@ -388,6 +392,51 @@ def reload(args):
     return {"before": before, "after": {"pcscd": pcscd_pids(), "readers": sorted(readers()), "workers": workers()}}
 
 
+def unprivileged(args):
+    """pcscd as its own user: the pcscd user and group and the drop-in
+    upstream's unit has (User=pcscd, RuntimeDirectory=pcscd), or back to root."""
+    stop_pcscd()
+    if args.state == "on":
+        if sh("getent", "passwd", "pcscd", check=False).returncode != 0:
+            sh("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+               "--shell", "/usr/sbin/nologin", "pcscd")
+        os.makedirs(os.path.dirname(UNPRIVILEGED), exist_ok=True)
+        with open(UNPRIVILEGED, "w") as f:
+            f.write("[Service]\nUser=pcscd\nRuntimeDirectory=pcscd\nRuntimeDirectoryPreserve=true\n")
+    else:
+        if os.path.exists(UNPRIVILEGED):
+            os.unlink(UNPRIVILEGED)
+            os.rmdir(os.path.dirname(UNPRIVILEGED))
+        sh("userdel", "pcscd", check=False)
+        sh("groupdel", "pcscd", check=False)
+        # pcscd's runtime directory, made pcscd's by the drop-in, is root's again.
+        os.chown("/run/pcscd", 0, 0)
+    # swiftccid-generator reads the groups at daemon-reload.
+    sh("systemctl", "daemon-reload")
+    return {"user": sh("getent", "passwd", "pcscd", check=False).stdout.strip(),
+            "generated": sorted(glob.glob("/run/systemd/generator/swiftccid-attach@*/*"))}
+
+
+def perms(args):
+    """Owner, group and mode of a device node or socket, and whether `nobody`
+    (another unprivileged user) may open it."""
+    st = os.stat(args.path)
+    import grp
+    import pwd
+    probe = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])" if args.path.endswith(".sock")
+             else "import sys\nopen(sys.argv[1], 'r+b')")
+    r = sh("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", probe, args.path,
+           check=False)
+    return {"owner": pwd.getpwuid(st.st_uid).pw_name, "group": grp.getgrgid(st.st_gid).gr_name,
+            "mode": "%o" % (st.st_mode & 0o777), "nobody": "PermissionError" if "PermissionError" in r.stderr
+            else ("ok" if r.returncode == 0 else r.stderr.strip().splitlines()[-1])}
+
+
+def doctor(args):
+    r = sh("/usr/libexec/swiftccid/ccid-attach", "doctor", args.instance, check=False)
+    return {"rc": r.returncode, "out": r.stdout, "err": r.stderr}
+
+
 def census(args):
     """What is left: attach units, workers, sockets, readers, gadgets."""
     units = sh("systemctl", "list-units", "--all", "--plain", "--no-legend", "swiftccid-attach@*", check=False).stdout.split("\n")
@@ -447,12 +496,18 @@ def main():
     a.add_argument("--rounds", type=int, default=3)
     a.add_argument("--use", action="store_true", help="wait until each reader is usable before unplugging")
     sub.add_parser("census")
+    a = sub.add_parser("unprivileged")
+    a.add_argument("state", choices=["on", "off"])
+    a = sub.add_parser("perms")
+    a.add_argument("path")
+    a = sub.add_parser("doctor")
+    a.add_argument("instance")
     args = p.parse_args()
     result = {"use": use, "simulator": simulator, "plug": plug, "unplug": unplug, "conformance": conformance,
               "card-events": card_events, "unplug-mid-apdu": unplug_mid_apdu, "reference": reference, "foreign": foreign, "gone": gone,
               "churn": churn, "census": census, "install": install, "purge": purge, "restore-drivers": restore_drivers,
               "pcscd-state": pcscd_state, "first-client": first_client, "wait-exit": wait_exit,
-              "reload": reload}[args.command](args)
+              "reload": reload, "unprivileged": unprivileged, "perms": perms, "doctor": doctor}[args.command](args)
     json.dump(result, sys.stdout)
 
 
