@@ -41,6 +41,12 @@ NOT_SNAPSHOT = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/var/log",
                 "/etc/passwd-", "/etc/group-", "/etc/shadow-", "/etc/gshadow-", "/etc/subuid-", "/etc/subgid-")
 # pcscd as upstream pcsc-lite 2.x runs it: as its own user.
 UNPRIVILEGED = "/etc/systemd/system/pcscd.service.d/50-swiftccid-vm-user.conf"
+# Where pcscd asks polkit about its clients (pcsc-lite 2.x), polkit answers a
+# non-root caller only for actions it owns: upstream's policy names the pcscd
+# user as their owner, Debian's (pcscd as root) does not.
+POLKIT_POLICY = "/usr/share/polkit-1/actions/org.debian.pcsc-lite.policy"
+POLKIT_OWNER = '    <annotate key="org.freedesktop.policykit.owner">unix-user:pcscd</annotate>\n'
+
 
 
 def sh(*argv, check=True):
@@ -403,7 +409,9 @@ def unprivileged(args):
         os.makedirs(os.path.dirname(UNPRIVILEGED), exist_ok=True)
         with open(UNPRIVILEGED, "w") as f:
             f.write("[Service]\nUser=pcscd\nRuntimeDirectory=pcscd\nRuntimeDirectoryPreserve=true\n")
+        polkit_owner(True)
     else:
+        polkit_owner(False)
         if os.path.exists(UNPRIVILEGED):
             os.unlink(UNPRIVILEGED)
             os.rmdir(os.path.dirname(UNPRIVILEGED))
@@ -415,6 +423,22 @@ def unprivileged(args):
     sh("systemctl", "daemon-reload")
     return {"user": sh("getent", "passwd", "pcscd", check=False).stdout.strip(),
             "generated": sorted(glob.glob("/run/systemd/generator/swiftccid-attach@*/*"))}
+
+
+def polkit_owner(on):
+    """pcscd's polkit actions owned by the pcscd user (as upstream's policy has them), or as Debian ships them."""
+    if not os.path.exists(POLKIT_POLICY):
+        return
+    with open(POLKIT_POLICY) as f:
+        text = f.read()
+    if on and POLKIT_OWNER not in text:
+        text = text.replace("</description>\n", "</description>\n" + POLKIT_OWNER)
+    elif not on:
+        text = text.replace(POLKIT_OWNER, "")
+    with open(POLKIT_POLICY, "w") as f:
+        f.write(text)
+    # polkitd reads actions when it starts.
+    sh("systemctl", "try-restart", "polkit.service")
 
 
 def perms(args):
