@@ -31,6 +31,15 @@ AUTO_EXIT_WAIT = 150
 class VM(unittest.TestCase):
     """One guest for every scenario; they run in the order of their names."""
     timings = {}
+    failed = False
+
+    def run(self, result=None):
+        # Remember a failure, so that tearDownClass shows the guest's side of it.
+        before = len(result.failures) + len(result.errors) if result else 0
+        outcome = super().run(result)
+        if result and len(result.failures) + len(result.errors) > before:
+            type(self).failed = True
+        return outcome
 
     @classmethod
     def setUpClass(cls):
@@ -44,8 +53,13 @@ class VM(unittest.TestCase):
     def tearDownClass(cls):
         # The guest's journal, for whoever reads a failure (CI keeps build/).
         journal = cls.vm.run(["journalctl", "-b", "--no-pager", "-o", "short-monotonic"], timeout=60)
+        text = journal.get("out", "") + journal.get("err", "")
         with open(os.path.join(image.ROOT, "build", "vm-journal-%s.txt" % RELEASE), "w") as f:
-            f.write(journal.get("out", "") + journal.get("err", ""))
+            f.write(text)
+        if cls.failed:
+            # CI keeps only the output: pcscd's, the workers' and the attach units' last words.
+            lines = [l for l in text.splitlines() if "pcscd" in l or "ccid-attach" in l or "swiftccid" in l]
+            print("\nGuest journal (pcscd, workers, units), last 120 lines:\n" + "\n".join(lines[-120:]))
         cls.vm.__exit__(None, None, None)
         cls.timings["total_s"] = [time.monotonic() - cls.started]
         os.makedirs(os.path.dirname(TIMINGS), exist_ok=True)

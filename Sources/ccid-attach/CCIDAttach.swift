@@ -19,16 +19,7 @@ struct Detach: ParsableCommand {
     @Option(help: "Socket directory.") var dir = defaultSocketDirectory
 
     func run() throws {
-        let parsed: AttachInstance
-        do throws(AttachInstance.ParseError) { parsed = try AttachInstance.parse(instance) } catch {
-            FileOutput.error("ccid-attach: refusing instance: \(error)")
-            throw ExitCode(2)
-        }
-        let files = WorkerFiles(directory: dir, base: WorkerSocket.baseName(bus: parsed.bus, address: parsed.address))
-        guard let text = WorkerFiles.read(files.pidFile), let pid = Int32(text), pid > 1, isRunning(pid) else {
-            FileOutput.error("ccid-attach: no worker for \(parsed.devicePath)")
-            throw ExitCode(1)
-        }
+        let (_, pid) = try runningWorker(instance, dir: dir)
         kill(pid, SIGTERM)
         for _ in 0..<40 where isRunning(pid) { usleep(50_000) }
         if isRunning(pid) {
@@ -47,16 +38,7 @@ struct Reload: ParsableCommand {
     @Option(help: "Socket directory.") var dir = defaultSocketDirectory
 
     func run() throws {
-        let parsed: AttachInstance
-        do throws(AttachInstance.ParseError) { parsed = try AttachInstance.parse(instance) } catch {
-            FileOutput.error("ccid-attach: refusing instance: \(error)")
-            throw ExitCode(2)
-        }
-        let files = WorkerFiles(directory: dir, base: WorkerSocket.baseName(bus: parsed.bus, address: parsed.address))
-        guard let text = WorkerFiles.read(files.pidFile), let pid = Int32(text), pid > 1, isRunning(pid) else {
-            FileOutput.error("ccid-attach: no worker for \(parsed.devicePath)")
-            throw ExitCode(1)
-        }
+        let (files, pid) = try runningWorker(instance, dir: dir)
         let reloads = { WorkerFiles.read(files.reloadsFile).flatMap { Int($0) } }
         let before = reloads() ?? 0
         kill(pid, SIGHUP)
@@ -71,6 +53,22 @@ struct Reload: ParsableCommand {
         FileOutput.error("ccid-attach: worker \(pid) did not finish reloading within 5 s")
         throw ExitCode(1)
     }
+}
+
+/// The files and pid of the running worker of a device named on the command
+/// line; exit status 2 for a refused instance, 1 when no worker runs.
+func runningWorker(_ instance: [String], dir: String) throws -> (WorkerFiles, Int32) {
+    let parsed: AttachInstance
+    do throws(AttachInstance.ParseError) { parsed = try AttachInstance.parse(instance) } catch {
+        FileOutput.error("ccid-attach: refusing instance: \(error)")
+        throw ExitCode(2)
+    }
+    let files = WorkerFiles(directory: dir, base: WorkerSocket.baseName(bus: parsed.bus, address: parsed.address))
+    guard let text = WorkerFiles.read(files.pidFile), let pid = Int32(text), pid > 1, isRunning(pid) else {
+        FileOutput.error("ccid-attach: no worker for \(parsed.devicePath)")
+        throw ExitCode(1)
+    }
+    return (files, pid)
 }
 
 struct ListWorkers: ParsableCommand {
