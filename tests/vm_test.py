@@ -25,7 +25,7 @@ TIMINGS = os.path.join(image.ROOT, "build", "vm-timings-%s.json" % RELEASE)
 REPEATS = 3
 # pcscd --auto-exit leaves 60 s after its last client (pcsc-lite's
 # TIME_BEFORE_SUICIDE; pcscd has no setting for it): wait that and a margin.
-AUTO_EXIT_WAIT = 150
+AUTO_EXIT_WAIT = 100
 
 
 class VM(unittest.TestCase):
@@ -203,7 +203,7 @@ class VM(unittest.TestCase):
         for driver, workers, mode in (("ours", True, "worker mode"), ("ours", False, "direct mode"),
                                       ("libccid", False, "libccid")):
             with self.subTest(mode=mode):
-                self.vm.guest("use", driver, *(["--workers"] if workers else []), "--no-keeper")
+                self.vm.guest("use", driver, *(["--workers"] if workers else []), "--no-client")
                 first = self.plug("omnikey-3121-extended", mode, workers=workers, client=False)
                 state = self.vm.guest("pcscd-state")
                 self.assertEqual((state["service"], state["socket"], state["pids"]), ("inactive", "active", []))
@@ -213,7 +213,12 @@ class VM(unittest.TestCase):
                 self.record("%s: socket activation -> reader usable" % mode, served["usable_s"])
                 self.assertEqual(len(served["pcscd"]), 1)
                 gone = self.vm.guest("wait-exit", "--timeout", str(AUTO_EXIT_WAIT), timeout=AUTO_EXIT_WAIT + 60)
-                self.record("%s: last client left -> pcscd exited" % mode, gone["exit_s"])
+                if gone["race"]:
+                    # pcsc-lite 1.9.9's auto-exit race (guest.py wait_exit), proven by its signature.
+                    self.assertEqual(RELEASE, "bookworm", "pcscd did not exit on its own")
+                    self.record("%s: auto-exit lost pcsc-lite 1.9.9's race" % mode, gone["exit_s"])
+                else:
+                    self.record("%s: last client left -> pcscd exited" % mode, gone["exit_s"])
                 self.assertEqual((gone["state"]["service"], gone["state"]["socket"]), ("inactive", "active"))
                 # The attach worker outlives pcscd.
                 self.assertEqual(gone["state"]["workers"], state["workers"])
@@ -243,7 +248,7 @@ class VM(unittest.TestCase):
         """pcscd as upstream pcsc-lite 2.x runs it (User=pcscd): device nodes
         and worker sockets are its group's and nobody else's; a reader plugged
         before that group existed is explained by `ccid-attach doctor`."""
-        self.vm.guest("use", "ours", "--no-keeper")
+        self.vm.guest("use", "ours", "--no-client")
         early = self.plug("omnikey-3121-extended", "direct mode", client=False)
         node = early["location"].split()[0]
         switched = self.vm.guest("unprivileged", "on")
