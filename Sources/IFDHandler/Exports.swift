@@ -235,8 +235,14 @@ public func IFDHControl(_ lun: DWORD, _ controlCode: DWORD, _ tx: PUCHAR?, _ txL
 @_cdecl("IFDHICCPresence")
 public func IFDHICCPresence(_ lun: DWORD) -> RESPONSECODE {
     guard let entry = registry.lookup(UInt(lun)) else { return code(IFD_NO_SUCH_DEVICE) }
-    // No card can be reached in a reader pcscd is removing; see `gone`.
-    if entry.removed { return code(IFD_ICC_NOT_PRESENT) }
+    // A reader that is gone has no card state to report, and must not say
+    // "absent": pcscd's polling thread takes that as a card removal and resets
+    // its card lock (hLockId) to 0, which is also the flag pcscd's removal of
+    // the reader has just set (0xFFFF) to make that thread exit. The thread
+    // then runs on and the removal waits for it forever (seen on pcsc-lite
+    // 1.9.9 in the VM test: the reader stayed listed). An error leaves the
+    // reader's state unknown and the flag alone. See also `gone`.
+    if entry.removed { return code(IFD_COMMUNICATION_ERROR) }
     do throws(DriverError) {
         let status = try entry.reader.iccStatus(slot: entry.slot)
         Log.periodic("LUN 0x\(String(lun, radix: 16)): card \(status)")
@@ -245,7 +251,7 @@ public func IFDHICCPresence(_ lun: DWORD) -> RESPONSECODE {
         case .absent, .reserved: return code(IFD_ICC_NOT_PRESENT)
         }
     } catch {
-        if error == .noDevice { return gone(lun, otherwise: IFD_ICC_NOT_PRESENT) }
+        if error == .noDevice { return gone(lun, otherwise: IFD_COMMUNICATION_ERROR) }
         Log.error("ICCPresence: \(error)")
         return code(IFD_COMMUNICATION_ERROR)
     }

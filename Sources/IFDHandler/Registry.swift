@@ -65,29 +65,7 @@ final class Registry: @unchecked Sendable {
                 throw .connect("\(path): \(error)")
             }
         case .usb(let usb) where Settings.usbWorkers:
-            let path = WorkerSocket.path(bus: usb.bus, address: usb.address,
-                                         directory: Settings.relayDirectory ?? WorkerSocket.defaultDirectory)
-            let unit = "swiftccid-attach@\(WorkerSocket.baseName(bus: usb.bus, address: usb.address).dropFirst(4))"
-            // systemd binds the worker's socket (swiftccid-attach@.socket) on the
-            // same udev event that brings pcscd here, and may not have yet: give
-            // it a moment. Once it exists the connection queues there until the
-            // worker serves; the handshake's deadline covers the worker's start.
-            let appears = Deadline.after(Settings.socketAppears)
-            while access(path, F_OK) != 0 {
-                // Unplugged meanwhile: fail now. pcscd's hotplug thread waits for us, and
-                // while it does the next device on the same port takes this one's sysfs path.
-                if access(usb.devicePath, F_OK) != 0 { throw .gone("\(usb): unplugged before its attach worker's socket appeared") }
-                if appears.hasPassed {
-                    throw .connect("\(usb): no attach worker socket at \(path); is worker mode on (/etc/swiftccid/usb-workers) and \(unit).socket active?")
-                }
-                usleep(10_000)
-            }
-            do throws(RelayConnectError) {
-                transport = try RelayClientTransport(path: path, deadline: .after(Settings.workerStartup),
-                                                     spinBudget: Settings.relaySpin, log: { Log.error($0) })
-            } catch {
-                throw .connect("\(usb): attach worker at \(path): \(error); see \(unit).service")
-            }
+            transport = try WorkerConnection.connect(usb)
         case .usb(let usb):
             do throws(USBOpenError) {
                 transport = try USBTransport(name: usb, log: { Log.error($0) })

@@ -67,8 +67,25 @@ def wait(predicate, timeout, what, interval=0.02):
         if value:
             return value
         if time.monotonic() > limit:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+            raise AssertionError("timed out after %.0f s waiting for %s\n%s" % (timeout, what, pcscd_evidence()))
         time.sleep(interval)
+
+
+def pcscd_evidence():
+    """What pcscd's threads wait in, and its, the workers' and the units' last
+    journal lines: CI keeps only the end of the output, which a failed wait's
+    message reaches."""
+    lines = []
+    for pid in pcscd_pids():
+        for task in sorted(glob.glob("/proc/%s/task/*" % pid)):
+            try:
+                with open(task + "/comm") as c, open(task + "/wchan") as w:
+                    lines.append("pcscd thread %s: %s in %s" % (os.path.basename(task), c.read().strip(), w.read().strip()))
+            except OSError:
+                pass
+    journal = sh("journalctl", "-b", "--no-pager", "-o", "short-monotonic", "-n", "400", check=False).stdout
+    lines += [l for l in journal.splitlines() if "pcscd" in l or "ccid-attach" in l or "swiftccid" in l][-40:]
+    return "\n".join(lines)
 
 
 def readers():
