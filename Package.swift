@@ -61,8 +61,8 @@ let package = Package(
         .testTarget(name: "USBTransportTests", dependencies: ["USBTransport"]),
         .testTarget(name: "AttachWorkerTests", dependencies: ["AttachWorker"]),
         .testTarget(name: "SimulatorGadgetTests", dependencies: ["SimulatorGadget", "SimulatorCore", "CCID"]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID", "SimulatorCore", "ThreadSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "CCID", "SimulatorCore", "ThreadSupport", "TestSupport"]),
+        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -43,6 +43,8 @@ MODES = {
 class HostileRelay:
     def __init__(self, path, mode):
         self.path, self.mode = path, mode
+        # Seeded: a garbage reply that breaks something breaks it on every run.
+        self.rng = random.Random(0x6A5)
         if os.path.exists(path):
             os.unlink(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -108,7 +110,7 @@ class HostileRelay:
     def misbehave(self, conn, slot, seq):
         m = self.mode
         if m == "garbage-reply":
-            return bytes(random.getrandbits(8) for _ in range(random.randint(0, 40)))
+            return bytes(self.rng.getrandbits(8) for _ in range(self.rng.randint(0, 40)))
         if m == "length-lie":
             return bytes([0x80]) + struct.pack("<I", 0xFFFFFFF0) + bytes([slot, seq, 0, 0, 0]) + b"\x90\x00"
         if m == "wrong-seq":

@@ -32,8 +32,9 @@ def proc_stats(pid):
 
 
 class Soak:
-    def __init__(self, pcscd, seconds, clients):
+    def __init__(self, pcscd, seconds, clients, seed):
         self.pcscd = pcscd
+        self.seed = seed
         self.seconds = seconds
         self.clients = clients
         self.lock = threading.Lock()
@@ -113,7 +114,7 @@ class Soak:
                 self.pcscd.sim("insert", reader[1], "--card", rng.choice(["compliance", "compliance-inverse"]))
 
     def run(self):
-        rng = random.Random(int(time.time()))
+        rng = random.Random(self.seed)
         for i, p in enumerate(PROFILES[:3]):
             self.profiles["SIM%d" % (1000 + i)] = p
         time.sleep(2)
@@ -155,19 +156,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=None, help="the run's random seed (default: from the clock; printed)")
     args = ap.parse_args()
+    seed = args.seed if args.seed is not None else int(time.time())
     config = DIR + "-soak.json"
     with open(config, "w") as f:
         json.dump({"readers": [{"profile": p, "cards": ["compliance"]} for p in PROFILES[:3]]}, f)
     try:
         with PrivatePCSCD("--usb", "--config", config, env={"SWIFTCCID_MAX_EXCHANGE_MS": "5000"}) as pcscd:
             wait_for(lambda: len(reader_names()) >= 4, what="the soak readers")
-            soak = Soak(pcscd, args.seconds, args.clients)
+            soak = Soak(pcscd, args.seconds, args.clients, seed)
             before, after = soak.run()
             alive = pcscd.pcscd_alive()
     finally:
         os.unlink(config)
-    print("soak: %d s, %d clients" % (args.seconds, args.clients))
+    print("soak: %d s, %d clients, seed %d (again: --seed %d)" % (args.seconds, args.clients, seed, seed))
     print("  APDUs answered correctly: %d" % soak.ok)
     print("  wrong answers: %d" % len(soak.wrong))
     for what, n in sorted(soak.errors.items(), key=lambda kv: -kv[1]):

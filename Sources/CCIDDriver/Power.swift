@@ -5,7 +5,11 @@ import ThreadSupport
 extension Reader {
     /// Powers the card up (cold or warm: a power-on of a powered card is a warm reset) and returns its ATR.
     public func powerOn(slot: Int) throws(DriverError) -> [UInt8] {
-        let s = try checkSlot(slot)
+        try serialised(slot: slot) { s throws(DriverError) in try powerOnLocked(slot: s) }
+    }
+
+    private func powerOnLocked(slot s: UInt8) throws(DriverError) -> [UInt8] {
+        let slot = Int(s)
         var lastError: DriverError = .noCard
         for voltage in voltageSequence {
             let reply = try exchange(.iccPowerOn(voltage: voltage), slot: s, waitingTime: .seconds(2))
@@ -68,7 +72,21 @@ extension Reader {
     }
 
     public func powerOff(slot: Int) throws(DriverError) {
-        let s = try checkSlot(slot)
+        try serialised(slot: slot) { s throws(DriverError) in try powerOffLocked(slot: s) }
+    }
+
+    /// Powers the card down only if nothing is in progress on the slot and no
+    /// command is in flight on the reader: for pcscd closing a channel, which it
+    /// may do with a Transmit still running and must not wait for.
+    public func powerOffIfIdle(slot: Int) {
+        guard slotLocks.indices.contains(slot), let s = UInt8(exactly: slot) else { return }
+        slotLocks[slot].withLockIfAvailable {
+            if !isExchanging { _ = try? powerOffLocked(slot: s) }
+        }
+    }
+
+    private func powerOffLocked(slot s: UInt8) throws(DriverError) {
+        let slot = Int(s)
         update(slot) { $0.poweredOff() }
         let reply = try exchange(.iccPowerOff, slot: s, waitingTime: controlWaitingTime)
         if reply.status.command == .failed, reply.status.icc != .absent { throw .commandFailed(reply.slotError) }
@@ -85,7 +103,11 @@ extension Reader {
     /// Chooses a protocol from those `requested` (bit 0 T=0, bit 1 T=1), the
     /// card offers and the reader supports, and sets the reader's parameters.
     public func selectProtocol(slot: Int, requested: UInt32) throws(DriverError) -> UInt8 {
-        let s = try checkSlot(slot)
+        try serialised(slot: slot) { s throws(DriverError) in try selectProtocolLocked(slot: s, requested: requested) }
+    }
+
+    private func selectProtocolLocked(slot s: UInt8, requested: UInt32) throws(DriverError) -> UInt8 {
+        let slot = Int(s)
         guard let state = state(of: slot), state.powered else { throw .noCard }
         let atr = state.parsedATR
         let offered = atr?.offeredProtocols ?? [0]
@@ -190,7 +212,7 @@ extension Reader {
             log("slot \(slot): no answer to PPS (\(reply.slotError)); resetting the card and keeping the defaults")
         }
         // ISO/IEC 7816-3 §9.2: after a failed PPS the card must be reset.
-        _ = try powerOn(slot: Int(slot))
+        _ = try powerOnLocked(slot: slot)
         guard protocolType == (atr?.defaultProtocol ?? 0) else {
             throw .protocolNotSupported("card refused PPS to T=\(protocolType)")
         }

@@ -17,8 +17,11 @@ public final class Reader: @unchecked Sendable {
     private var sequence: UInt8 = 0
     private let slotLock = Lock()
     private var slots: [SlotState]
-    /// One APDU at a time per slot: a TPDU exchange is many commands long.
-    let apduLocks: [Lock]
+    /// One operation at a time per slot (power, protocol selection, APDU, PIN
+    /// entry): a TPDU exchange is many commands long, and a reset or a new
+    /// protocol must not land between them or under the T=1 state it leaves.
+    /// pcscd serialises a reader's calls itself; the driver does not rely on it.
+    let slotLocks: [Lock]
     let events: CardEvents
 
     public init(transport: CCIDTransport, timeouts: ExchangeTimeouts = ExchangeTimeouts(),
@@ -28,7 +31,7 @@ public final class Reader: @unchecked Sendable {
         self.timeouts = timeouts
         self.log = log
         slots = Array(repeating: SlotState(), count: transport.identity.classDescriptor.slotCount)
-        apduLocks = (0..<transport.identity.classDescriptor.slotCount).map { _ in Lock() }
+        slotLocks = (0..<transport.identity.classDescriptor.slotCount).map { _ in Lock() }
         events = CardEvents(slotCount: transport.identity.classDescriptor.slotCount)
         if identity.hasInterruptEndpoint {
             let events = self.events, transport = self.transport
@@ -53,6 +56,14 @@ public final class Reader: @unchecked Sendable {
         return s
     }
 
+    /// Runs `body` as the only power, protocol, APDU or PIN operation on `slot`.
+    func serialised<T>(slot: Int, _ body: (UInt8) throws(DriverError) -> T) throws(DriverError) -> T {
+        let s = try checkSlot(slot)
+        guard slotLocks.indices.contains(slot) else { throw .invalidSlot(slot) }
+        return try slotLocks[slot].withLock { () throws(DriverError) -> T in try body(s) }
+    }
+
+
     public func close() {
         events.stopAll()
         transport.close()
@@ -69,15 +80,9 @@ public final class Reader: @unchecked Sendable {
     /// replies with another slot or sequence are dropped, time extensions move
     /// the deadline within its cap, expiry aborts the command.
     func exchange(_ body: Command.Body, slot: UInt8, waitingTime: Duration, cap: Deadline? = nil) throws(DriverError) -> Reply {
-        var failure: DriverError? = nil
-        var result: Reply? = nil
-        exchangeLock.withLock {
-            do throws(DriverError) { result = try exchangeLocked(body, slot: slot, waitingTime: waitingTime, cap: cap) }
-            catch { failure = error }
+        try exchangeLock.withLock { () throws(DriverError) -> Reply in
+            try exchangeLocked(body, slot: slot, waitingTime: waitingTime, cap: cap)
         }
-        if let failure { throw failure }
-        guard let result else { throw .protocolViolation("no reply") }
-        return result
     }
 
     private func exchangeLocked(_ body: Command.Body, slot: UInt8, waitingTime: Duration, cap: Deadline?) throws(DriverError) -> Reply {

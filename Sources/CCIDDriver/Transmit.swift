@@ -5,14 +5,7 @@ import ThreadSupport
 extension Reader {
     /// Sends a command APDU and returns the response APDU, at the reader's exchange level.
     public func transmit(slot: Int, apdu: [UInt8]) throws(DriverError) -> [UInt8] {
-        let s = try checkSlot(slot)
-        var result: [UInt8] = []
-        var failure: DriverError? = nil
-        apduLocks[slot].withLock {
-            do throws(DriverError) { result = try transmitLocked(slot: s, apdu: apdu) } catch { failure = error }
-        }
-        if let failure { throw failure }
-        return result
+        try serialised(slot: slot) { s throws(DriverError) in try transmitLocked(slot: s, apdu: apdu) }
     }
 
     private func transmitLocked(slot s: UInt8, apdu: [UInt8]) throws(DriverError) -> [UInt8] {
@@ -22,6 +15,9 @@ extension Reader {
         do throws(APDUError) { shape = try CommandAPDU(apdu) } catch { throw .invalidAPDU(error.description) }
         let waitingTime = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: state.protocolType,
                                                            clockKHz: descriptor.defaultClock)
+        // One cap for the whole APDU at every level, however many pieces,
+        // blocks, time extensions and retries it takes.
+        let cap = Deadline.after(timeouts.maximum)
         switch descriptor.exchangeLevel {
         case .shortAPDU:
             guard !shape.isExtended else {
@@ -30,12 +26,11 @@ extension Reader {
             guard apdu.count <= descriptor.maxMessageDataLength else {
                 throw .notSupported("APDU of \(apdu.count) bytes exceeds the reader's message size \(descriptor.maxCCIDMessageLength)")
             }
-            return try xfrBlock(slot: s, data: apdu, level: .beginsAndEnds, waitingTime: waitingTime)
+            return try xfrBlock(slot: s, data: apdu, level: .beginsAndEnds, waitingTime: waitingTime, cap: cap)
         case .extendedAPDU:
-            return try chainedExchange(slot: s, apdu: apdu, waitingTime: waitingTime)
+            return try chainedExchange(slot: s, apdu: apdu, waitingTime: waitingTime, cap: cap)
         case .tpdu, .character:
             let protocolType = state.protocolType ?? state.parsedATR?.defaultProtocol ?? 0
-            let cap = Deadline.after(timeouts.maximum)
             if protocolType == 1 { return try t1Exchange(slot: s, apdu: apdu, state: state, cap: cap) }
             return try t0Exchange(slot: s, shape: shape, waitingTime: waitingTime, cap: cap)
         case .unknown:
@@ -44,7 +39,6 @@ extension Reader {
     }
 
     /// T=1 at TPDU level: the reader moves blocks, the driver runs the protocol.
-    /// One cap for the whole APDU, however many blocks, WTX and retries it takes.
     func t1Exchange(slot: UInt8, apdu: [UInt8], state: SlotState, cap: Deadline) throws(DriverError) -> [UInt8] {
         let bwt = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: 1, clockKHz: descriptor.defaultClock)
         var engine = state.t1 ?? t1Engine(atr: state.parsedATR)
@@ -164,7 +158,7 @@ extension Reader {
     /// Extended APDU exchange (CCID 1.1 §6.1.4): the command goes in pieces of at
     /// most dwMaxCCIDMessageLength - 10 bytes with wLevelParameter saying where
     /// each piece stands; the response comes back the same way.
-    func chainedExchange(slot: UInt8, apdu: [UInt8], waitingTime: Duration) throws(DriverError) -> [UInt8] {
+    func chainedExchange(slot: UInt8, apdu: [UInt8], waitingTime: Duration, cap: Deadline) throws(DriverError) -> [UInt8] {
         let piece = descriptor.maxMessageDataLength
         guard piece > 0 else { throw .protocolViolation("dwMaxCCIDMessageLength \(descriptor.maxCCIDMessageLength) leaves no room for data") }
         var offset = 0
@@ -178,7 +172,8 @@ extension Reader {
             case (false, true): .ends
             case (false, false): .continues
             }
-            (response, chain) = try xfrBlockRaw(slot: slot, data: Array(apdu[offset..<end]), level: level, waitingTime: waitingTime)
+            (response, chain) = try xfrBlockRaw(slot: slot, data: Array(apdu[offset..<end]), level: level,
+                                                waitingTime: waitingTime, cap: cap)
             offset = end
             if level == .begins || level == .continues {
                 guard chain == UInt8(LevelParameter.emptyContinuation.rawValue), response.isEmpty else {
@@ -192,7 +187,8 @@ extension Reader {
         }
         let limit = 65538
         while chain == 0x01 || chain == 0x03 {
-            let (more, next) = try xfrBlockRaw(slot: slot, data: [], level: .emptyContinuation, waitingTime: waitingTime)
+            let (more, next) = try xfrBlockRaw(slot: slot, data: [], level: .emptyContinuation, waitingTime: waitingTime,
+                                               cap: cap)
             response += more
             guard response.count <= limit else { throw .protocolViolation("chained response exceeds \(limit) bytes") }
             guard next == 0x02 || next == 0x03 else {
@@ -203,15 +199,17 @@ extension Reader {
         return response
     }
 
-    func xfrBlock(slot: UInt8, data: [UInt8], level: LevelParameter, waitingTime: Duration) throws(DriverError) -> [UInt8] {
-        let (response, chain) = try xfrBlockRaw(slot: slot, data: data, level: level, waitingTime: waitingTime)
+    func xfrBlock(slot: UInt8, data: [UInt8], level: LevelParameter, waitingTime: Duration,
+                  cap: Deadline) throws(DriverError) -> [UInt8] {
+        let (response, chain) = try xfrBlockRaw(slot: slot, data: data, level: level, waitingTime: waitingTime, cap: cap)
         guard chain == 0 else { throw .protocolViolation("unexpected response chaining 0x\(hexString([chain]))") }
         return response
     }
 
-    func xfrBlockRaw(slot: UInt8, data: [UInt8], level: LevelParameter, waitingTime: Duration) throws(DriverError) -> ([UInt8], UInt8) {
+    func xfrBlockRaw(slot: UInt8, data: [UInt8], level: LevelParameter, waitingTime: Duration,
+                     cap: Deadline) throws(DriverError) -> ([UInt8], UInt8) {
         let reply = try exchange(.xfrBlock(bwi: 0, levelParameter: level.rawValue, data: data), slot: slot,
-                                 waitingTime: waitingTime)
+                                 waitingTime: waitingTime, cap: cap)
         try check(reply)
         guard case .dataBlock(let chain, let response) = reply.body else {
             throw .protocolViolation("XfrBlock answered with \(reply.messageType)")
@@ -222,7 +220,11 @@ extension Reader {
     /// PC_to_RDR_Secure: PIN entry on the reader's keypad; `data` is the CCID
     /// PIN verification or modification structure with bPINOperation first.
     public func secure(slot: Int, data: [UInt8]) throws(DriverError) -> [UInt8] {
-        let s = try checkSlot(slot)
+        try serialised(slot: slot) { s throws(DriverError) in try secureLocked(slot: s, data: data) }
+    }
+
+    private func secureLocked(slot s: UInt8, data: [UInt8]) throws(DriverError) -> [UInt8] {
+        let slot = Int(s)
         guard let state = state(of: slot), state.powered else { throw .noCard }
         // The user types: allow the timeout the structure asks for (bTimeOut, 0 = reader default).
         let seconds = data.count > 1 && data[1] != 0 ? Int(data[1]) : 30

@@ -73,9 +73,8 @@ public func IFDHCreateChannel(_ lun: DWORD, _ channel: DWORD) -> RESPONSECODE {
 public func IFDHCloseChannel(_ lun: DWORD) -> RESPONSECODE {
     // pcscd closes a channel when it gives up, even with a Transmit in flight
     // (~500 ms): power the card down only if the reader is idle, never wait.
-    if let entry = registry.lookup(UInt(lun)), entry.reader.state(of: entry.slot)?.powered == true,
-       !entry.removed, !entry.reader.isExchanging {
-        _ = try? entry.reader.powerOff(slot: entry.slot)
+    if let entry = registry.lookup(UInt(lun)), entry.reader.state(of: entry.slot)?.powered == true, !entry.removed {
+        entry.reader.powerOffIfIdle(slot: entry.slot)
     }
     return registry.close(lun: UInt(lun)) ? code(IFD_SUCCESS) : code(IFD_NO_SUCH_DEVICE)
 }

@@ -12,11 +12,7 @@ public final class FrameStream: @unchecked Sendable {
 
     public func send(_ frame: RelayFrame) throws(SocketError) {
         let bytes = frame.encoded()
-        var failure: SocketError? = nil
-        writeLock.withLock {
-            do throws(SocketError) { try socket.writeAll(bytes) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        try writeLock.withLock { () throws(SocketError) in try socket.writeAll(bytes) }
     }
 
     public enum ReadError: Error, Sendable {

@@ -29,7 +29,8 @@ public final class ConditionLock: @unchecked Sendable {
     public func lock() { pthread_mutex_lock(mutex) }
     public func unlock() { pthread_mutex_unlock(mutex) }
 
-    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    /// Typed throws: a section that throws `DriverError` throws `DriverError`.
+    public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         lock()
         defer { unlock() }
         return try body()
@@ -60,18 +61,15 @@ public final class Lock: @unchecked Sendable {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
     }
-    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    /// Typed throws: a section that throws `DriverError` throws `DriverError`.
+    public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
     }
 
-    /// For sections that throw typed errors (`withLock` rethrows untyped).
-    public func lock() { pthread_mutex_lock(mutex) }
-    public func unlock() { pthread_mutex_unlock(mutex) }
-
     /// Runs `body` only if the lock is free right now.
-    public func withLockIfAvailable<T>(_ body: () throws -> T) rethrows -> T? {
+    public func withLockIfAvailable<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T? {
         guard pthread_mutex_trylock(mutex) == 0 else { return nil }
         defer { pthread_mutex_unlock(mutex) }
         return try body()

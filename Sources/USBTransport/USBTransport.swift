@@ -199,26 +199,26 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
         defer { leave() }
         let endpoint = identity.endpoints.bulkIn
         let packet = max(8, identity.endpoints.bulkInPacketSize)
-        bulkInLock.lock()
-        defer { bulkInLock.unlock() }
-        var message: [UInt8] = []
-        while true {
-            let outcome = bulkIn.run(context: context, handle: handle, endpoint: endpoint,
-                                     type: UInt8(LIBUSB_TRANSFER_TYPE_BULK.rawValue), buffer: inBuffer,
-                                     length: Self.inCapacity, deadline: deadline)
-            let n = min(try check(outcome, endpoint: endpoint), Self.inCapacity)
-            if n == 0 && message.isEmpty { continue }
-            message += UnsafeRawBufferPointer(rebasing: inBuffer[0..<n])
-            if n == 0 || n % packet != 0 { break }
-            if message.count >= ccidHeaderLength {
-                var r = ByteReader(message[1..<5])
-                if message.count >= ccidHeaderLength + Int(r.u32le() ?? 0) { break }
+        return try bulkInLock.withLock { () throws(TransportError) -> [UInt8] in
+            var message: [UInt8] = []
+            while true {
+                let outcome = bulkIn.run(context: context, handle: handle, endpoint: endpoint,
+                                         type: UInt8(LIBUSB_TRANSFER_TYPE_BULK.rawValue), buffer: inBuffer,
+                                         length: Self.inCapacity, deadline: deadline)
+                let n = min(try check(outcome, endpoint: endpoint), Self.inCapacity)
+                if n == 0 && message.isEmpty { continue }
+                message += UnsafeRawBufferPointer(rebasing: inBuffer[0..<n])
+                if n == 0 || n % packet != 0 { break }
+                if message.count >= ccidHeaderLength {
+                    var r = ByteReader(message[1..<5])
+                    if message.count >= ccidHeaderLength + Int(r.u32le() ?? 0) { break }
+                }
+                guard message.count < Self.inCapacity * 2 else {
+                    throw .protocolViolation("bulk-in message longer than \(Self.inCapacity * 2) bytes")
+                }
             }
-            guard message.count < Self.inCapacity * 2 else {
-                throw .protocolViolation("bulk-in message longer than \(Self.inCapacity * 2) bytes")
-            }
+            return message
         }
-        return message
     }
 
     public func receiveInterrupt(deadline: Deadline) throws(TransportError) -> [UInt8] {

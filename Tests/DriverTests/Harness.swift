@@ -28,11 +28,15 @@ struct Harness {
     }
 
     /// Powers up and selects `protocolType` (or any), then selects the test applet.
-    func connect(slot: Int = 0, protocolType: UInt8? = nil) throws {
-        _ = try reader.powerOn(slot: slot)
+    /// Powers the card up, selects a protocol and the test applet; returns the ATR.
+    @discardableResult
+    func connect(slot: Int = 0, protocolType: UInt8? = nil) throws -> [UInt8] {
+        let atr = try reader.powerOn(slot: slot)
         let mask: UInt32 = protocolType.map { 1 << UInt32($0) } ?? 3
-        _ = try reader.selectProtocol(slot: slot, requested: mask)
+        let chosen = try reader.selectProtocol(slot: slot, requested: mask)
+        #expect(mask & (1 << UInt32(chosen)) != 0)
         #expect(try reader.transmit(slot: slot, apdu: [0x00, 0xA4, 0x04, 0x00, 0x06] + ComplianceTestCard.appletAID) == [0x90, 0x00])
+        return atr
     }
 
     static func sequence(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0) } }

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import CCID
 @testable import CCIDDriver
 @testable import SimulatorCore
@@ -49,26 +50,45 @@ struct RobustnessTests {
         #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2]) == [0, 1, 0x90, 0x00])
     }
 
-    @Test func garbageRepliesNeverTrap() throws {
+    /// Replies garbled at random (seeded): each APDU gets its exact response
+    /// or a clean error of the kinds a lying reader earns, and the reader
+    /// works once the replies are right again.
+    @Test func garbageRepliesGetExactAnswersOrCleanErrors() throws {
         let h = try Harness(timeouts: ExchangeTimeouts(maximum: .milliseconds(300), transportMargin: .milliseconds(100)))
-        try h.connect()
+        let atr = try h.connect()
+        var rng = TestRandom(seed: 0x6A12)
+        var failures = 0
         for _ in 0..<60 {
+            let kind = Int.random(in: 0..<5, using: &rng)
+            let garbage = (0..<Int.random(in: 0..<20, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let cut = Int.random(in: 0..<1_000, using: &rng)
             h.transport.tamper = { reply in
                 var r = reply
-                switch Int.random(in: 0..<5) {
-                case 0: r = (0..<Int.random(in: 0..<20)).map { _ in UInt8.random(in: 0...255) }
+                switch kind {
+                case 0: r = garbage
                 case 1: r[1] = 0xFF                           // length lie
                 case 2: r[0] = 0x81                           // wrong message type
-                case 3: r = Array(r.prefix(Int.random(in: 0..<r.count)))
+                case 3: r = Array(r.prefix(cut % max(r.count, 1)))
                 default: r[7] = 0x40                          // command failed
                 }
                 return [r]
             }
-            _ = try? h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2])
+            do throws(DriverError) {
+                let response = try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2])
+                #expect(response == [0, 1, 0x90, 0x00])
+            } catch {
+                failures += 1
+                switch error {
+                case .timeout, .protocolViolation, .commandFailed: break
+                default: Issue.record("not an error a lying reader earns: \(error)")
+                }
+            }
         }
+        #expect(failures > 30, "only \(failures) of 60 garbled replies failed")
         h.transport.tamper = nil
-        _ = try h.reader.powerOn(slot: 0)
-        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 1, 1]) != [])
+        // A reset (the applet selected again) and the reader answers right.
+        #expect(try h.connect() == atr)
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x34, 0, 2, 2]) == [0, 1, 0x90, 0x00])
     }
 
     @Test func chainingLiesAreProtocolErrors() throws {

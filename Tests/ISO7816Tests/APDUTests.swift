@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import ISO7816
 
 struct APDUTests {
@@ -31,11 +32,24 @@ struct APDUTests {
         #expect(throws: APDUError.inconsistentLength(6)) { try CommandAPDU([0x80, 0x32, 0, 0, 0, 1]) }
     }
 
-    @Test func randomAPDUsNeverTrap() {
+    /// Property: random bytes never trap, and an APDU that parses accounts
+    /// for every byte: header, Lc field, data and Le field, nothing else.
+    @Test func randomAPDUsAccountForEveryByteOrAreRefused() {
+        var rng = TestRandom(seed: 0xA9D0)
+        var parsed = 0
         for _ in 0..<20_000 {
-            let bytes = (0..<Int.random(in: 0..<300)).map { _ in UInt8.random(in: 0...255) }
-            if let a = try? CommandAPDU(bytes) { _ = a.data.count }
+            var bytes = (0..<Int.random(in: 0..<300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            // Often a consistent short case 3 or 4, so that both sides run.
+            if bytes.count > 5, Bool.random(using: &rng) { bytes[4] = UInt8(min(bytes.count - 5, 255)); bytes = Array(bytes.prefix(5 + Int(bytes[4]) + Int.random(in: 0...1, using: &rng))) }
+            guard let a = try? CommandAPDU(bytes) else { continue }
+            parsed += 1
+            #expect(a.bytes == bytes && a.data.count == a.dataLength)
+            #expect((0...65536).contains(a.expectedLength) && a.dataLength <= 65535)
+            let lc = a.dataLength == 0 ? 0 : (a.isExtended ? 3 : 1)
+            let le = a.expectedLength == 0 ? 0 : (a.isExtended ? (a.dataLength == 0 ? 3 : 2) : 1)
+            #expect(4 + lc + a.dataLength + le == bytes.count, "\(bytes.prefix(8)): \(a)")
         }
+        #expect(parsed > 1_000, "only \(parsed) APDUs parsed: the property was barely tested")
     }
 }
 
@@ -65,8 +79,13 @@ struct PPSTests {
         #expect(throws: PPSError.checksum) { try request.negotiated(by: [0xFF, 0x11, 0x18, 0xF7]) }
         #expect(throws: PPSError.self) { try request.negotiated(by: [0xFF, 0x11, 0x18]) }
         #expect(throws: PPSError.self) { try request.negotiated(by: [0x3B, 0x11, 0x18, 0xF6]) }
+        // Random answers (seeded): refused, or a result the request allows.
+        var rng = TestRandom(seed: 0x9905)
         for _ in 0..<10_000 {
-            _ = try? request.negotiated(by: (0..<Int.random(in: 0..<8)).map { _ in UInt8.random(in: 0...255) })
+            let answer = (0..<Int.random(in: 0..<8, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if let result = try? request.negotiated(by: answer) {
+                #expect(result.effectiveFiDi == 0x18 || result.effectiveFiDi == 0x11, "\(answer)")
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import ISO7816
 
 struct ATRTests {
@@ -88,16 +89,26 @@ struct ATRTests {
         #expect(throws: ATRError.tooLong(34)) { try ATR([0x3B] + [UInt8](repeating: 0, count: 33)) }
     }
 
-    /// Property: random bytes after a valid TS never trap.
-    @Test func randomATRsNeverTrap() {
+    /// Property: random bytes after a valid TS never trap, and what parses
+    /// parses the same again and has every derived value in its range.
+    @Test func randomATRsParseWithinRangesOrAreRefused() throws {
+        var rng = TestRandom(seed: 0xA7A1)
+        var parsed = 0
+        let starts: [UInt8] = [0x3B, 0x3F, 0x03]
         for _ in 0..<50_000 {
-            let n = Int.random(in: 1...40)
-            var bytes = (0..<n).map { _ in UInt8.random(in: 0...255) }
-            bytes[0] = [0x3B, 0x3F, 0x03].randomElement()!
-            if let atr = try? ATR(bytes) {
-                _ = (atr.fi, atr.di, atr.t1IFSC, atr.t1BWI, atr.specificMode, atr.offeredProtocols, atr.t0WaitingTimeInteger)
-            }
+            let n = Int.random(in: 1...40, using: &rng)
+            var bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            bytes[0] = starts[Int.random(in: 0..<starts.count, using: &rng)]
+            guard let atr = try? ATR(bytes) else { continue }
+            parsed += 1
+            let again = try ATR(atr.bytes)
+            #expect(again.bytes == atr.bytes && again.historicalBytes == atr.historicalBytes && again.tck == atr.tck)
+            #expect(atr.historicalBytes.count <= 15 && !atr.groups.isEmpty)
+            #expect((1...254).contains(atr.t1IFSC) && atr.t1BWI <= 15 && atr.t1CWI <= 15, "\(bytes)")
+            #expect(atr.offeredProtocols.allSatisfy { $0 <= 15 } && atr.defaultProtocol <= 15)
+            #expect(atr.fi.map { $0 > 0 } ?? true && atr.di.map { $0 > 0 } ?? true)
         }
+        #expect(parsed > 300, "only \(parsed) ATRs parsed: the property was barely tested")
     }
 }
 
