@@ -30,6 +30,7 @@ public final class Reader: @unchecked Sendable {
         identity = transport.identity
         self.timeouts = timeouts
         self.log = log
+        slotCount = transport.identity.classDescriptor.slotCount
         slots = Array(repeating: SlotState(), count: transport.identity.classDescriptor.slotCount)
         slotLocks = (0..<transport.identity.classDescriptor.slotCount).map { _ in Lock() }
         events = CardEvents(slotCount: transport.identity.classDescriptor.slotCount)
@@ -41,7 +42,9 @@ public final class Reader: @unchecked Sendable {
         }
     }
 
-    public var slotCount: Int { slots.count }
+    /// Fixed at init: reading `slots.count` unlocked raced with `update`
+    /// (ThreadSanitizer, SlotSerialisationTests).
+    public let slotCount: Int
 
     public func state(of slot: Int) -> SlotState? {
         slotLock.withLock { slots.indices.contains(slot) ? slots[slot] : nil }
