@@ -57,6 +57,17 @@ LEVELS = [("omnikey-3121-extended", "OMNIKEY 3x21 Smart Card Reader [sim0] 00 00
           ("o2micro-oz776-char", "O2Micro CCID SC Reader [sim0] 00 00")]
 
 
+def answered(test, card, apdu, expected, errors):
+    """The exact response (True), or an error of one of the expected kinds (False)."""
+    try:
+        response = card.transmit(apdu)
+    except PCSCError as e:
+        test.assertIn(e.rv, errors, str(e))
+        return False
+    test.assertEqual(response, expected)
+    return True
+
+
 class HostileReaderAndCard(unittest.TestCase):
     def check_level(self, profile, reader, protocols=(S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0)):
         with PrivatePCSCD("--profile", profile, env={"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}) as pcscd:
@@ -74,7 +85,7 @@ class HostileReaderAndCard(unittest.TestCase):
                 try:
                     for apdu, expected in PROBES:
                         start = time.monotonic()
-                        self.answered(card, apdu, expected, FAULT_ERRORS)
+                        answered(self, card, apdu, expected, FAULT_ERRORS)
                         elapsed = time.monotonic() - start
                         self.assertLess(elapsed, BOUND, "an APDU took %.1f s" % elapsed)
                 finally:
@@ -82,7 +93,7 @@ class HostileReaderAndCard(unittest.TestCase):
                 self.assertTrue(pcscd.pcscd_alive(), "pcscd died")
                 # With the fault gone the card answers at once, or (a cut T=1
                 # exchange leaves its protocol state behind) after the reset below.
-                self.answered(card, *AFTERWARDS, FAULT_ERRORS)
+                answered(self, card, *AFTERWARDS, FAULT_ERRORS)
             finally:
                 card.disconnect(S.SCARD_RESET_CARD)
             card = c.connect(reader, protocol)
@@ -90,15 +101,6 @@ class HostileReaderAndCard(unittest.TestCase):
                 self.assertEqual(card.transmit(AFTERWARDS[0]), AFTERWARDS[1])
             finally:
                 card.disconnect(S.SCARD_RESET_CARD)
-
-    def answered(self, card, apdu, expected, errors):
-        """The exact response, or an error of one of the expected kinds."""
-        try:
-            response = card.transmit(apdu)
-        except PCSCError as e:
-            self.assertIn(e.rv, errors, str(e))
-            return
-        self.assertEqual(response, expected)
 
     # At APDU level the reader runs the card protocol: one protocol is enough.
     def test_extended_apdu_level(self):
@@ -153,12 +155,8 @@ class HangUpAtEveryStep(unittest.TestCase):
             return
         try:
             for apdu, expected in HANG_UP_PROBES:
-                try:
-                    response = card.transmit(apdu)
-                except PCSCError as e:
-                    self.assertIn(e.rv, GONE_ERRORS, str(e))
+                if not answered(self, card, apdu, expected, GONE_ERRORS):
                     return
-                self.assertEqual(response, expected)
         finally:
             card.disconnect(S.SCARD_LEAVE_CARD)
 
