@@ -79,7 +79,7 @@ extension Reader {
     /// command is in flight on the reader: for pcscd closing a channel, which it
     /// may do with a Transmit still running and must not wait for.
     public func powerOffIfIdle(slot: Int) {
-        guard slotLocks.indices.contains(slot), let s = UInt8(exactly: slot) else { return }
+        guard let s = try? checkSlot(slot) else { return }
         slotLocks[slot].withLockIfAvailable {
             if !isExchanging { _ = try? powerOffLocked(slot: s) }
         }

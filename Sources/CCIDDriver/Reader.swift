@@ -61,11 +61,9 @@ public final class Reader: @unchecked Sendable {
 
     /// Runs `body` as the only power, protocol, APDU or PIN operation on `slot`.
     func serialised<T>(slot: Int, _ body: (UInt8) throws(DriverError) -> T) throws(DriverError) -> T {
-        let s = try checkSlot(slot)
-        guard slotLocks.indices.contains(slot) else { throw .invalidSlot(slot) }
+        let s = try checkSlot(slot)   // slotLocks has slotCount locks
         return try slotLocks[slot].withLock { () throws(DriverError) -> T in try body(s) }
     }
-
 
     public func close() {
         events.stopAll()
