@@ -1,4 +1,5 @@
 import ISO7816
+import Synchronization
 
 /// What a card does with one command APDU.
 public struct CardAnswer: Equatable, Sendable {
@@ -25,7 +26,7 @@ public protocol SimulatedCard: AnyObject, Sendable {
 
 /// The PC/SC compliance test card of docs/compliance-test-card.md:
 /// a test applet plus the extended-APDU commands of the "Athena" cards.
-public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
+public final class ComplianceTestCard: SimulatedCard, Sendable {
     public enum Variant: String, CaseIterable, Sendable {
         case direct = "compliance"
         case inverse = "compliance-inverse"
@@ -48,8 +49,29 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
     public let variant: Variant
     public var name: String { variant.rawValue }
     public var atr: [UInt8] { variant.atr }
+    private let applet = Mutex(ComplianceApplet())
 
-    // Guarded by the reader that owns the card (one command at a time).
+    public init(_ variant: Variant = .direct) { self.variant = variant }
+
+    static let ok: [UInt8] = [0x90, 0x00]
+    static let wrongLength: [UInt8] = [0x67, 0x00]
+    static let insNotSupported: [UInt8] = [0x6D, 0x00]
+    /// INS of commands whose P3 is Lc (data to the card); the others return data (P3 is Le) or none.
+    static let dataInINS: Set<UInt8> = [0x32, 0x22, 0x3A, 0x36, 0x23, 0x3E, 0x20, 0x24, 0xA4, 0xC2, 0x12]
+
+    public func reset() { applet.withLock { $0.reset() } }
+
+    public func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer {
+        applet.withLock { $0.process(apdu, protocolType: protocolType) }
+    }
+
+    public func commandCarriesData(_ header: [UInt8]) -> Bool {
+        header.count > 1 && Self.dataInINS.contains(header[1])
+    }
+}
+
+/// The test applet's state and its answers, as a value.
+struct ComplianceApplet: Sendable {
     private var selected = false
     private var pendingResponse: [UInt8] = []
     /// The status word that ends the pending response (an enveloped command's own).
@@ -59,24 +81,19 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
     private var pinTries = ComplianceTestCard.initialPINTries
     private var lastPINCommand: [UInt8] = []
 
-    public init(_ variant: Variant = .direct) { self.variant = variant }
-
-    public func reset() {
+    mutating func reset() {
         selected = false
         pendingResponse = []
         envelope = []
     }
 
-    static let ok: [UInt8] = [0x90, 0x00]
-    static let wrongLength: [UInt8] = [0x67, 0x00]
-    static let insNotSupported: [UInt8] = [0x6D, 0x00]
 
-    public func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer {
-        guard let command = try? CommandAPDU(apdu) else { return CardAnswer(Self.wrongLength) }
+    mutating func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer {
+        guard let command = try? CommandAPDU(apdu) else { return CardAnswer(ComplianceTestCard.wrongLength) }
         let (_, ins, p1, p2) = command.header
         if ins != 0xC0 {
             pendingResponse = []
-            pendingStatus = Self.ok
+            pendingStatus = ComplianceTestCard.ok
         }
         if ins != 0xC2 { envelope = [] }
         switch ins {
@@ -87,26 +104,26 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
         case 0x12 where p1 == 0x01 && p2 == 0x80: return CardAnswer(checkSequence(command.data, lengthChecked: false))
         default: break
         }
-        guard selected else { return CardAnswer(Self.insNotSupported) }
+        guard selected else { return CardAnswer(ComplianceTestCard.insNotSupported) }
         switch ins {
         case 0x30:
             // `80 30 00 00 [00]`: P3, if present, must be 0.
-            return CardAnswer(apdu.count == 4 || (apdu.count == 5 && apdu[4] == 0) ? Self.ok : Self.wrongLength)
+            return CardAnswer(apdu.count == 4 || (apdu.count == 5 && apdu[4] == 0) ? ComplianceTestCard.ok : ComplianceTestCard.wrongLength)
         case 0x32, 0x22: return CardAnswer(checkSequence(command.data, lengthChecked: true))
         case 0x3A: return CardAnswer(checkSequence(command.data, lengthChecked: false))
         case 0x34, 0x21, 0x3C:
             let wanted = Int(p1) << 8 | Int(p2)
             if ins != 0x3C {
-                guard command.apduCase == .two, wanted == command.expectedLength else { return CardAnswer(Self.wrongLength) }
+                guard command.apduCase == .two, wanted == command.expectedLength else { return CardAnswer(ComplianceTestCard.wrongLength) }
             }
-            return CardAnswer(sequence(wanted) + Self.ok)
+            return CardAnswer(sequence(wanted) + ComplianceTestCard.ok)
         case 0x36, 0x23, 0x3E:
-            if ins != 0x3E, command.dataLength == 0 { return CardAnswer(Self.wrongLength) }
+            if ins != 0x3E, command.dataLength == 0 { return CardAnswer(ComplianceTestCard.wrongLength) }
             let check = checkSequence(command.data, lengthChecked: false)
-            guard check == Self.ok else { return CardAnswer(check) }
+            guard check == ComplianceTestCard.ok else { return CardAnswer(check) }
             let data = sequence(Int(p1) << 8 | Int(p2))
             return CardAnswer(caseFourAnswer(data, protocolType: protocolType))
-        case 0x38: return CardAnswer(Self.ok, busy: Self.busyUnit * Int(p2))
+        case 0x38: return CardAnswer(ComplianceTestCard.ok, busy: ComplianceTestCard.busyUnit * Int(p2))
         case 0x20: return CardAnswer(verify(command, apdu: apdu))
         case 0x24: return CardAnswer(modify(command, apdu: apdu))
         case 0x40:
@@ -114,22 +131,22 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
                command.expectedLength != lastPINCommand.count, lastPINCommand.count <= 256 {
                 return CardAnswer([0x6C, UInt8(truncatingIfNeeded: lastPINCommand.count)])
             }
-            return CardAnswer(lastPINCommand + Self.ok)
+            return CardAnswer(lastPINCommand + ComplianceTestCard.ok)
         default:
-            return CardAnswer(Self.insNotSupported)
+            return CardAnswer(ComplianceTestCard.insNotSupported)
         }
     }
 
     /// ENVELOPE (ISO/IEC 7816-4 §7.6.4): pieces of an extended command; an
     /// empty one runs it, and its response waits for GET RESPONSE.
-    private func envelopePiece(_ c: CommandAPDU) -> CardAnswer {
+    private mutating func envelopePiece(_ c: CommandAPDU) -> CardAnswer {
         if c.dataLength > 0 {
             guard envelope.count + c.dataLength <= 65544 else {
                 envelope = []
                 return CardAnswer([0x67, 0x00])
             }
             envelope += c.data
-            return CardAnswer(Self.ok)
+            return CardAnswer(ComplianceTestCard.ok)
         }
         let inner = envelope
         envelope = []
@@ -143,31 +160,24 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
         return CardAnswer([0x61, UInt8(truncatingIfNeeded: min(data.count, 256))], busy: answer.busy)
     }
 
-    /// INS of commands whose P3 is Lc (data to the card); the others return data (P3 is Le) or none.
-    static let dataInINS: Set<UInt8> = [0x32, 0x22, 0x3A, 0x36, 0x23, 0x3E, 0x20, 0x24, 0xA4, 0xC2, 0x12]
-
-    public func commandCarriesData(_ header: [UInt8]) -> Bool {
-        header.count > 1 && Self.dataInINS.contains(header[1])
-    }
-
-    private func select(_ c: CommandAPDU) -> [UInt8] {
+    private mutating func select(_ c: CommandAPDU) -> [UInt8] {
         guard c.header.p1 == 0x04 else { return [0x6A, 0x86] }
-        if Array(c.data) == Self.appletAID {
+        if Array(c.data) == ComplianceTestCard.appletAID {
             selected = true
-            return Self.ok
+            return ComplianceTestCard.ok
         }
         selected = false
         return [0x6A, 0x82]
     }
 
     /// Under T=0 a case 4 answer is announced with 61xx and fetched by GET RESPONSE.
-    private func caseFourAnswer(_ data: [UInt8], protocolType: UInt8) -> [UInt8] {
-        guard protocolType == 0, !data.isEmpty else { return data + Self.ok }
+    private mutating func caseFourAnswer(_ data: [UInt8], protocolType: UInt8) -> [UInt8] {
+        guard protocolType == 0, !data.isEmpty else { return data + ComplianceTestCard.ok }
         pendingResponse = data
         return [0x61, UInt8(truncatingIfNeeded: min(data.count, 256))]
     }
 
-    private func getResponse(_ c: CommandAPDU) -> [UInt8] {
+    private mutating func getResponse(_ c: CommandAPDU) -> [UInt8] {
         guard !pendingResponse.isEmpty else { return [0x6F, 0x00] }
         let le = c.apduCase == .two ? c.expectedLength : 256
         let available = pendingResponse.count
@@ -181,16 +191,16 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
 
     /// Case 2E/2S: `80 00 04 VV Le` → VV repeated Ne times.
     private func repeatedByte(_ c: CommandAPDU) -> [UInt8] {
-        guard c.apduCase == .two else { return Self.wrongLength }
-        return [UInt8](repeating: c.header.p2, count: c.expectedLength) + Self.ok
+        guard c.apduCase == .two else { return ComplianceTestCard.wrongLength }
+        return [UInt8](repeating: c.header.p2, count: c.expectedLength) + ComplianceTestCard.ok
     }
 
     private func checkSequence(_ data: ArraySlice<UInt8>, lengthChecked: Bool) -> [UInt8] {
-        if lengthChecked, data.isEmpty { return Self.wrongLength }
+        if lengthChecked, data.isEmpty { return ComplianceTestCard.wrongLength }
         for (i, b) in data.enumerated() where b != UInt8(truncatingIfNeeded: i) {
             return [0x6A, UInt8(clamping: i)]
         }
-        return Self.ok
+        return ComplianceTestCard.ok
     }
 
     private func sequence(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0) } }
@@ -207,7 +217,7 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
         return nil
     }
 
-    private func verify(_ c: CommandAPDU, apdu: [UInt8]) -> [UInt8] {
+    private mutating func verify(_ c: CommandAPDU, apdu: [UInt8]) -> [UInt8] {
         if c.dataLength == 0 { return [0x63, 0xC0 | UInt8(pinTries)] }
         lastPINCommand = apdu
         if pinTries == 0 { return [0x69, 0x83] }
@@ -215,13 +225,13 @@ public final class ComplianceTestCard: SimulatedCard, @unchecked Sendable {
             pinTries -= 1
             return [0x6A, UInt8(clamping: wrong)]
         }
-        pinTries = Self.initialPINTries
-        return Self.ok
+        pinTries = ComplianceTestCard.initialPINTries
+        return ComplianceTestCard.ok
     }
 
-    private func modify(_ c: CommandAPDU, apdu: [UInt8]) -> [UInt8] {
+    private mutating func modify(_ c: CommandAPDU, apdu: [UInt8]) -> [UInt8] {
         lastPINCommand = apdu
         if let wrong = checkPIN(c.data) { return [0x6A, UInt8(clamping: wrong)] }
-        return Self.ok
+        return ComplianceTestCard.ok
     }
 }

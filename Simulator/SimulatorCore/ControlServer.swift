@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CCID
 import Relay
+import RelayServer
 import ThreadSupport
 
 /// The simulator's control socket: one request per connection, fields
@@ -14,7 +15,7 @@ import ThreadSupport
 ///   fault <reader> <slot or -> <setting>…   (see `Faults.apply`)
 ///   plug <profile> [<card>]                  (answers the new reader's line)
 ///   unplug <reader>
-final class ControlServer: @unchecked Sendable {
+final class ControlServer: Sendable {
     private let socket: UnixSocket
     private let path: String
     private unowned let simulator: Simulator

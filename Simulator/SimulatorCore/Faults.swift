@@ -1,116 +1,154 @@
 /// Misbehaviour injected into one slot of a simulated reader, switchable at
 /// run time (`ccid-sim fault`). "Every N" counts the card's blocks or the
-/// reader's replies on that slot; 0 turns a fault off.
+/// reader's replies on that slot; 0 turns a fault off. Every fault is one row
+/// of `Faults.table`: its name, how its setting is read, what it does, and
+/// how it shows in a summary.
 public struct Faults: Sendable, Equatable {
-    /// The reader reports XFR_PARITY_ERROR (bError 0xFD) instead of the card's block.
     public var parityErrorEvery = 0
-    /// A byte of the card's block is garbled (T=1: EDC error).
     public var edcErrorEvery = 0
-    /// The card's block is lost: ICC_MUTE after the block waiting time.
     public var lostBlockEvery = 0
-    /// The card sends its previous block again instead of the new one.
     public var repeatBlockEvery = 0
-    /// Before each response the card asks for this IFSC with S(IFS request).
     public var cardIFSRequest: UInt8? = nil
-    /// S(WTX request)s before each T=1 response (a WTX storm).
     public var wtxPerResponse = 0
-    /// CCID time extensions before each reply (a time-extension storm).
     public var timeExtensionsPerReply = 0
-    /// Every N replies first come with a wrong bSeq.
     public var wrongSequenceEvery = 0
-    /// The card stops answering: every block times out (ICC_MUTE).
     public var mute = false
-    /// The reader stops answering altogether: no reply to XfrBlock at all.
     public var stuck = false
-    /// How the card answers PPS: echo (accept), 1 (accept but keep Fi/Di: PPS1 absent), 2 (no answer).
+    /// How the card answers PPS: 0 echo (accept), 1 accept but keep Fi/Di (PPS1 absent), 2 no answer.
     public var ppsAnswer = 0
 
-    /// What the reader itself gets wrong in its bulk-in messages.
+    /// What the reader itself gets wrong in its bulk-in messages (the row of the same name says how).
     public enum ReaderLie: String, Sendable, CaseIterable {
-        /// A message for another slot first.
-        case wrongSlot = "wrongslot"
-        /// Random bytes first.
-        case garbage
-        /// The reply cut short: dwLength promises more than comes.
-        case truncated = "truncate"
-        /// The reply claims a length of nearly 4 GiB.
-        case oversized = "oversize"
-        /// The reply of another message type.
-        case wrongType = "wrongtype"
-        /// The reply comes `lateMilliseconds` late: after the host's deadline and Abort.
-        case late
+        case wrongSlot = "wrongslot", garbage, truncated = "truncate", oversized = "oversize", wrongType = "wrongtype", late
     }
     public var readerLie: ReaderLie? = nil
     public var readerLieEvery = 0
     public var lateMilliseconds = 0
-    /// NotifySlotChange messages (this slot "changed") sent with each reply: an interrupt flood.
     public var interruptFlood = 0
-    /// Every N commands the reader also reports RDR_to_PC_HardwareError (overcurrent).
     public var hardwareErrorEvery = 0
-    /// At the Nth command from now the reader goes away instead of answering
-    /// (relay: the connection drops), whatever step of an exchange that is.
+    /// Counts down the commands still answered; at 0 the reader goes away.
     public var hangUpAt = 0
 
     public init() {}
 
-    public static let names = ["parity", "edc", "lost", "repeat", "ifs", "wtx", "te", "wrongseq", "mute", "stuck", "pps",
-                               "wrongslot", "garbage", "truncate", "oversize", "wrongtype", "late", "intflood", "hwerror", "hangup", "clear"]
+    /// One fault: `set` reads its value (nil for a bare name) and returns false
+    /// if the value is not one it takes; `shown` is its part of a summary, if on.
+    public struct Row: Sendable {
+        public let name: String
+        public let syntax: String
+        public let effect: String
+        let set: @Sendable (inout Faults, Int?) -> Bool
+        let shown: @Sendable (Faults) -> String?
+    }
 
-    /// Applies `name[=value]`, e.g. "parity=3", "mute", "clear".
+    public static let table: [Row] = [
+        every("parity", \.parityErrorEvery, "every Nth card block arrives as XFR_PARITY_ERROR (bError 0xFD)"),
+        every("edc", \.edcErrorEvery, "every Nth card block is garbled (T=1 EDC error)"),
+        every("lost", \.lostBlockEvery, "every Nth card block is lost (ICC_MUTE)"),
+        every("repeat", \.repeatBlockEvery, "every Nth time the card repeats its previous block (a duplicate)"),
+        Row(name: "ifs", syntax: "ifs=SIZE", effect: "before each response the card sends S(IFS request SIZE); 0 off",
+            set: { f, v in
+                guard let v, (0...254).contains(v) else { return false }
+                f.cardIFSRequest = v == 0 ? nil : UInt8(v)
+                return true
+            },
+            shown: { f in f.cardIFSRequest.map { "ifs=\($0)" } }),
+        every("wtx", \.wtxPerResponse, "N S(WTX request)s before each T=1 response (a WTX storm)"),
+        every("te", \.timeExtensionsPerReply, "N CCID time extensions before each reply (a time-extension storm)"),
+        every("wrongseq", \.wrongSequenceEvery, "every Nth reply first comes with a wrong bSeq"),
+        flag("mute", \.mute, "the card stops answering (every block ICC_MUTE)"),
+        flag("stuck", \.stuck, "the reader stops answering (no reply at all)"),
+        Row(name: "pps", syntax: "pps=0/1/2", effect: "the card answers PPS by echo / without PPS1 (keeps Fi/Di) / not at all",
+            set: { f, v in
+                guard let v, (0...2).contains(v) else { return false }
+                f.ppsAnswer = v
+                return true
+            },
+            shown: { f in f.ppsAnswer == 0 ? nil : "pps=\(f.ppsAnswer)" }),
+        lie(.wrongSlot, "every Nth reply first comes for another slot"),
+        lie(.garbage, "every Nth reply is preceded by random bytes (0–300)"),
+        lie(.truncated, "every Nth reply is cut short: dwLength promises more than comes"),
+        lie(.oversized, "every Nth reply claims a length of nearly 4 GiB"),
+        lie(.wrongType, "every Nth reply has the wrong message type"),
+        Row(name: "late", syntax: "late=MS", effect: "replies come MS late, even after the host's ABORT (a reader that answers after Abort)",
+            set: { f, v in
+                guard let v, (1...600_000).contains(v) else { return false }
+                (f.readerLie, f.readerLieEvery, f.lateMilliseconds) = (.late, 1, v)
+                return true
+            },
+            shown: { f in f.readerLie == .late ? "late=\(f.lateMilliseconds)" : nil }),
+        every("intflood", \.interruptFlood, "N NotifySlotChange interrupts with every reply", limit: 100_000),
+        every("hwerror", \.hardwareErrorEvery, "every Nth command also raises RDR_to_PC_HardwareError"),
+        every("hangup", \.hangUpAt, "at the Nth command from now the reader goes away instead of answering "
+              + "(relay: the connection drops; USB: it falls silent)"),
+        Row(name: "clear", syntax: "clear", effect: "all off",
+            set: { f, v in
+                guard v == nil else { return false }
+                f = Faults()
+                return true
+            },
+            shown: { _ in nil }),
+    ]
+
+    public static var names: [String] { table.map(\.name) }
+
+    /// Applies `name[=value]`, e.g. "parity=3", "mute", "clear"; false if the setting is not one of the table's.
     public mutating func apply(_ setting: String) -> Bool {
-        let parts = setting.split(separator: "=", maxSplits: 1).map(String.init)
-        let name = parts.first ?? ""
-        let value = parts.count > 1 ? Int(parts[1]) : nil
-        func count() -> Int? { value.map { max(0, min($0, 1_000_000)) } ?? (parts.count == 1 ? 1 : nil) }
-        switch name {
-        case "parity": guard let v = count() else { return false }; parityErrorEvery = v
-        case "edc": guard let v = count() else { return false }; edcErrorEvery = v
-        case "lost": guard let v = count() else { return false }; lostBlockEvery = v
-        case "repeat": guard let v = count() else { return false }; repeatBlockEvery = v
-        case "wtx": guard let v = count() else { return false }; wtxPerResponse = v
-        case "te": guard let v = count() else { return false }; timeExtensionsPerReply = v
-        case "wrongseq": guard let v = count() else { return false }; wrongSequenceEvery = v
-        case "ifs":
-            guard let v = value, (0...254).contains(v) else { return false }
-            cardIFSRequest = v == 0 ? nil : UInt8(v)
-        case "mute": mute = value.map { $0 != 0 } ?? true
-        case "stuck": stuck = value.map { $0 != 0 } ?? true
-        case "pps":
-            guard let v = value, (0...2).contains(v) else { return false }
-            ppsAnswer = v
-        case "late":
-            guard let v = value, (1...600_000).contains(v) else { return false }
-            (readerLie, readerLieEvery, lateMilliseconds) = (.late, 1, v)
-        case "intflood": guard let v = count() else { return false }; interruptFlood = min(v, 100_000)
-        case "hwerror": guard let v = count() else { return false }; hardwareErrorEvery = v
-        case "hangup": guard let v = count() else { return false }; hangUpAt = v
-        case let lie where ReaderLie(rawValue: lie) != nil:
-            guard let v = count(), let kind = ReaderLie(rawValue: lie) else { return false }
-            (readerLie, readerLieEvery) = v == 0 ? (nil, 0) : (kind, v)
-        case "clear": self = Faults()
-        default: return false
+        let parts = setting.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard let row = Self.table.first(where: { $0.name == parts.first }) else { return false }
+        var value: Int? = nil
+        if parts.count > 1 {
+            guard let v = Int(parts[1]) else { return false }
+            value = v
         }
-        return true
+        return row.set(&self, value)
     }
 
     public var summary: String {
-        var on: [String] = []
-        if parityErrorEvery > 0 { on.append("parity=\(parityErrorEvery)") }
-        if edcErrorEvery > 0 { on.append("edc=\(edcErrorEvery)") }
-        if lostBlockEvery > 0 { on.append("lost=\(lostBlockEvery)") }
-        if repeatBlockEvery > 0 { on.append("repeat=\(repeatBlockEvery)") }
-        if let s = cardIFSRequest { on.append("ifs=\(s)") }
-        if wtxPerResponse > 0 { on.append("wtx=\(wtxPerResponse)") }
-        if timeExtensionsPerReply > 0 { on.append("te=\(timeExtensionsPerReply)") }
-        if wrongSequenceEvery > 0 { on.append("wrongseq=\(wrongSequenceEvery)") }
-        if mute { on.append("mute") }
-        if stuck { on.append("stuck") }
-        if ppsAnswer != 0 { on.append("pps=\(ppsAnswer)") }
-        if let lie = readerLie { on.append(lie == .late ? "late=\(lateMilliseconds)" : "\(lie.rawValue)=\(readerLieEvery)") }
-        if interruptFlood > 0 { on.append("intflood=\(interruptFlood)") }
-        if hardwareErrorEvery > 0 { on.append("hwerror=\(hardwareErrorEvery)") }
-        if hangUpAt > 0 { on.append("hangup=\(hangUpAt)") }
+        let on = Self.table.compactMap { $0.shown(self) }
         return on.isEmpty ? "none" : on.joined(separator: " ")
+    }
+
+    /// The settings, one per line, for help texts.
+    public static var help: String {
+        table.map { "\($0.syntax): \($0.effect)" }.joined(separator: "\n")
+    }
+
+    // MARK: Row kinds
+
+    /// "every N" / "N per reply": a bare name means 1, N is capped.
+    private static func every(_ name: String, _ field: WritableKeyPath<Faults, Int> & Sendable, _ effect: String,
+                              limit: Int = 1_000_000) -> Row {
+        Row(name: name, syntax: "\(name)=N", effect: effect,
+            set: { f, v in
+                let n = v ?? 1
+                guard n >= 0 else { return false }
+                f[keyPath: field] = min(n, limit)
+                return true
+            },
+            shown: { f in f[keyPath: field] > 0 ? "\(name)=\(f[keyPath: field])" : nil })
+    }
+
+    /// On with a bare name or a non-zero value, off with 0.
+    private static func flag(_ name: String, _ field: WritableKeyPath<Faults, Bool> & Sendable, _ effect: String) -> Row {
+        Row(name: name, syntax: name, effect: effect,
+            set: { f, v in
+                f[keyPath: field] = v.map { $0 != 0 } ?? true
+                return true
+            },
+            shown: { f in f[keyPath: field] ? name : nil })
+    }
+
+    /// One kind of reader lie, every Nth reply; only one lie is on at a time.
+    private static func lie(_ kind: ReaderLie, _ effect: String) -> Row {
+        Row(name: kind.rawValue, syntax: "\(kind.rawValue)=N", effect: effect,
+            set: { f, v in
+                let n = v ?? 1
+                guard n >= 0 else { return false }
+                (f.readerLie, f.readerLieEvery) = n == 0 ? (nil, 0) : (kind, min(n, 1_000_000))
+                return true
+            },
+            shown: { f in f.readerLie == kind ? "\(kind.rawValue)=\(f.readerLieEvery)" : nil })
     }
 }
 

@@ -3,26 +3,16 @@ import CCID
 /// Fills the PIN the "user" typed into the APDU template of a CCID Secure
 /// command (CCID 1.1 §6.1.11), as a PIN pad does.
 enum PINBlock {
-    static func fill(secureData data: [UInt8], digits: String) -> [UInt8]? {
-        guard data.count >= 2 else { return nil }
-        let verify = data[0] == 0
-        // Offsets of the fields after bPINOperation and bTimeOut.
-        guard data.count >= (verify ? 15 : 18) else { return nil }
-        let format = data[2], block = data[3], lengthFormat = data[4]
-        let apduStart: Int
-        var offsets: [UInt8]
-        if verify {
-            apduStart = 15
-            offsets = [0]
-        } else {
-            let numberMessage = data[11]
-            // bMsgIndex1 at 14, then bMsgIndex2/3 as bNumberMessage says, then bTeoPrologue (3).
-            apduStart = 15 + (numberMessage >= 2 ? 1 : 0) + (numberMessage >= 3 ? 1 : 0) + 3
-            // bConfirmPIN bit 1: the old PIN is entered too.
-            offsets = data[9] & 0x02 != 0 ? [data[5], data[6]] : [data[6]]
+    static func fill(_ entry: PINEntry, digits: String) -> [UInt8]? {
+        guard entry.apdu.count >= 5 else { return nil }
+        let format = entry.formatString, block = entry.pinBlockString, lengthFormat = entry.pinLengthFormat
+        let offsets: [UInt8]
+        switch entry.operation {
+        case .verify: offsets = [0]
+        // bConfirmPIN bit 1: the old PIN is entered too.
+        case .modify(let old, let new, let confirm): offsets = confirm & 0x02 != 0 ? [old, new] : [new]
         }
-        guard data.count >= apduStart + 5 else { return nil }
-        var apdu = Array(data[apduStart...])
+        var apdu = entry.apdu
         let pin = Array(digits.utf8).filter { $0 >= 0x30 && $0 <= 0x39 }.map { $0 - 0x30 }
         let byteUnits = format & 0x80 != 0
         let pinPosition = Int((format >> 3) & 0x0F)

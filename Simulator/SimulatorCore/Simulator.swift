@@ -3,6 +3,8 @@ import Glibc
 #endif
 import CCID
 import Relay
+import RelayServer
+import Synchronization
 import ThreadSupport
 
 /// One simulated reader to serve: its profile and the card in each slot.
@@ -20,29 +22,33 @@ public struct ReaderSetup: Sendable {
 /// (`sim0.sock`, `sim1.sock`, …) or, in USB mode, plugged into a `ReaderBus`;
 /// and a control socket (`control.sock`) that `ccid-sim list/insert/remove/
 /// plug/unplug` talk to. Readers keep their number when unplugged.
-public final class Simulator: @unchecked Sendable {
+public final class Simulator: Sendable {
     public let directory: String
     private let bus: ReaderBus?
-    private let lock = Lock()
-    private var entries: [SimulatedReader] = []
-    private var listeners: [Int: RelayListener] = [:]
-    private var locations: [Int: String] = [:]
-    private var control: ControlServer?
-    private var spinAfterReply: Duration = .zero
+    private struct State: Sendable {
+        var entries: [SimulatedReader] = []
+        var listeners: [Int: RelayListener] = [:]
+        var locations: [Int: String] = [:]
+        var control: ControlServer?
+        var spinAfterReply: Duration = .zero
+    }
+    private let state = Mutex(State())
     private let log: @Sendable (String) -> Void
 
     public static let controlSocketName = "control.sock"
     public static func socketName(_ index: Int) -> String { "sim\(index).sock" }
 
     /// The readers so far, plugged or not, by number.
-    public var readers: [SimulatedReader] { lock.withLock { entries } }
+    public var readers: [SimulatedReader] { state.withLock { $0.entries } }
 
     public init(directory: String, setups: [ReaderSetup], bus: ReaderBus? = nil,
                 log: @escaping @Sendable (String) -> Void) throws(SimulatorError) {
         self.directory = directory
         self.bus = bus
         self.log = log
+        var entries: [SimulatedReader] = []
         for setup in setups { entries.append(try Self.make(setup, index: entries.count)) }
+        state.withLock { [entries] in $0.entries = entries }
     }
 
     private static func make(_ setup: ReaderSetup, index i: Int) throws(SimulatorError) -> SimulatedReader {
@@ -97,10 +103,11 @@ public final class Simulator: @unchecked Sendable {
     }
 
     public func start(spinAfterReply: Duration = .zero) throws(SimulatorError) {
-        self.spinAfterReply = spinAfterReply
+        state.withLock { $0.spinAfterReply = spinAfterReply }
         for i in readers.indices { try show(i) }
         do throws(SocketError) {
-            control = try ControlServer(path: "\(directory)/\(Self.controlSocketName)", simulator: self, log: log)
+            let control = try ControlServer(path: "\(directory)/\(Self.controlSocketName)", simulator: self, log: log)
+            state.withLock { $0.control = control }
         } catch {
             throw .socket(error)
         }
@@ -111,14 +118,15 @@ public final class Simulator: @unchecked Sendable {
         let reader = readers[i]
         if let bus {
             let node = try bus.plug(reader)
-            lock.withLock { locations[i] = node }
+            state.withLock { $0.locations[i] = node }
             return
         }
         do throws(SocketError) {
-            let listener = try RelayListener(path: socketPath(i), device: reader, spinAfterReply: spinAfterReply, log: log)
-            lock.withLock {
-                listeners[i] = listener
-                locations[i] = socketPath(i)
+            let path = socketPath(i)
+            let listener = try RelayListener(path: path, device: reader, spinAfterReply: state.withLock { $0.spinAfterReply }, log: log)
+            state.withLock { s in
+                s.listeners[i] = listener
+                s.locations[i] = path
             }
         } catch {
             throw .socket(error)
@@ -127,18 +135,18 @@ public final class Simulator: @unchecked Sendable {
 
     /// A new reader, plugged in at once (hotplug); returns its number.
     public func plug(_ setup: ReaderSetup) throws(SimulatorError) -> Int {
-        let index = lock.withLock { entries.count }
+        let index = state.withLock { $0.entries.count }
         let reader = try Self.make(setup, index: index)
-        lock.withLock { entries.append(reader) }
+        state.withLock { $0.entries.append(reader) }
         try show(index)
         return index
     }
 
     /// Takes reader `index` away, as pulling its plug: hosts see it vanish.
     public func unplug(_ index: Int) -> Bool {
-        let (reader, listener, wasThere) = lock.withLock { () -> (SimulatedReader?, RelayListener?, Bool) in
-            guard entries.indices.contains(index) else { return (nil, nil, false) }
-            return (entries[index], listeners.removeValue(forKey: index), locations.removeValue(forKey: index) != nil)
+        let (reader, listener, wasThere) = state.withLock { s -> (SimulatedReader?, RelayListener?, Bool) in
+            guard s.entries.indices.contains(index) else { return (nil, nil, false) }
+            return (s.entries[index], s.listeners.removeValue(forKey: index), s.locations.removeValue(forKey: index) != nil)
         }
         guard let reader, wasThere else { return false }
         listener?.stop()
@@ -146,11 +154,12 @@ public final class Simulator: @unchecked Sendable {
         return true
     }
 
-    public func location(_ index: Int) -> String? { lock.withLock { locations[index] } }
+    public func location(_ index: Int) -> String? { state.withLock { $0.locations[index] } }
 
     public func stop() {
+        let (control, listeners) = state.withLock { ($0.control, Array($0.listeners.values)) }
         control?.stop()
-        for l in lock.withLock({ Array(listeners.values) }) { l.stop() }
+        for l in listeners { l.stop() }
         bus?.stop()
     }
 

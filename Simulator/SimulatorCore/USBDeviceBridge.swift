@@ -1,79 +1,47 @@
 import CCID
+import Synchronization
 import ThreadSupport
 
 /// The device side of one simulated reader on a USB bus (umockdev's or a
-/// real gadget's): bulk-out messages in, timed replies and interrupt
-/// messages out through `send`, control requests answered on the spot.
-public final class USBDeviceBridge: @unchecked Sendable {
+/// real gadget's): bulk-out messages in, replies out through the reader's
+/// scheduler for this bus, interrupt messages as they come, control
+/// requests answered on the spot.
+public final class USBDeviceBridge: Sendable {
     public typealias Send = @Sendable (_ endpoint: UInt8, _ bytes: [UInt8]) -> Void
     public let reader: SimulatedReader
     public let endpoints: CCIDEndpoints
-    private let state = ConditionLock()
-    private var send: Send?
-    private var due: [(at: Deadline, bytes: [UInt8], survivesAbort: Bool)] = []
-    private var unplugged = false
+    private let scheduler = ReplyScheduler()
+    /// Where interrupt messages go while the device is plugged in.
+    private let interruptSink = Mutex<Send?>(nil)
 
     public init(reader: SimulatedReader, endpoints: CCIDEndpoints) {
         self.reader = reader
         self.endpoints = endpoints
     }
 
-    /// Called once the bus side can carry data; starts the reply clock.
+    /// Called once the bus side can carry data.
     public func attach(send: @escaping Send) {
-        state.withLock { self.send = send }
-        let interrupt = endpoints.interruptIn
+        let bulkIn = endpoints.bulkIn
+        // A reader that "hangs up" on USB just falls silent for that command.
+        scheduler.attach(ReplyScheduler.Sink(send: { send(bulkIn, $0) }))
+        guard let interrupt = endpoints.interruptIn else { return }
+        interruptSink.withLock { $0 = send }
         reader.observeInterrupts { [weak self] message in
-            guard let self, let interrupt, let send = self.state.withLock({ self.unplugged ? nil : self.send }) else { return }
+            guard let send = self?.interruptSink.withLock({ $0 }) else { return }
             send(interrupt, message)
         }
-        _ = startThread { [self] in replyClock() }
     }
 
     public func detach() {
-        state.withLock {
-            unplugged = true
-            due = []
-            state.broadcast()
-        }
-    }
-
-    /// Replies with a delay (busy card, time extensions) leave here when due,
-    /// in order; an idle device's thread sleeps.
-    private func replyClock() {
-        while true {
-            let next: (Send, [UInt8])? = state.withLock {
-                while !unplugged {
-                    if let first = due.first, first.at <= .now() { break }
-                    _ = state.wait(until: due.first?.at ?? .distantFuture)
-                }
-                if unplugged { return nil }
-                guard let send else { return nil }
-                return (send, due.removeFirst().bytes)
-            }
-            guard let (send, bytes) = next else { return }
-            send(endpoints.bulkIn, bytes)
-        }
+        interruptSink.withLock { $0 = nil }
+        scheduler.detach()
     }
 
     // MARK: from the host
 
     public func dataOut(endpoint: UInt8, _ message: [UInt8]) {
         guard endpoint == endpoints.bulkOut else { return }
-        let steps = reader.respond(to: message)
-        var immediate: [[UInt8]] = []
-        state.withLock {
-            var at = Deadline.now()
-            // A relay reader that hangs up; on USB the device just falls silent.
-            for step in steps where !step.hangUp {
-                at = at.advanced(by: step.delay)
-                // Keep order: once one reply waits, those after it wait too.
-                if step.delay == .zero && due.isEmpty { immediate.append(step.bytes) }
-                else { due.append((at, step.bytes, step.survivesAbort)) }
-            }
-            state.broadcast()
-        }
-        guard let send = state.withLock({ unplugged ? nil : self.send }) else { return }
-        for bytes in immediate { send(endpoints.bulkIn, bytes) }
+        scheduler.deliver(reader.respond(to: message))
     }
 
     /// Standard GET_DESCRIPTOR and GET_STATUS; class requests go to the model. nil stalls.
@@ -102,13 +70,8 @@ public final class USBDeviceBridge: @unchecked Sendable {
         case (0x80, 0x08): return [1]
         default:
             let data = requestType & 0x80 != 0 ? [] : outData
-            let answer = reader.controlRequest(ControlRequest(requestType: requestType, request: request, value: value,
-                                                              index: index, length: length, data: data))
-            if requestType == 0x21, request == ClassRequest.abort.rawValue {
-                // The aborted command's replies still waiting are not sent (unless the reader is set to answer anyway).
-                state.withLock { due.removeAll { !$0.survivesAbort } }
-            }
-            return answer
+            return reader.controlRequest(ControlRequest(requestType: requestType, request: request, value: value,
+                                                        index: index, length: length, data: data), scheduler: scheduler)
         }
     }
 }

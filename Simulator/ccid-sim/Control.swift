@@ -70,13 +70,8 @@ struct PINPad: ParsableCommand {
 struct Fault: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Switch misbehaviour on or off in a reader's slot, at run time.",
-        discussion: """
-            Settings: parity=N (every Nth card block is a parity error), edc=N (garbled block), lost=N (block lost, \
-            ICC_MUTE), repeat=N (card repeats its previous block), ifs=SIZE (card sends S(IFS request) before \
-            each response), wtx=N (S(WTX) requests before each response), te=N (CCID time extensions before each \
-            reply), wrongseq=N (every Nth reply first comes with a wrong bSeq), mute (card stops answering), \
-            stuck (reader stops answering), clear. N=0 turns one off.
-            """)
+        discussion: "Settings (N counts the card's blocks or the reader's replies; N=0 turns one off):\n" + Faults.help)
+
     @OptionGroup var directory: DirectoryOption
     @Argument(help: "The reader.") var reader: String
     @Option(help: "Slot number (default: the slot the PC/SC name names, else 0).") var slot: Int?

@@ -1,31 +1,36 @@
 import CCID
 import Relay
+import RelayServer
+import Synchronization
 import ThreadSupport
 
 /// A real USB reader served over the relay protocol: bulk-out messages go to
 /// the device, and two pumps forward whatever the device sends on its bulk-in
 /// and interrupt endpoints to the connected client. The pumps stop, and
 /// `onGone` runs once, when the device disappears.
-public final class USBRelayDevice: RelayDevice, @unchecked Sendable {
+public final class USBRelayDevice: RelayDevice, Sendable {
     private let transport: CCIDTransport
     public let descriptors: USBDescriptorSet
-    private let state = Lock()
-    private var connection: RelayServerConnection?
-    private var gone = false
-    private var stopped = false
+    private struct State: Sendable {
+        var connection: RelayServerConnection?
+        var gone = false
+        var stopped = false
+    }
+    private let state = Mutex(State())
     private let onGone: @Sendable () -> Void
-    /// Told of each client that connects (its pid) and leaves (nil). Set before `start`.
-    public var onClient: (@Sendable (Int32?) -> Void)?
+    /// Told of each client that connects (its pid) and leaves (nil).
+    private let onClient: @Sendable (Int32?) -> Void
     private let log: @Sendable (String) -> Void
     /// What one write to the device may take: a stuck device costs this, once.
     static let writeTime: Duration = .seconds(5)
 
     public init(transport: CCIDTransport, descriptors: USBDescriptorSet, log: @escaping @Sendable (String) -> Void,
-                onGone: @escaping @Sendable () -> Void) {
+                onGone: @escaping @Sendable () -> Void, onClient: @escaping @Sendable (Int32?) -> Void = { _ in }) {
         self.transport = transport
         self.descriptors = descriptors
         self.log = log
         self.onGone = onGone
+        self.onClient = onClient
     }
 
     /// Starts the pumps.
@@ -40,14 +45,14 @@ public final class USBRelayDevice: RelayDevice, @unchecked Sendable {
     /// Ends the pumps by closing the device (a pending read is never
     /// cancelled otherwise: on a real bus that could lose a reply).
     public func stop() {
-        state.withLock { stopped = true }
+        state.withLock { $0.stopped = true }
         transport.close()
     }
 
-    public var clientPID: Int32? { state.withLock { connection?.peer?.pid } }
+    public var clientPID: Int32? { state.withLock { $0.connection?.peer?.pid } }
 
     private func pump(interrupt: Bool) {
-        while !state.withLock({ stopped || gone }) {
+        while !state.withLock({ $0.stopped || $0.gone }) {
             let bytes: [UInt8]
             do throws(TransportError) {
                 bytes = interrupt ? try transport.receiveInterrupt(deadline: .distantFuture)
@@ -56,37 +61,37 @@ public final class USBRelayDevice: RelayDevice, @unchecked Sendable {
                 switch error {
                 case .timeout, .cancelled: continue
                 case .noDevice:
-                    if !state.withLock({ stopped }) { deviceGone() }
+                    if !state.withLock({ $0.stopped }) { deviceGone() }
                     return
                 case .stalled, .protocolViolation:
                     log("\(interrupt ? "interrupt" : "bulk-in") pipe: \(error)")
                     continue
                 }
             }
-            state.withLock { connection }?.send(interrupt ? .interruptIn(bytes) : .bulkIn(bytes))
+            state.withLock { $0.connection }?.send(interrupt ? .interruptIn(bytes) : .bulkIn(bytes))
         }
     }
 
     private func deviceGone() {
-        let first = state.withLock { () -> Bool in
-            defer { gone = true }
-            return !gone
+        let (first, connection) = state.withLock { s in
+            defer { s.gone = true }
+            return (!s.gone, s.connection)
         }
         guard first else { return }
-        state.withLock { connection }?.hangUp()
+        connection?.hangUp()
         onGone()
     }
 
     // MARK: RelayDevice
 
     public func connected(_ connection: RelayServerConnection) {
-        state.withLock { self.connection = connection }
-        onClient?(connection.peer?.pid)
+        state.withLock { $0.connection = connection }
+        onClient(connection.peer?.pid)
     }
 
     public func disconnected(_ connection: RelayServerConnection) {
-        state.withLock { if self.connection === connection { self.connection = nil } }
-        onClient?(nil)
+        state.withLock { if $0.connection === connection { $0.connection = nil } }
+        onClient(nil)
     }
 
     public func bulkOut(_ message: [UInt8], from connection: RelayServerConnection) {

@@ -55,6 +55,12 @@ public struct SlotError: RawRepresentable, Equatable, Hashable, Sendable, Custom
     public static let pinCancelled = SlotError(rawValue: 0xEF)
     public static let commandSlotBusy = SlotError(rawValue: 0xE0)
     public static let commandNotSupported = SlotError(rawValue: 0x00)
+    /// 0x01–0x7F: the command's field at this byte offset is not acceptable.
+    public static func badParameter(at offset: UInt8) -> SlotError { SlotError(rawValue: offset & 0x7F) }
+    /// dwLength (offset 1) does not fit the message or the reader.
+    public static let badLength = badParameter(at: 1)
+    /// bSlot (offset 5) names no slot of the reader.
+    public static let badSlot = badParameter(at: 5)
 
     public var description: String {
         switch self {

@@ -1,24 +1,29 @@
 import CCID
+import Synchronization
 import ThreadSupport
 
 /// Card events from the interrupt pipe, fanned out to one waiter per slot:
 /// pcscd runs a polling thread for each slot of a multi-slot reader, but the
 /// reader has a single interrupt pipe, so one thread reads it and counts.
-final class CardEvents: @unchecked Sendable {
-    private let state = ConditionLock()
-    /// Guarded by `state`: events seen per slot, and what each waiter last saw.
-    private var generation: [UInt64]
-    private var seen: [UInt64]
-    private var stopRequested: [Bool]
-    /// When the interrupt pipe failed for good, if it has.
-    private var goneAt: Deadline?
+final class CardEvents: Sendable {
+    private struct State: Sendable {
+        /// Events seen per slot, and what each waiter last saw.
+        var generation: [UInt64]
+        var seen: [UInt64]
+        var stopRequested: [Bool]
+        /// When the interrupt pipe failed for good, if it has.
+        var goneAt: Deadline?
+    }
+    private let state: Mutex<State>
+    /// Each slot's waiter sleeps on its own wakeup.
+    private let wakeups: [Wakeup]
     /// How long a wait holds on after the device went, for pcscd's stop.
     static let goneGrace: Duration = .seconds(2)
 
     init(slotCount: Int) {
-        generation = Array(repeating: 0, count: slotCount)
-        seen = generation
-        stopRequested = Array(repeating: false, count: slotCount)
+        let zeros = [UInt64](repeating: 0, count: slotCount)
+        state = Mutex(State(generation: zeros, seen: zeros, stopRequested: Array(repeating: false, count: slotCount)))
+        wakeups = (0..<slotCount).map { _ in Wakeup() }
     }
 
     /// Runs on its own thread until the transport closes.
@@ -36,69 +41,66 @@ final class CardEvents: @unchecked Sendable {
                 log("dropping interrupt message (\(error)): \(hexString(bytes.prefix(16)))")
                 continue
             }
-            state.withLock {
-                switch message {
-                case .notifySlotChange(let changes):
-                    for (slot, change) in changes.enumerated() where change.changed && slot < generation.count {
-                        generation[slot] &+= 1
-                    }
-                case .hardwareError(let slot, _, let code):
-                    log("reader reports hardware error 0x\(hexString([code])) on slot \(slot)")
-                    if Int(slot) < generation.count { generation[Int(slot)] &+= 1 }
-                }
-                state.broadcast()
+            var changed: [Int] = []
+            switch message {
+            case .notifySlotChange(let changes):
+                changed = changes.enumerated().filter { $0.element.changed }.map(\.offset)
+            case .hardwareError(let slot, _, let code):
+                log("reader reports hardware error 0x\(hexString([code])) on slot \(slot)")
+                changed = [Int(slot)]
             }
+            changed = changed.filter { wakeups.indices.contains($0) }
+            state.withLock { s in for slot in changed { s.generation[slot] &+= 1 } }
+            for slot in changed { wakeups[slot].signal() }
         }
-        state.withLock {
-            goneAt = .now()
-            state.broadcast()
-        }
+        state.withLock { $0.goneAt = .now() }
+        for w in wakeups { w.signal() }
     }
 
     enum WaitResult { case changed, timeout, stopped, deviceGone }
 
     /// Waits for an event on `slot` not yet reported to this slot's waiter.
     func wait(slot: Int, until deadline: Deadline) -> WaitResult {
-        state.lock()
-        defer { state.unlock() }
-        guard generation.indices.contains(slot) else { return .deviceGone }
+        guard wakeups.indices.contains(slot) else { return .deviceGone }
         while true {
-            if stopRequested[slot] {
-                stopRequested[slot] = false
-                return .stopped
+            enum Next { case result(WaitResult), sleep(Deadline) }
+            let next: Next = state.withLock { s in
+                if s.stopRequested[slot] {
+                    s.stopRequested[slot] = false
+                    return .result(.stopped)
+                }
+                if s.generation[slot] != s.seen[slot] {
+                    s.seen[slot] = s.generation[slot]
+                    return .result(.changed)
+                }
+                // pcscd's hotplug removes an unplugged USB reader and stops this
+                // wait within a moment; answering "gone" at once instead sends its
+                // event thread into a slower path (measured: the reader goes about
+                // 1 s later than with libccid, which also waits). Readers pcscd
+                // does not hotplug (relay) learn of it after a short grace.
+                if let goneAt = s.goneAt {
+                    let grace = Deadline.min(deadline, goneAt.advanced(by: Self.goneGrace))
+                    return grace.hasPassed ? .result(.deviceGone) : .sleep(grace)
+                }
+                return deadline.hasPassed ? .result(.timeout) : .sleep(deadline)
             }
-            if generation[slot] != seen[slot] {
-                seen[slot] = generation[slot]
-                return .changed
+            switch next {
+            case .result(let r): return r
+            case .sleep(let until): wakeups[slot].wait(until: until)
             }
-            // pcscd's hotplug removes an unplugged USB reader and stops this
-            // wait within a moment; answering "gone" at once instead sends its
-            // event thread into a slower path (measured: the reader goes about
-            // 1 s later than with libccid, which also waits). Readers pcscd
-            // does not hotplug (relay) learn of it after a short grace.
-            if let goneAt {
-                let grace = Deadline.min(deadline, goneAt.advanced(by: Self.goneGrace))
-                if grace.hasPassed { return .deviceGone }
-                _ = state.wait(until: grace)
-                continue
-            }
-            if !state.wait(until: deadline), deadline.hasPassed { return .timeout }
         }
     }
 
     /// Ends the current wait of `slot`, or the next one if none is in progress.
     func stop(slot: Int) {
-        state.withLock {
-            if stopRequested.indices.contains(slot) { stopRequested[slot] = true }
-            state.broadcast()
-        }
+        guard wakeups.indices.contains(slot) else { return }
+        state.withLock { $0.stopRequested[slot] = true }
+        wakeups[slot].signal()
     }
 
     func stopAll() {
-        state.withLock {
-            for i in stopRequested.indices { stopRequested[i] = true }
-            state.broadcast()
-        }
+        state.withLock { s in for i in s.stopRequested.indices { s.stopRequested[i] = true } }
+        for w in wakeups { w.signal() }
     }
 }
 

@@ -78,24 +78,9 @@ public enum PCSCFeature: UInt8, Sendable, CaseIterable {
 
     /// PIN_VERIFY_STRUCTURE (Part 10) → CCID PIN verification data structure
     /// (CCID 1.1 §6.1.11.7) with bPINOperation 0.
-    public static func verifyStructureToCCID(_ s: [UInt8]) -> [UInt8]? {
-        // bTimerOut … bTeoPrologue (15 bytes), ulDataLength (4), abData.
-        guard s.count >= 19 else { return nil }
-        var r = ByteReader(s[15..<19])
-        guard let length = r.u32le(), Int(length) == s.count - 19, length >= 4 else { return nil }
-        return [0x00, s[0]] + s[2..<15] + s[19...]
-    }
+    public static func verifyStructureToCCID(_ s: [UInt8]) -> [UInt8]? { PINEntry(part10Verify: s)?.ccidEncoded() }
 
     /// PIN_MODIFY_STRUCTURE → CCID PIN modification data structure with
     /// bPINOperation 1; bMsgIndex2/3 are present only as bNumberMessage asks.
-    public static func modifyStructureToCCID(_ s: [UInt8]) -> [UInt8]? {
-        guard s.count >= 24 else { return nil }
-        var r = ByteReader(s[20..<24])
-        guard let length = r.u32le(), Int(length) == s.count - 24, length >= 4 else { return nil }
-        let numberMessage = s[11]
-        var out: [UInt8] = [0x01, s[0]] + s[2..<15]
-        if numberMessage >= 2 { out.append(s[15]) }
-        if numberMessage >= 3 { out.append(s[16]) }
-        return out + s[17..<20] + s[24...]
-    }
+    public static func modifyStructureToCCID(_ s: [UInt8]) -> [UInt8]? { PINEntry(part10Modify: s)?.ccidEncoded() }
 }

@@ -15,15 +15,17 @@ public struct ReaderParameters: Equatable, Sendable {
     public var fi: Int { ClockRateConversion.fi(index: fiDi >> 4) ?? 372 }
     public var di: Int { BitRateAdjustment.di(index: fiDi & 0x0F) ?? 1 }
 
+    /// From a Parameters reply's structure; bytes after it are ignored, as real readers add some.
     init?(protocolType: UInt8, data: [UInt8]) {
-        switch (protocolType, data.count) {
-        case (0, 5...):
-            (self.protocolType, fiDi, guardTime, waitingIntegers, edc, ifsc) = (0, data[0], data[2], data[3], .lrc, nil)
-        case (1, 7...):
-            (self.protocolType, fiDi, guardTime, waitingIntegers) = (1, data[0], data[2], data[3])
-            edc = data[1] & 1 == 1 ? .crc : .lrc
-            ifsc = data[5]
-        default:
+        let length = protocolType == 1 ? ProtocolData.t1Length : ProtocolData.t0Length
+        switch ProtocolData(protocolNumber: protocolType, bytes: Array(data.prefix(length))) {
+        case .t0(let p)?:
+            (self.protocolType, fiDi, guardTime, waitingIntegers, edc, ifsc) = (0, p.fiDi, p.guardTime, p.waitingInteger, .lrc, nil)
+        case .t1(let p)?:
+            (self.protocolType, fiDi, guardTime, waitingIntegers) = (1, p.fiDi, p.guardTime, p.waitingIntegers)
+            edc = p.crc ? .crc : .lrc
+            ifsc = p.ifsc
+        case nil:
             return nil
         }
     }

@@ -80,7 +80,7 @@ extension Reader {
     /// may do with a Transmit still running and must not wait for.
     public func powerOffIfIdle(slot: Int) {
         guard let s = try? checkSlot(slot) else { return }
-        slotLocks[slot].withLockIfAvailable {
+        slotGates[slot].mutex.withLockIfAvailable { _ in
             if !isExchanging { _ = try? powerOffLocked(slot: s) }
         }
     }
@@ -131,7 +131,7 @@ extension Reader {
            descriptor.exchangeLevel == .tpdu || descriptor.exchangeLevel == .character {
             parameters.fiDi = try negotiatePPS(slot: s, atr: atr, protocolType: chosen)
         }
-        let reply = try exchange(.setParameters(protocolNumber: chosen, data: parameters.encoded()),
+        let reply = try exchange(.setParameters(protocolNumber: chosen, data: parameters.protocolData.encoded()),
                                  slot: s, waitingTime: controlWaitingTime)
         if reply.status.command == .failed {
             // Readers that configure themselves from the ATR may refuse SetParameters; the protocol still holds.
@@ -235,14 +235,14 @@ struct ProtocolParameters {
         if atr?.fi == nil || atr?.di == nil { fiDi = 0x11 }
     }
 
-    func encoded() -> [UInt8] {
+    /// What SetParameters carries: the rate chosen, the rest from the ATR.
+    var protocolData: ProtocolData {
         let guardTime = atr?.extraGuardTime ?? 0
         if protocolType == 1 {
-            let edc: UInt8 = atr?.t1EDC == .crc ? 0x11 : 0x10
-            let bwiCwi = ((atr?.t1BWI ?? 4) << 4) | (atr?.t1CWI ?? 13)
-            let ifsc = UInt8(clamping: atr?.t1IFSC ?? 32)
-            return [fiDi, edc, guardTime, bwiCwi, 0x00, ifsc, 0x00]
+            return .t1(.init(fiDi: fiDi, crc: atr?.t1EDC == .crc, guardTime: guardTime,
+                             waitingIntegers: ((atr?.t1BWI ?? 4) << 4) | (atr?.t1CWI ?? 13),
+                             ifsc: UInt8(clamping: atr?.t1IFSC ?? 32)))
         }
-        return [fiDi, 0x00, guardTime, atr?.t0WaitingTimeInteger ?? 10, 0x00]
+        return .t0(.init(fiDi: fiDi, guardTime: guardTime, waitingInteger: atr?.t0WaitingTimeInteger ?? 10))
     }
 }

@@ -1,27 +1,26 @@
 import CCID
 import ISO7816
+import Synchronization
 import ThreadSupport
 
 /// One CCID reader: its slots, the bulk exchange with sequence numbers and
 /// deadlines, and the card events from its interrupt pipe. Safe to call from
 /// pcscd's reader, event and hotplug threads at once.
-public final class Reader: @unchecked Sendable {
+public final class Reader: Sendable {
     public let transport: CCIDTransport
     public let identity: DeviceIdentity
     public var descriptor: ClassDescriptor { identity.classDescriptor }
     public let timeouts: ExchangeTimeouts
     let log: @Sendable (String) -> Void
 
-    /// Serialises bulk exchanges: one command in flight per reader.
-    private let exchangeLock = Lock()
-    private var sequence: UInt8 = 0
-    private let slotLock = Lock()
-    private var slots: [SlotState]
+    /// One command in flight per reader; holds the last bSeq used.
+    private let sequence = Mutex<UInt8>(0)
+    private let slots: Mutex<[SlotState]>
     /// One operation at a time per slot (power, protocol selection, APDU, PIN
     /// entry): a TPDU exchange is many commands long, and a reset or a new
     /// protocol must not land between them or under the T=1 state it leaves.
     /// pcscd serialises a reader's calls itself; the driver does not rely on it.
-    let slotLocks: [Lock]
+    let slotGates: [SlotGate]
     let events: CardEvents
 
     public init(transport: CCIDTransport, timeouts: ExchangeTimeouts = ExchangeTimeouts(),
@@ -31,8 +30,8 @@ public final class Reader: @unchecked Sendable {
         self.timeouts = timeouts
         self.log = log
         slotCount = transport.identity.classDescriptor.slotCount
-        slots = Array(repeating: SlotState(), count: transport.identity.classDescriptor.slotCount)
-        slotLocks = (0..<transport.identity.classDescriptor.slotCount).map { _ in Lock() }
+        slots = Mutex(Array(repeating: SlotState(), count: transport.identity.classDescriptor.slotCount))
+        slotGates = (0..<transport.identity.classDescriptor.slotCount).map { _ in SlotGate() }
         events = CardEvents(slotCount: transport.identity.classDescriptor.slotCount)
         if identity.hasInterruptEndpoint {
             let events = self.events, transport = self.transport
@@ -42,16 +41,15 @@ public final class Reader: @unchecked Sendable {
         }
     }
 
-    /// Fixed at init: reading `slots.count` unlocked raced with `update`
-    /// (ThreadSanitizer, SlotSerialisationTests).
+    /// Fixed at init, so that checking a slot number takes no lock.
     public let slotCount: Int
 
     public func state(of slot: Int) -> SlotState? {
-        slotLock.withLock { slots.indices.contains(slot) ? slots[slot] : nil }
+        slots.withLock { $0.indices.contains(slot) ? $0[slot] : nil }
     }
 
     func update(_ slot: Int, _ change: (inout SlotState) -> Void) {
-        slotLock.withLock { if slots.indices.contains(slot) { change(&slots[slot]) } }
+        slots.withLock { if $0.indices.contains(slot) { change(&$0[slot]) } }
     }
 
     func checkSlot(_ slot: Int) throws(DriverError) -> UInt8 {
@@ -61,8 +59,8 @@ public final class Reader: @unchecked Sendable {
 
     /// Runs `body` as the only power, protocol, APDU or PIN operation on `slot`.
     func serialised<T>(slot: Int, _ body: (UInt8) throws(DriverError) -> T) throws(DriverError) -> T {
-        let s = try checkSlot(slot)   // slotLocks has slotCount locks
-        return try slotLocks[slot].withLock { () throws(DriverError) -> T in try body(s) }
+        let s = try checkSlot(slot)   // slotGates has slotCount gates
+        return try slotGates[slot].mutex.withLock { _ throws(DriverError) -> T in try body(s) }
     }
 
     public func close() {
@@ -72,7 +70,7 @@ public final class Reader: @unchecked Sendable {
 
     /// Whether a command is in flight right now (a snapshot, for shutdown decisions).
     public var isExchanging: Bool {
-        exchangeLock.withLockIfAvailable { false } ?? true
+        sequence.withLockIfAvailable { _ in false } ?? true
     }
 
     // MARK: One command, one reply
@@ -81,13 +79,14 @@ public final class Reader: @unchecked Sendable {
     /// replies with another slot or sequence are dropped, time extensions move
     /// the deadline within its cap, expiry aborts the command.
     func exchange(_ body: Command.Body, slot: UInt8, waitingTime: Duration, cap: Deadline? = nil) throws(DriverError) -> Reply {
-        try exchangeLock.withLock { () throws(DriverError) -> Reply in
-            try exchangeLocked(body, slot: slot, waitingTime: waitingTime, cap: cap)
+        try self.sequence.withLock { sequence throws(DriverError) -> Reply in
+            sequence &+= 1
+            return try exchangeLocked(body, slot: slot, sequence: sequence, waitingTime: waitingTime, cap: cap)
         }
     }
 
-    private func exchangeLocked(_ body: Command.Body, slot: UInt8, waitingTime: Duration, cap: Deadline?) throws(DriverError) -> Reply {
-        sequence &+= 1
+    private func exchangeLocked(_ body: Command.Body, slot: UInt8, sequence: UInt8, waitingTime: Duration,
+                                cap: Deadline?) throws(DriverError) -> Reply {
         let command = Command(slot: slot, sequence: sequence, body: body)
         var deadline = ExchangeDeadline(waitingTime: waitingTime, timeouts: timeouts, cap: cap)
         if deadline.current.hasPassed { throw .timeout }
@@ -165,4 +164,9 @@ public final class Reader: @unchecked Sendable {
     }
 
     var controlWaitingTime: Duration { .seconds(2) }
+}
+
+/// What one slot's operations queue on (a Mutex cannot live in an array).
+final class SlotGate: Sendable {
+    let mutex = Mutex<Void>(())
 }

@@ -2,6 +2,7 @@ import CCIDDriver
 import Relay
 import USBTransport
 import CCID
+import Synchronization
 import ThreadSupport
 #if canImport(Glibc)
 import Glibc
@@ -10,8 +11,8 @@ import Glibc
 /// pcscd's LUNs and the readers behind them. A LUN is (reader index << 16 |
 /// slot); every slot of a multi-slot reader gets its own LUN and shares one
 /// `Reader`, released when its last slot closes.
-final class Registry: @unchecked Sendable {
-    struct Entry {
+final class Registry: Sendable {
+    struct Entry: Sendable {
         let reader: Reader
         let slot: Int
         let key: DeviceKey
@@ -20,19 +21,21 @@ final class Registry: @unchecked Sendable {
         var removed = false
     }
 
-    struct DeviceKey: Hashable {
+    struct DeviceKey: Hashable, Sendable {
         let readerIndex: UInt
         let name: String
     }
 
-    private let lock = Lock()
-    private var luns: [UInt: Entry] = [:]
-    private var devices: [DeviceKey: (reader: Reader, users: Int)] = [:]
+    private struct State: Sendable {
+        var luns: [UInt: Entry] = [:]
+        var devices: [DeviceKey: (reader: Reader, users: Int)] = [:]
+    }
+    private let state = Mutex(State())
 
     static func slot(of lun: UInt) -> Int { Int(lun & 0xFFFF) }
     static func readerIndex(of lun: UInt) -> UInt { lun >> 16 }
 
-    func lookup(_ lun: UInt) -> Entry? { lock.withLock { luns[lun] } }
+    func lookup(_ lun: UInt) -> Entry? { state.withLock { $0.luns[lun] } }
 
     enum OpenError: Error { case inUse, badSlot(Int), connect(String), gone(String) }
 
@@ -40,9 +43,9 @@ final class Registry: @unchecked Sendable {
     func open(lun: UInt, name: DeviceName, displayName: String, timeouts: ExchangeTimeouts) throws(OpenError) -> Entry {
         let key = DeviceKey(readerIndex: Registry.readerIndex(of: lun), name: displayName)
         let slot = Registry.slot(of: lun)
-        let existing: Reader? = lock.withLock {
-            guard luns[lun] == nil, let d = devices[key] else { return nil }
-            devices[key] = (d.reader, d.users + 1)
+        let existing: Reader? = state.withLock { s in
+            guard s.luns[lun] == nil, let d = s.devices[key] else { return nil }
+            s.devices[key] = (d.reader, d.users + 1)
             return d.reader
         }
         if let reader = existing {
@@ -51,10 +54,10 @@ final class Registry: @unchecked Sendable {
                 throw .badSlot(slot)
             }
             let entry = Entry(reader: reader, slot: slot, key: key, hotplugged: name.isUSB)
-            lock.withLock { luns[lun] = entry }
+            state.withLock { $0.luns[lun] = entry }
             return entry
         }
-        if lock.withLock({ luns[lun] != nil }) { throw .inUse }
+        if state.withLock({ $0.luns[lun] != nil }) { throw .inUse }
         let transport: any CCIDTransport
         switch name {
         case .relay(let path):
@@ -80,29 +83,29 @@ final class Registry: @unchecked Sendable {
             throw .badSlot(slot)
         }
         let entry = Entry(reader: reader, slot: slot, key: key, hotplugged: name.isUSB)
-        lock.withLock {
-            devices[key] = (reader, 1)
-            luns[lun] = entry
+        state.withLock { s in
+            s.devices[key] = (reader, 1)
+            s.luns[lun] = entry
         }
         return entry
     }
 
     /// Forgets `lun`; the device closes with its last LUN.
     func close(lun: UInt) -> Bool {
-        guard let entry = lock.withLock({ luns.removeValue(forKey: lun) }) else { return false }
+        guard let entry = state.withLock({ $0.luns.removeValue(forKey: lun) }) else { return false }
         entry.reader.stopWaitingForCardEvent(slot: entry.slot)
         release(entry.key)
         return true
     }
 
     private func release(_ key: DeviceKey) {
-        let last: Reader? = lock.withLock {
-            guard let d = devices[key] else { return nil }
+        let last: Reader? = state.withLock { s in
+            guard let d = s.devices[key] else { return nil }
             if d.users <= 1 {
-                devices.removeValue(forKey: key)
+                s.devices.removeValue(forKey: key)
                 return d.reader
             }
-            devices[key] = (d.reader, d.users - 1)
+            s.devices[key] = (d.reader, d.users - 1)
             return nil
         }
         last?.close()
@@ -111,9 +114,9 @@ final class Registry: @unchecked Sendable {
     /// TAG_IFD_DEVICE_REMOVED: the device is gone, for every slot it has (pcscd
     /// says so one slot at a time); fail fast until closed.
     func markRemoved(lun: UInt) {
-        let reader: Reader? = lock.withLock {
-            guard let reader = luns[lun]?.reader else { return nil }
-            for (other, entry) in luns where entry.reader === reader { luns[other]?.removed = true }
+        let reader: Reader? = state.withLock { s in
+            guard let reader = s.luns[lun]?.reader else { return nil }
+            for (other, entry) in s.luns where entry.reader === reader { s.luns[other]?.removed = true }
             return reader
         }
         reader?.close()

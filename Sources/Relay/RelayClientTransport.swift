@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CCID
+import Synchronization
 import ThreadSupport
 
 /// `CCIDTransport` over a relay socket: one connection is one device; the
@@ -11,30 +12,35 @@ import ThreadSupport
 /// itself (leader/follower) and files frames of other kinds into their
 /// queues. The thread waiting for interrupts gives the socket up as soon as
 /// an exchange starts, so a reply wakes the thread that wants it directly.
-public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
+public final class RelayClientTransport: CCIDTransport, Sendable {
     public let identity: DeviceIdentity
     public let path: String
     private let stream: FrameStream
     private let wake: (read: Int32, write: Int32)
     private let log: @Sendable (String) -> Void
 
-    private let state = ConditionLock()
-    // Guarded by `state`:
-    private var bulkIn: [[UInt8]] = []
-    private var interrupts: [[UInt8]] = []
-    private var controlReplies: [UInt32: (stalled: Bool, data: [UInt8])] = [:]
-    private var nextTag: UInt32 = 1
-    private var closed = false
-    private var interruptWaitCancelled = false
-    /// A thread is reading the socket (it owns `stream`'s read side).
-    private var reading = false
-    /// The reader is the interrupt waiter, which yields to exchanges.
-    private var readerYields = false
-    /// An exchange is in flight: the interrupt waiter leaves the socket alone.
-    private var exchangeInFlight = false
-    /// When the last bulk message went out, to learn how fast the peer answers.
-    private var sentAt = Deadline(nanoseconds: 0)
-    private var spin: AdaptiveSpin
+    private struct State: Sendable {
+        var bulkIn: [[UInt8]] = []
+        var interrupts: [[UInt8]] = []
+        var controlReplies: [UInt32: (stalled: Bool, data: [UInt8])] = [:]
+        var nextTag: UInt32 = 1
+        var closed = false
+        var interruptWaitCancelled = false
+        /// A thread is reading the socket (it owns `stream`'s read side).
+        var reading = false
+        /// The reader is the interrupt waiter, which yields to exchanges.
+        var readerYields = false
+        /// An exchange is in flight: the interrupt waiter leaves the socket alone.
+        var exchangeInFlight = false
+        /// When the last bulk message went out, to learn how fast the peer answers.
+        var sentAt = Deadline(nanoseconds: 0)
+        var spin: AdaptiveSpin
+        /// Whoever waits on the socket yields it to an exchange if this says so.
+        var yieldingReader: Bool { reading && readerYields }
+    }
+    private let state: Mutex<State>
+    /// Broadcast whenever `state` changes in a way a waiter may be waiting for.
+    private let changed = Signal()
 
     /// Interrupt messages kept while nobody polls; older ones are dropped (a
     /// flood must not grow memory) — the slot status is re-read anyway.
@@ -48,7 +54,7 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
                 log: @escaping @Sendable (String) -> Void) throws(RelayConnectError) {
         self.path = path
         self.log = log
-        spin = AdaptiveSpin(budget: spinBudget)
+        state = Mutex(State(spin: AdaptiveSpin(budget: spinBudget)))
         let socket: UnixSocket
         do throws(SocketError) { socket = try UnixSocket.connect(path: path) } catch { throw .socket(error) }
         let stream = FrameStream(socket: socket)
@@ -92,29 +98,42 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
 
     // MARK: Reading, by whoever waits
 
-    /// Waits until `ready` holds (lock held when called and on return),
-    /// reading the socket itself when nobody else does.
-    private func waitFor(until deadline: Deadline, yields: Bool, _ ready: () throws(TransportError) -> Bool) throws(TransportError) {
+    /// Waits until `take` finds what the caller wants in the state, reading
+    /// the socket itself when nobody else does. `yields`: the interrupt
+    /// waiter, which leaves the socket to exchanges.
+    private func waitFor<T>(until deadline: Deadline, yields: Bool,
+                            _ take: (inout State) throws(TransportError) -> T?) throws(TransportError) -> T {
         while true {
-            if try ready() { return }
-            if closed { throw .noDevice }
-            if deadline.hasPassed { throw .timeout }
-            if !reading && !(yields && exchangeInFlight) {
-                reading = true
-                readerYields = yields
-                state.unlock()
+            let seen = changed.generation
+            let step = try state.withLock { s throws(TransportError) -> WaitStep<T> in
+                if let value = try take(&s) { return .done(value) }
+                if s.closed { throw .noDevice }
+                if deadline.hasPassed { throw .timeout }
+                if !s.reading && !(yields && s.exchangeInFlight) {
+                    s.reading = true
+                    s.readerYields = yields
+                    return .read
+                }
+                return .wait(seen: seen, poke: s.yieldingReader && !yields)
+            }
+            switch step {
+            case .done(let value): return value
+            case .read:
                 let outcome = readFrames(until: deadline, yields: yields)
-                state.lock()
-                reading = false
-                readerYields = false
-                file(outcome)
-                state.broadcast()
-            } else {
-                if reading && readerYields && !yields { poke() }
-                state.wait(until: deadline)
+                state.withLock { s in
+                    s.reading = false
+                    s.readerYields = false
+                    file(outcome, into: &s)
+                }
+                changed.broadcast()
+            case .wait(let seen, let poke):
+                if poke { self.poke() }
+                changed.wait(after: seen, until: deadline)
             }
         }
     }
+
+    private enum WaitStep<T> { case done(T), read, wait(seen: UInt64, poke: Bool) }
 
     private enum ReadOutcome {
         case frames([RelayFrame])
@@ -124,7 +143,7 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
 
     /// Reads what the socket has (one read), or returns when poked or at the deadline.
     private func readFrames(until deadline: Deadline, yields: Bool) -> ReadOutcome {
-        if !yields, let limit = state.withLock({ spin.isWorthSpinning ? Deadline.after(spin.budget) : nil }) {
+        if !yields, let limit = state.withLock({ $0.spin.isWorthSpinning ? Deadline.after($0.spin.budget) : nil }) {
             var probe = pollfd(fd: stream.socket.fd, events: Int16(POLLIN), revents: 0)
             while poll(&probe, 1, 0) == 0 && !limit.hasPassed {}
         }
@@ -150,40 +169,40 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
         return .frames(frames)
     }
 
-    /// Files frames into their queues (lock held); a violation drops the device.
-    private func file(_ outcome: ReadOutcome) {
+    /// Files frames into their queues; a violation drops the device.
+    private func file(_ outcome: ReadOutcome, into s: inout State) {
         switch outcome {
         case .nothing: return
         case .closed(let reason):
-            if let reason, !closed { log("relay \(path): \(reason); dropping the connection") }
-            disconnect()
+            if let reason, !s.closed { log("relay \(path): \(reason); dropping the connection") }
+            disconnect(&s)
         case .frames(let frames):
             for frame in frames {
                 switch frame {
                 case .bulkIn(let m):
-                    guard bulkIn.count < Self.bulkQueueLimit else {
+                    guard s.bulkIn.count < Self.bulkQueueLimit else {
                         log("relay \(path): more than \(Self.bulkQueueLimit) unsolicited bulk replies; dropping the connection")
-                        disconnect()
+                        disconnect(&s)
                         return
                     }
-                    bulkIn.append(m)
-                    spin.record(.nanoseconds(Int64(clamping: Deadline.now().nanoseconds &- sentAt.nanoseconds)))
+                    s.bulkIn.append(m)
+                    s.spin.record(.nanoseconds(Int64(clamping: Deadline.now().nanoseconds &- s.sentAt.nanoseconds)))
                 case .interruptIn(let m):
-                    if interrupts.count >= Self.interruptQueueLimit { interrupts.removeFirst() }
-                    interrupts.append(m)
+                    if s.interrupts.count >= Self.interruptQueueLimit { s.interrupts.removeFirst() }
+                    s.interrupts.append(m)
                 case .controlReply(let tag, let stalled, let data):
-                    controlReplies[tag] = (stalled, data)
+                    s.controlReplies[tag] = (stalled, data)
                 case .hello, .bulkOut, .control:
                     log("relay \(path): server sent a \(frame.frameType) frame; dropping the connection")
-                    disconnect()
+                    disconnect(&s)
                     return
                 }
             }
         }
     }
 
-    private func disconnect() {
-        closed = true
+    private func disconnect(_ s: inout State) {
+        s.closed = true
         stream.socket.shutdown()
     }
 
@@ -200,82 +219,76 @@ public final class RelayClientTransport: CCIDTransport, @unchecked Sendable {
     // MARK: CCIDTransport
 
     public func sendBulk(_ message: [UInt8], deadline: Deadline) throws(TransportError) {
-        let yieldingReader: Bool = state.withLock {
-            exchangeInFlight = true
-            sentAt = Deadline.now()
-            return reading && readerYields
+        let (yieldingReader, closed) = state.withLock { s in
+            s.exchangeInFlight = true
+            s.sentAt = Deadline.now()
+            return (s.yieldingReader, s.closed)
         }
         // Ask the interrupt waiter to give up the socket while the device works.
         if yieldingReader { poke() }
-        if state.withLock({ closed }) { throw .noDevice }
+        if closed { throw .noDevice }
         do throws(SocketError) { try stream.send(.bulkOut(message)) } catch { throw .noDevice }
     }
 
-    public func receiveBulk(deadline: Deadline) throws(TransportError) -> [UInt8] {
-        state.lock()
-        // Also when waiting again after a time extension, with nothing sent:
-        // the interrupt waiter must not take the socket back in between.
-        exchangeInFlight = true
+    /// Runs `body` as an exchange in flight: the interrupt waiter leaves the
+    /// socket alone until it ends (also while waiting again after a time
+    /// extension, with nothing sent).
+    private func inFlight<T>(_ body: () throws(TransportError) -> T) throws(TransportError) -> T {
+        state.withLock { $0.exchangeInFlight = true }
         defer {
-            exchangeInFlight = false
-            state.broadcast()
-            state.unlock()
+            state.withLock { $0.exchangeInFlight = false }
+            changed.broadcast()
         }
-        try waitFor(until: deadline, yields: false) { !self.bulkIn.isEmpty }
-        return bulkIn.removeFirst()
+        return try body()
+    }
+
+    public func receiveBulk(deadline: Deadline) throws(TransportError) -> [UInt8] {
+        try inFlight { () throws(TransportError) -> [UInt8] in
+            try waitFor(until: deadline, yields: false) { s in s.bulkIn.isEmpty ? nil : s.bulkIn.removeFirst() }
+        }
     }
 
     public func receiveInterrupt(deadline: Deadline) throws(TransportError) -> [UInt8] {
-        state.lock()
-        defer { state.unlock() }
-        try waitFor(until: deadline, yields: true) { () throws(TransportError) -> Bool in
-            if !self.interrupts.isEmpty { return true }
-            if self.interruptWaitCancelled {
-                self.interruptWaitCancelled = false
+        try waitFor(until: deadline, yields: true) { s throws(TransportError) -> [UInt8]? in
+            if !s.interrupts.isEmpty { return s.interrupts.removeFirst() }
+            if s.interruptWaitCancelled {
+                s.interruptWaitCancelled = false
                 throw .cancelled
             }
-            return false
+            return nil
         }
-        return interrupts.removeFirst()
     }
 
     /// Ends the current (or, if none, the next) interrupt wait: pcscd may ask
     /// to stop polling before the polling thread has started waiting.
     public func cancelInterruptWait() {
-        let poker: Bool = state.withLock {
-            interruptWaitCancelled = true
-            state.broadcast()
-            return reading && readerYields
+        let poker = state.withLock { s in
+            s.interruptWaitCancelled = true
+            return s.yieldingReader
         }
+        changed.broadcast()
         if poker { poke() }
     }
 
     public func control(_ request: ControlRequest, deadline: Deadline) throws(TransportError) -> [UInt8] {
-        let (tag, yieldingReader): (UInt32, Bool) = state.withLock {
-            defer { nextTag &+= 1 }
-            exchangeInFlight = true
-            return (nextTag, reading && readerYields)
+        let (tag, yieldingReader) = state.withLock { s in
+            defer { s.nextTag &+= 1 }
+            s.exchangeInFlight = true
+            return (s.nextTag, s.yieldingReader)
         }
         if yieldingReader { poke() }
         do throws(SocketError) { try stream.send(.control(tag: tag, request)) } catch { throw .noDevice }
-        state.lock()
-        defer {
-            exchangeInFlight = false
-            state.broadcast()
-            state.unlock()
+        let reply = try inFlight { () throws(TransportError) -> (stalled: Bool, data: [UInt8]) in
+            try waitFor(until: deadline, yields: false) { s in s.controlReplies.removeValue(forKey: tag) }
         }
-        try waitFor(until: deadline, yields: false) { self.controlReplies[tag] != nil }
-        guard let reply = controlReplies.removeValue(forKey: tag) else { throw .noDevice }
         if reply.stalled { throw .stalled }
         return request.isDeviceToHost ? Array(reply.data.prefix(Int(request.length))) : []
     }
 
     /// Unplugs from our side: every waiter returns `.noDevice`.
     public func close() {
-        state.withLock {
-            closed = true
-            state.broadcast()
-        }
+        state.withLock { $0.closed = true }
+        changed.broadcast()
         stream.socket.shutdown()
         poke()
     }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Synchronization
 
 /// A pthread mutex with a condition variable on CLOCK_MONOTONIC, so waits
 /// can end at a `Deadline`. Used where several pcscd threads meet one reader.
@@ -94,4 +95,65 @@ public func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     }
     pthread_detach(thread)
     return true
+}
+
+/// A binary event a thread sleeps on until another signals it or a deadline
+/// passes. State kept in a `Mutex` elsewhere stays checked by the compiler; this
+/// only carries the "look again" between threads, so a signal sent before
+/// the wait starts is not lost.
+public final class Wakeup: Sendable {
+    private let condition = ConditionLock()
+    // Guarded by `condition`'s mutex, which the wait releases atomically: the
+    // one piece of state a Swift Mutex cannot hold (it has no condition variable).
+    nonisolated(unsafe) private var signalled = false
+
+    public init() {}
+
+    public func signal() {
+        condition.withLock {
+            signalled = true
+            condition.broadcast()
+        }
+    }
+
+    /// Returns true if signalled, false once the deadline passed.
+    @discardableResult
+    public func wait(until deadline: Deadline) -> Bool {
+        condition.withLock {
+            while !signalled {
+                if !condition.wait(until: deadline), deadline.hasPassed { return false }
+            }
+            signalled = false
+            return true
+        }
+    }
+}
+
+/// "Something changed, look again", for any number of waiters: a generation
+/// counter. A waiter reads `generation`, checks its condition (state kept in a
+/// `Mutex`), and if it must wait, waits for the generation to move on — a
+/// broadcast between the check and the wait is not lost.
+public final class Signal: Sendable {
+    private let counter = Atomic<UInt64>(0)
+    private let condition = ConditionLock()
+
+    public init() {}
+
+    public var generation: UInt64 { counter.load(ordering: .acquiring) }
+
+    public func broadcast() {
+        counter.add(1, ordering: .releasing)
+        condition.withLock { condition.broadcast() }
+    }
+
+    /// Returns once the generation differs from `seen` (true) or the deadline passed (false).
+    @discardableResult
+    public func wait(after seen: UInt64, until deadline: Deadline) -> Bool {
+        condition.withLock {
+            while counter.load(ordering: .acquiring) == seen {
+                if !condition.wait(until: deadline), deadline.hasPassed { return false }
+            }
+            return true
+        }
+    }
 }

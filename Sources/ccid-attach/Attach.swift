@@ -4,6 +4,8 @@ import Glibc
 import ArgumentParser
 import AttachWorker
 import Relay
+import RelayServer
+import Synchronization
 import ThreadSupport
 import USBTransport
 
@@ -65,11 +67,11 @@ struct Attach: ParsableCommand {
         let base = WorkerSocket.baseName(bus: parsed.bus, address: parsed.address)
         let files = WorkerFiles(directory: dir, base: base)
         let device = USBRelayDevice(transport: transport, descriptors: transport.descriptors,
-                                    log: { log(.warning, $0) }, onGone: { events.post(.deviceGone) })
-        device.onClient = { pid in
-            files.writeClient(pid)
-            log(.info, pid.map { "client pid \($0) connected" } ?? "client disconnected")
-        }
+                                    log: { log(.warning, $0) }, onGone: { events.post(.deviceGone) },
+                                    onClient: { pid in
+                                        files.writeClient(pid)
+                                        log(.info, pid.map { "client pid \($0) connected" } ?? "client disconnected")
+                                    })
         let passed = SystemdListen.socket(at: files.socket)
         if case .unusable(let why) = passed {
             log(.error, why)
@@ -183,13 +185,12 @@ struct Attach: ParsableCommand {
 }
 
 /// The peer check reads the group the latest configuration names.
-final class GroupBox: @unchecked Sendable {
-    private let lock = Lock()
-    private var stored: gid_t
-    init(_ value: gid_t) { stored = value }
+final class GroupBox: Sendable {
+    private let stored: Mutex<gid_t>
+    init(_ value: gid_t) { stored = Mutex(value) }
     var value: gid_t {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
+        get { stored.withLock { $0 } }
+        set { stored.withLock { $0 = newValue } }
     }
 }
 

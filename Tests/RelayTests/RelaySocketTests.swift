@@ -1,3 +1,4 @@
+import RelayServer
 import Foundation
 import Testing
 @testable import CCID

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import CCID
+import Relay
+import Synchronization
 import ThreadSupport
 
 /// The device side of one relay connection: what a simulated reader or an
@@ -16,7 +18,7 @@ public protocol RelayDevice: AnyObject, Sendable {
     func disconnected(_ connection: RelayServerConnection)
 }
 
-public final class RelayServerConnection: @unchecked Sendable {
+public final class RelayServerConnection: Sendable {
     public let stream: FrameStream
     public let peer: UnixSocket.PeerCredentials?
 
@@ -31,33 +33,11 @@ public final class RelayServerConnection: @unchecked Sendable {
 
     /// Ends the connection: to the client, the device was unplugged.
     public func hangUp() { stream.socket.shutdown() }
-
-    /// Waits `duration` as a busy device does, but returns false at once if
-    /// the client goes away meanwhile (so a stuck card cannot pin the device),
-    /// and true early once `interrupted` says so (checked every 10 ms at most).
-    public func pause(_ duration: Duration, unless interrupted: () -> Bool = { false }) -> Bool {
-        let end = Deadline.after(duration)
-        while !end.hasPassed {
-            if interrupted() { return true }
-            var p = pollfd(fd: stream.socket.fd, events: Int16(POLLIN), revents: 0)
-            let ms = Int32(clamping: min(end.remaining.milliseconds + 1, 10))
-            let rc = poll(&p, 1, ms)
-            if rc < 0 && errno != EINTR { return false }
-            if rc > 0 {
-                if p.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { return false }
-                // Readable: a request waits (left for later), or the peer closed.
-                var byte: UInt8 = 0
-                if recv(stream.socket.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) == 0 { return false }
-                usleep(UInt32(min(10_000, max(0, end.remaining.milliseconds) * 1000)))
-            }
-        }
-        return true
-    }
 }
 
 /// Listens on a socket path and serves one device; one client at a time, as
 /// a USB device is claimed by one driver. Peers are checked by credentials.
-public final class RelayListener: @unchecked Sendable {
+public final class RelayListener: Sendable {
     public let path: String
     private let socket: UnixSocket
     private let ownsPath: Bool
@@ -67,9 +47,11 @@ public final class RelayListener: @unchecked Sendable {
     /// After answering, poll for the next request this long before sleeping:
     /// back-to-back exchanges then skip a thread wake-up; an idle device costs nothing.
     private let spinAfterReply: Duration
-    private let state = Lock()
-    private var active: RelayServerConnection?
-    private var stopped = false
+    private struct State: Sendable {
+        var active: RelayServerConnection?
+        var stopped = false
+    }
+    private let state = Mutex(State())
 
     /// Default policy: root, or the same user as the server.
     public static let sameUserOrRoot: @Sendable (UnixSocket.PeerCredentials) -> Bool = { peer in
@@ -113,7 +95,7 @@ public final class RelayListener: @unchecked Sendable {
         while true {
             let client: UnixSocket
             do throws(SocketError) { client = try socket.accept() } catch { break }
-            if state.withLock({ stopped }) { client.close(); break }
+            if state.withLock({ $0.stopped }) { client.close(); break }
             let connection = RelayServerConnection(socket: client)
             guard let peer = connection.peer, allowPeer(peer) else {
                 log("relay \(path): refused peer \(connection.peer.map { "uid \($0.uid) pid \($0.pid)" } ?? "without credentials")")
@@ -124,9 +106,9 @@ public final class RelayListener: @unchecked Sendable {
             var busy = true
             let patience = Deadline.after(.milliseconds(500))
             while busy {
-                busy = state.withLock { () -> Bool in
-                    if active != nil { return true }
-                    active = connection
+                busy = state.withLock { s in
+                    if s.active != nil { return true }
+                    s.active = connection
                     return false
                 }
                 if !busy || patience.hasPassed { break }
@@ -161,17 +143,17 @@ public final class RelayListener: @unchecked Sendable {
             }
         }
         device.disconnected(connection)
-        state.withLock { if active === connection { active = nil } }
+        state.withLock { if $0.active === connection { $0.active = nil } }
         connection.stream.socket.close()
     }
 
     /// Unplugs: the current client sees the connection close.
     public func dropClient() {
-        state.withLock { active }?.hangUp()
+        state.withLock { $0.active }?.hangUp()
     }
 
     public func stop() {
-        state.withLock { stopped = true }
+        state.withLock { $0.stopped = true }
         if ownsPath {
             socket.shutdown()
             socket.close()

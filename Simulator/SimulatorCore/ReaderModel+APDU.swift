@@ -1,0 +1,90 @@
+import CCID
+import ISO7816
+
+/// Short and extended APDU level (CCID §6.1.4): the reader takes whole APDUs,
+/// in chained pieces at extended level, and answers with the card's response.
+/// Also the card's work common to every level: running an APDU with time
+/// extensions while it is busy, and PIN entry.
+extension ReaderModel {
+    /// wLevelParameter is at offset 8 of PC_to_RDR_XfrBlock.
+    static let badLevelParameter = SlotError.badParameter(at: 8)
+    /// The longest APDU a chain may build: 65,535 bytes of data, header and Le.
+    static let longestChainedAPDU = 65_544
+
+    mutating func apduTransfer(card: SimulatedCard, slot: Int, context: ReplyContext, level: UInt16, data: [UInt8]) -> [TimedReply] {
+        let refused = [context.failed(Self.badLevelParameter)]
+        guard descriptor.exchangeLevel == .extendedAPDU else {
+            guard level == 0, let apdu = try? CommandAPDU(data), !apdu.isExtended else { return refused }
+            return run(card: card, slot: slot, context: context, apdu: data)
+        }
+        switch LevelParameter(rawValue: level) {
+        case .beginsAndEnds?:
+            slots[slot].apdu.commandChain = nil
+            return run(card: card, slot: slot, context: context, apdu: data)
+        case .begins?:
+            slots[slot].apdu.commandChain = data
+            return [context.dataBlock([], chain: 0x10)]
+        case .continues?, .ends?:
+            guard var chain = slots[slot].apdu.commandChain, chain.count + data.count <= Self.longestChainedAPDU else {
+                slots[slot].apdu.commandChain = nil
+                return refused
+            }
+            chain += data
+            if level == LevelParameter.continues.rawValue {
+                slots[slot].apdu.commandChain = chain
+                return [context.dataBlock([], chain: 0x10)]
+            }
+            slots[slot].apdu.commandChain = nil
+            return run(card: card, slot: slot, context: context, apdu: chain)
+        case .emptyContinuation?:
+            guard !slots[slot].apdu.pendingResponse.isEmpty else { return refused }
+            let next = Array(slots[slot].apdu.pendingResponse.prefix(max(1, descriptor.maxMessageDataLength)))
+            slots[slot].apdu.pendingResponse.removeFirst(next.count)
+            return [context.dataBlock(next, chain: slots[slot].apdu.pendingResponse.isEmpty ? 0x02 : 0x03)]
+        case nil:
+            return refused
+        }
+    }
+
+    /// Gives the APDU to the card; a busy card earns time extensions first, a
+    /// long answer goes out in chained pieces (extended APDU level).
+    mutating func run(card: SimulatedCard, slot: Int, context: ReplyContext, apdu: [UInt8]) -> [TimedReply] {
+        let answer = card.process(apdu, protocolType: slots[slot].protocolType)
+        var steps: [TimedReply] = []
+        var remaining = answer.busy
+        while remaining > Self.timeExtensionInterval {
+            steps.append(context.timeExtension(after: Self.timeExtensionInterval))
+            remaining -= Self.timeExtensionInterval
+        }
+        let piece = max(1, descriptor.maxMessageDataLength)
+        var response = answer.response
+        var chain: UInt8 = 0
+        if response.count > piece, descriptor.exchangeLevel == .extendedAPDU {
+            slots[slot].apdu.pendingResponse = Array(response[piece...])
+            response = Array(response[..<piece])
+            chain = 0x01
+        }
+        steps.append(context.dataBlock(response, chain: chain, after: remaining))
+        return steps
+    }
+
+    /// PC_to_RDR_Secure: the PIN pad asks the user, fills the PIN into the
+    /// APDU and sends it to the card (CCID §6.1.11).
+    mutating func secure(card: SimulatedCard, slot: Int, context: ReplyContext, data: [UInt8]) -> [TimedReply] {
+        // abData starts at offset 10 of PC_to_RDR_Secure.
+        let malformed = [context.failed(.badParameter(at: 10))]
+        guard let operation = data.first else { return malformed }
+        let support = descriptor.pinSupport
+        guard operation == 0 && support.contains(.verification) || operation == 1 && support.contains(.modification) else {
+            return [context.failed(.commandNotSupported)]
+        }
+        guard let entry = PINEntry(ccid: data) else { return malformed }
+        switch pinPad {
+        case .cancel: return [context.failed(.pinCancelled)]
+        case .timeout: return [context.failed(.pinTimeout)]
+        case .enter(let digits):
+            guard let apdu = PINBlock.fill(entry, digits: digits) else { return malformed }
+            return run(card: card, slot: slot, context: context, apdu: apdu)
+        }
+    }
+}

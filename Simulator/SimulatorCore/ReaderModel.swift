@@ -1,0 +1,229 @@
+import CCID
+import ISO7816
+
+/// A reply and how long the reader waits before sending it (after the reply before it).
+public struct TimedReply: Sendable {
+    public var delay: Duration
+    public var reply: Reply
+    /// Bytes sent instead of `reply` (malformed messages for fault injection).
+    public var raw: [UInt8]? = nil
+    /// Sent even after the host aborted the command (a reader that answers after Abort).
+    public var survivesAbort = false
+    /// Instead of this reply the reader goes away (relay: the connection drops; USB: it falls silent).
+    public var hangUp = false
+
+    /// What goes on the wire.
+    public var bytes: [UInt8] { raw ?? reply.encoded() }
+}
+
+/// What the reader does about one bulk-out message: its timed replies on
+/// bulk-in, and the interrupt messages it sends at once.
+public struct DeviceOutput: Sendable {
+    public var replies: [TimedReply] = []
+    public var interrupts: [[UInt8]] = []
+}
+
+/// What the user does at the PIN pad when asked.
+public enum PINPadAction: Sendable, Equatable { case enter(String), cancel, timeout }
+
+/// The simulated CCID reader as a pure value: a CCID command or a class
+/// request in, timed replies and interrupt messages out. No threads, no
+/// clock, no I/O: `SimulatedReader` guards it and a `ReplyScheduler` times
+/// its replies on whichever bus carries it. The exchange levels live in
+/// their own files (ReaderModel+APDU, +TPDU, +Character), the reply faults
+/// in ReaderModel+Faults.
+public struct ReaderModel: Sendable {
+    public let profile: ReaderProfile
+    var slots: [SlotModel]
+    var pinPad: PINPadAction = .enter("1234")
+    /// For the `garbage` fault: seeded, so a run can be repeated.
+    var random: SplitMix64
+
+    /// Time extensions are sent at this interval while the card is busy.
+    static let timeExtensionInterval: Duration = .milliseconds(200)
+
+    public init(profile: ReaderProfile, seed: UInt64 = 0x5C1D_CC1D) {
+        self.profile = profile
+        slots = Array(repeating: SlotModel(), count: profile.descriptor.slotCount)
+        random = SplitMix64(seed: seed)
+    }
+
+    public var descriptor: ClassDescriptor { profile.descriptor }
+    public var slotCount: Int { slots.count }
+
+    public func cardName(slot: Int) -> String? { slots.indices.contains(slot) ? slots[slot].card?.name : nil }
+    public func faults(slot: Int) -> Faults? { slots.indices.contains(slot) ? slots[slot].faults : nil }
+    public mutating func setPINPad(_ action: PINPadAction) { pinPad = action }
+
+    /// Applies `name[=value]` settings to a slot's faults, all or none; false on one it does not know.
+    public mutating func setFaults(slot: Int, _ settings: [String]) -> Bool {
+        guard slots.indices.contains(slot) else { return false }
+        var f = slots[slot].faults
+        for setting in settings { guard f.apply(setting) else { return false } }
+        slots[slot].faults = f
+        return true
+    }
+
+    // MARK: Card events
+
+    /// Puts a card in (or takes it out of, with nil) a slot; returns the NotifySlotChange message, nil for no such slot.
+    public mutating func setCard(_ card: SimulatedCard?, slot: Int) -> [UInt8]? {
+        guard slots.indices.contains(slot) else { return nil }
+        // A new card starts with no faults, as it starts unpowered.
+        slots[slot] = SlotModel(card: card)
+        return slotChange(slot)
+    }
+
+    func slotChange(_ slot: Int) -> [UInt8] {
+        InterruptMessage.notifySlotChange(slots.enumerated().map { i, s in
+            InterruptMessage.SlotChange(present: s.card != nil, changed: i == slot)
+        }).encoded()
+    }
+
+    /// The host let go of the device: as after a USB reset, cards are unpowered.
+    public mutating func hostReleased() {
+        for i in slots.indices { slots[i].poweredOff() }
+    }
+
+    // MARK: Control requests
+
+    /// Class requests (CCID §5.3); nil stalls. ABORT discards the slot's transfer;
+    /// dropping the command's replies still to come is the scheduler's part.
+    public mutating func control(_ request: ControlRequest) -> [UInt8]? {
+        switch (request.requestType, ClassRequest(rawValue: request.request)) {
+        case (0x21, .abort?):
+            let slot = Int(request.value & 0xFF)
+            if slots.indices.contains(slot) { slots[slot].discardTransfer() }
+            return []
+        case (0xA1, .getClockFrequencies?):
+            guard descriptor.numClockSupported > 0 else { return nil }
+            var out: [UInt8] = []
+            out.appendLE(descriptor.defaultClock)
+            if descriptor.numClockSupported > 1 { out.appendLE(descriptor.maximumClock) }
+            return out
+        case (0xA1, .getDataRates?):
+            guard descriptor.numDataRatesSupported > 0 else { return nil }
+            var out: [UInt8] = []
+            for rate in dataRates { out.appendLE(rate) }
+            return out
+        default: return nil
+        }
+    }
+
+    /// The rates GET_DATA_RATES lists: those of Fi 372 with each Di at the
+    /// default clock, up to dwMaxDataRate, as many as bNumDataRatesSupported says.
+    public var dataRates: [UInt32] {
+        let clock = UInt64(descriptor.defaultClock) * 1000
+        let all = [1, 2, 4, 8, 12, 16, 20, 32].map { UInt32(clamping: clock * UInt64($0) / 372) }
+            .filter { $0 <= descriptor.maxDataRate }
+        return Array(all.prefix(Int(descriptor.numDataRatesSupported)))
+    }
+
+    // MARK: Bulk-out messages
+
+    /// The reader's answer to one bulk-out message; malformed input gets what
+    /// a reader gives (a failed SlotStatus) or nothing.
+    public mutating func respond(to message: [UInt8]) -> DeviceOutput {
+        if message.count > Int(descriptor.maxCCIDMessageLength), message.count >= ccidHeaderLength {
+            let context = ReplyContext(slot: message[5], sequence: message[6], icc: .absent)
+            return DeviceOutput(replies: [context.failed(.badLength, type: .slotStatus)])
+        }
+        let command: Command
+        do throws(CCIDDecodingError) { command = try Command(decoding: message) } catch {
+            guard message.count >= ccidHeaderLength else { return DeviceOutput() }
+            // Unknown message type or bad length: CCID §6.2.6, "command not supported".
+            let context = ReplyContext(slot: message[5], sequence: message[6], icc: .absent)
+            return DeviceOutput(replies: [context.failed(.commandNotSupported, type: .slotStatus)])
+        }
+        let expected = Reply.expectedType(for: command.messageType)
+        let slot = Int(command.slot)
+        guard slots.indices.contains(slot) else {
+            let context = ReplyContext(slot: command.slot, sequence: command.sequence, icc: .absent)
+            return DeviceOutput(replies: [context.failed(.badSlot, type: expected)])
+        }
+        var output = DeviceOutput(replies: handle(command, slot: slot, expected: expected))
+        output.interrupts = interruptFaults(slot: slot, sequence: command.sequence)
+        return output
+    }
+
+    private mutating func handle(_ command: Command, slot: Int, expected: Reply.MessageType) -> [TimedReply] {
+        var context: ReplyContext { ReplyContext(slot: command.slot, sequence: command.sequence, icc: slots[slot].icc) }
+        func fail(_ e: SlotError) -> [TimedReply] { [context.failed(e, type: expected)] }
+        func ok(_ body: Reply.Body) -> [TimedReply] { [context.reply(body)] }
+
+        switch command.body {
+        case .abort:
+            slots[slot].discardTransfer()
+            return ok(.slotStatus(clockStatus: 0))
+        case .getSlotStatus, .iccClock, .t0APDU:
+            return ok(.slotStatus(clockStatus: 0))
+        case .iccPowerOff:
+            slots[slot].poweredOff()
+            return ok(.slotStatus(clockStatus: 0))
+        case .iccPowerOn:
+            guard let card = slots[slot].card else { return fail(.iccMute) }
+            card.reset()
+            slots[slot].poweredOn()
+            return ok(.dataBlock(chainParameter: 0, data: card.atr))
+        case .setParameters(let p, let data):
+            guard slots[slot].card != nil, slots[slot].powered else { return fail(.iccMute) }
+            let offered = slots[slot].atr?.offeredProtocols ?? [0]
+            guard offered.contains(p), let parameters = ProtocolData(protocolNumber: p, bytes: data) else {
+                // bProtocolNum, offset 7.
+                return [context.failed(.badParameter(at: 7), type: .parameters)]
+            }
+            slots[slot].protocolType = p
+            slots[slot].parameters = parameters
+            slots[slot].readerFiDi = parameters.fiDi
+            if case .t1(let t1) = parameters {
+                slots[slot].session.t1 = T1Card(ifsc: slots[slot].atr?.t1IFSC ?? 32, edc: t1.crc ? .crc : .lrc)
+            } else {
+                slots[slot].session.t1 = nil
+            }
+            return ok(.parameters(protocolNumber: p, data: parameters.encoded()))
+        case .getParameters, .resetParameters:
+            guard slots[slot].card != nil else { return fail(.iccMute) }
+            if case .resetParameters = command.body { slots[slot].parameters = nil }
+            let p = slots[slot].protocolType
+            let parameters = slots[slot].parameters ?? .defaults(protocolNumber: p)
+            return ok(.parameters(protocolNumber: p, data: parameters.encoded()))
+        case .xfrBlock(_, let level, let data):
+            guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
+            return withReplyFaults(transfer(card: card, slot: slot, context: context, level: level, data: data), slot: slot)
+        case .secure(_, _, let data):
+            guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
+            return secure(card: card, slot: slot, context: context, data: data)
+        case .escape, .mechanical:
+            return fail(.commandNotSupported)
+        case .setDataRateAndClockFrequency:
+            return ok(.dataRateAndClockFrequency(clockFrequency: descriptor.defaultClock, dataRate: descriptor.dataRate))
+        }
+    }
+
+    /// One XfrBlock at the reader's exchange level.
+    private mutating func transfer(card: SimulatedCard, slot: Int, context: ReplyContext, level: UInt16, data: [UInt8]) -> [TimedReply] {
+        switch descriptor.exchangeLevel {
+        case .shortAPDU, .extendedAPDU:
+            return slots[slot].faults.mute ? [context.mute()] : apduTransfer(card: card, slot: slot, context: context, level: level, data: data)
+        case .character:
+            return characterTransfer(card: card, slot: slot, context: context, expected: Int(level), data: data)
+        case .tpdu:
+            return tpduTransfer(card: card, slot: slot, context: context, data: data)
+        default:
+            return [context.failed(.commandNotSupported)]
+        }
+    }
+}
+
+/// SplitMix64: small, seeded, and good enough for junk bytes.
+struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
