@@ -17,7 +17,7 @@ extension ReaderModel {
             }
         }
         let context = ReplyContext(slot: final.reply.slot, sequence: final.reply.sequence, icc: final.reply.status.icc)
-        var out = Array(repeating: context.timeExtension(after: .milliseconds(5)), count: faults.timeExtensionsPerReply)
+        var out = Array(repeating: context.timeExtension(after: timing.faultTimeExtensionGap), count: faults.timeExtensionsPerReply)
         if slots[slot].counters.sequence.fires(every: faults.wrongSequenceEvery) {
             var stale = final.reply
             stale.sequence &+= 0x80

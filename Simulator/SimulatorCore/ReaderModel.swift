@@ -38,12 +38,14 @@ public struct ReaderModel: Sendable {
     var pinPad: PINPadAction = .enter("1234")
     /// For the `garbage` fault: seeded, so a run can be repeated.
     var random: SplitMix64
+    let timing: ReaderTiming
 
     /// Time extensions are sent at this interval while the card is busy.
     static let timeExtensionInterval: Duration = .milliseconds(200)
 
-    public init(profile: ReaderProfile, seed: UInt64 = 0x5C1D_CC1D) {
+    public init(profile: ReaderProfile, timing: ReaderTiming = .realistic, seed: UInt64 = 0x5C1D_CC1D) {
         self.profile = profile
+        self.timing = timing
         slots = Array(repeating: SlotModel(), count: profile.descriptor.slotCount)
         random = SplitMix64(seed: seed)
     }
@@ -147,7 +149,9 @@ public struct ReaderModel: Sendable {
     }
 
     private mutating func handle(_ command: Command, slot: Int, expected: Reply.MessageType) -> [TimedReply] {
-        var context: ReplyContext { ReplyContext(slot: command.slot, sequence: command.sequence, icc: slots[slot].icc) }
+        var context: ReplyContext {
+            ReplyContext(slot: command.slot, sequence: command.sequence, icc: slots[slot].icc, timing: timing)
+        }
         func fail(_ e: SlotError) -> [TimedReply] { [context.failed(e, type: expected)] }
         func ok(_ body: Reply.Body) -> [TimedReply] { [context.reply(body)] }
 

@@ -21,7 +21,7 @@ public final class SimulatedReader: RelayDevice, Sendable {
     private let relay = ReplyScheduler()
     private let relayConnection = Mutex<RelayServerConnection?>(nil)
 
-    public init(name: String, profile: ReaderProfile, serialNumber: String) {
+    public init(name: String, profile: ReaderProfile, serialNumber: String, timing: ReaderTiming = .realistic) {
         self.name = name
         self.profile = profile
         self.serialNumber = serialNumber
@@ -29,7 +29,7 @@ public final class SimulatedReader: RelayDevice, Sendable {
             vendorID: profile.vendorID, productID: profile.productID, bcdDevice: profile.bcdDevice,
             manufacturer: profile.manufacturer, product: profile.product, serialNumber: serialNumber,
             classDescriptor: profile.descriptor, layout: profile.usbLayout)
-        model = Mutex(ReaderModel(profile: profile))
+        model = Mutex(ReaderModel(profile: profile, timing: timing))
         slotCount = profile.descriptor.slotCount
     }
 

@@ -96,6 +96,7 @@ struct ReplyContext {
     let slot: UInt8
     let sequence: UInt8
     let icc: ICCStatus
+    var timing = ReaderTiming.realistic
 
     func reply(_ body: Reply.Body, after delay: Duration = .zero) -> TimedReply {
         TimedReply(delay: delay, reply: Reply(slot: slot, sequence: sequence, status: SlotStatus(icc: icc), body: body))
@@ -123,9 +124,26 @@ struct ReplyContext {
                                               error: 1, body: .dataBlock(chainParameter: 0, data: [])))
     }
 
-    /// A real reader reports a lost block (ICC_MUTE) after the card's block
-    /// waiting time; the simulated one after this, so that fault tests stay quick.
-    static let muteDelay: Duration = .milliseconds(100)
+    func mute() -> TimedReply { failed(.iccMute, after: timing.muteDelay) }
+}
 
-    func mute() -> TimedReply { failed(.iccMute, after: Self.muteDelay) }
+/// How long the simulated reader takes for what a real one spends waiting
+/// on the card: injected, so that in-process tests of faults need not wait
+/// as long as a reader on a wire shows it.
+public struct ReaderTiming: Sendable, Equatable {
+    /// A real reader reports a lost block (ICC_MUTE) after the card's block
+    /// waiting time; the simulated one after this.
+    public var muteDelay: Duration
+    /// The gap between the time extensions of the `te` fault.
+    public var faultTimeExtensionGap: Duration
+
+    public init(muteDelay: Duration, faultTimeExtensionGap: Duration) {
+        self.muteDelay = muteDelay
+        self.faultTimeExtensionGap = faultTimeExtensionGap
+    }
+
+    /// On the relay and USB buses: short enough for fault tests, long enough to be seen.
+    public static let realistic = ReaderTiming(muteDelay: .milliseconds(100), faultTimeExtensionGap: .milliseconds(5))
+    /// For in-process tests: the same replies in the same order, without the waits.
+    public static let quick = ReaderTiming(muteDelay: .milliseconds(2), faultTimeExtensionGap: .zero)
 }

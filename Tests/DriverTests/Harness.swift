@@ -5,6 +5,8 @@ import Testing
 import ThreadSupport
 
 /// A driver `Reader` wired to a simulated reader with no socket in between.
+/// The simulated reader reports lost blocks and spaces fault time extensions
+/// without waiting (`ReaderTiming.quick`); cards stay busy as long as they say.
 struct Harness {
     let sim: SimulatedReader
     let transport: InProcessTransport
@@ -17,7 +19,7 @@ struct Harness {
     }
 
     init(readerProfile: ReaderProfile, cards: [String?] = ["compliance"], timeouts: ExchangeTimeouts = ExchangeTimeouts()) throws {
-        sim = SimulatedReader(name: "sim0", profile: readerProfile, serialNumber: "T1")
+        sim = SimulatedReader(name: "sim0", profile: readerProfile, serialNumber: "T1", timing: .quick)
         for (slot, card) in cards.enumerated() {
             if let card { try sim.insert(try #require(CardCatalog.make(card)), slot: slot) }
         }
