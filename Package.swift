@@ -29,6 +29,8 @@ let package = Package(
         .target(name: "Relay", dependencies: ["CCID", "ThreadSupport"]),
         .target(name: "RelayServer", dependencies: ["Relay", "CCID", "ThreadSupport"]),
         .target(name: "CCIDDriver", dependencies: ["CCID", "ISO7816", "ThreadSupport"]),
+        // What PC/SC asks of a reader driver beyond CCID: Part 10 features, pure.
+        .target(name: "PCSCSupport", dependencies: ["CCID"]),
         .target(name: "USBTransport", dependencies: ["CCID", "CLibUSB", "ThreadSupport"]),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
@@ -37,7 +39,7 @@ let package = Package(
         .executableTarget(name: "ccid-attach",
                           dependencies: ["AttachWorker", "USBTransport", "Relay", "RelayServer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "IFDHandler", dependencies: ["CCIDDriver", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "CStayLoaded",
+        .target(name: "IFDHandler", dependencies: ["CCIDDriver", "PCSCSupport", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "CStayLoaded",
                                                    "ThreadSupport", "DriverSettings"],
                 swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]),
         // umockdev's C API, for the simulator's USB mode only (never in the bundle).
@@ -64,7 +66,7 @@ let package = Package(
         .testTarget(name: "AttachWorkerTests", dependencies: ["AttachWorker"]),
         .testTarget(name: "SimulatorGadgetTests", dependencies: ["SimulatorGadget", "SimulatorCore", "CCID"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "RelayServer", "CCID", "SimulatorCore", "ThreadSupport", "TestSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport", "TestSupport"]),
+        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "PCSCSupport", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -64,7 +64,7 @@ func fuzzDriver(_ data: [UInt8]) {
                         log: { _ in })
     defer { reader.close() }
     guard (try? reader.powerOn(slot: 0)) != nil else { return }
-    _ = try? reader.selectProtocol(slot: 0, requested: first & 0x80 == 0 ? 3 : 1)
+    _ = try? reader.selectProtocol(slot: 0, requested: first & 0x80 == 0 ? .any : .t0)
     for apdu: [UInt8] in [[0x00, 0xA4, 0x04, 0x00, 0x02, 0x3F, 0x00], [0x80, 0x34, 0x00, 0x10, 0x10],
                           [0x80, 0x36, 0x00, 0x04, 0x04, 1, 2, 3, 4, 0x00], [0x80, 0x00, 0x04, 0xA5, 0x00, 0x01, 0x00]] {
         _ = try? reader.transmit(slot: 0, apdu: apdu)

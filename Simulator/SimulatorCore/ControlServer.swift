@@ -6,15 +6,8 @@ import Relay
 import RelayServer
 import ThreadSupport
 
-/// The simulator's control socket: one request per connection, fields
-/// separated by tabs, one answer ("ok" or "error: …" first, then lines).
-///   list
-///   insert <reader> <slot or -> <card>
-///   remove <reader> <slot or ->
-///   pinpad <reader> enter <digits> | cancel | timeout
-///   fault <reader> <slot or -> <setting>…   (see `Faults.apply`)
-///   plug <profile> [<card>]                  (answers the new reader's line)
-///   unplug <reader>
+/// The simulator's control socket: one `SimulatorRequest` per connection,
+/// one `SimulatorAnswer` back (ControlProtocol.swift).
 final class ControlServer: Sendable {
     private let socket: UnixSocket
     private let path: String
@@ -27,6 +20,9 @@ final class ControlServer: Sendable {
         guard startThread({ [self] in loop(log: log) }) else { throw SocketError(operation: "pthread_create", errno: 0) }
     }
 
+    /// Requests are small; a peer that sends more, or nothing for 2 s, is answered with an error.
+    static let requestLimit = 65536
+
     private func loop(log: @Sendable (String) -> Void) {
         while let client = try? socket.accept() {
             guard let peer = client.peerCredentials(), RelayListener.sameUserOrRoot(peer) else {
@@ -35,109 +31,75 @@ final class ControlServer: Sendable {
             }
             var request: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 4096)
-            while request.last != 0x0A, request.count < 65536,
+            while request.last != 0x0A, request.count < Self.requestLimit,
                   client.waitReadable(until: .after(.seconds(2))),
                   let n = try? client.read(into: &buffer), n > 0 {
                 request += buffer[0..<n]
             }
-            let line = String(decoding: request, as: UTF8.self).trimmingNewline
-            let answer = handle(line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init))
-            try? client.writeAll(Array((answer.joined(separator: "\n") + "\n").utf8))
+            let answer: SimulatorAnswer
+            do { answer = handle(try ControlWire.decode(SimulatorRequest.self, from: request)) } catch {
+                log("control: unreadable request (\(error))")
+                answer = .failed("unreadable request: \(error)")
+            }
+            try? client.writeAll(ControlWire.encode(answer))
             client.close()
         }
     }
 
-    func handle(_ args: [String]) -> [String] {
-        guard let verb = args.first else { return ["error: empty request"] }
-        switch verb {
-        case "list":
-            return ["ok"] + simulator.listing()
-        case "plug":
-            guard args.count >= 2, let profile = ReaderProfile.named(args[1]) else {
-                return ["error: no profile '\(args.count > 1 ? args[1] : "")' (see `ccid-sim profiles`)"]
-            }
-            let card = args.count >= 3 && !args[2].isEmpty && args[2] != "none" ? args[2] : nil
+    func handle(_ request: SimulatorRequest) -> SimulatorAnswer {
+        switch request {
+        case .list:
+            return .ok(simulator.listing())
+        case .plug(let name, let card):
+            guard let profile = ReaderProfile.named(name) else { return .failed("no profile '\(name)' (see `ccid-sim profiles`)") }
             do throws(SimulatorError) {
-                let index = try simulator.plug(ReaderSetup(profile: profile, cards: [card]))
-                return ["ok", simulator.listing()[index]]
+                let index = try simulator.plug(ReaderSetup(profile: profile, cards: [card?.rawValue]))
+                return .ok([simulator.listing()[index]])
             } catch {
-                return ["error: \(error)"]
+                return .failed("\(error)")
             }
-        case "unplug":
-            guard args.count >= 2, let (index, _) = simulator.resolve(args[1]) else {
-                return ["error: no reader '\(args.count > 1 ? args[1] : "")' (see `ccid-sim list`)"]
-            }
-            return simulator.unplug(index) ? ["ok"] : ["error: reader \(index) is not plugged in"]
-        case "insert", "remove", "pinpad", "fault":
-            guard args.count >= 3, let (index, impliedSlot) = simulator.resolve(args[1]) else {
-                return ["error: no reader '\(args.count > 1 ? args[1] : "")' (see `ccid-sim list`)"]
-            }
-            let reader = simulator.readers[index]
-            if verb == "pinpad" {
-                switch args[2] {
-                case "enter" where args.count >= 4: reader.setPINPad(.enter(args[3]))
-                case "cancel": reader.setPINPad(.cancel)
-                case "timeout": reader.setPINPad(.timeout)
-                default: return ["error: pinpad wants enter DIGITS, cancel or timeout"]
-                }
-                return ["ok"]
-            }
-            let slot = Int(args[2]) ?? impliedSlot ?? 0
-            if verb == "fault" {
-                do throws(SimulatedReader.SlotActionError) {
-                    guard try reader.setFaults(slot: slot, Array(args.dropFirst(3))) else {
-                        return ["error: fault settings are \(Faults.names.joined(separator: ", ")) (name=N)"]
-                    }
-                    return ["ok", reader.faults(slot: slot)?.summary ?? ""]
-                } catch {
-                    return ["error: \(error)"]
-                }
-            }
+        case .unplug(let name):
+            guard let (index, _) = simulator.resolve(name) else { return noReader(name) }
+            return simulator.unplug(index) ? .ok() : .failed("reader \(index) is not plugged in")
+        case .pinPad(let name, let action):
+            guard let (index, _) = simulator.resolve(name) else { return noReader(name) }
+            simulator.readers[index].setPINPad(action)
+            return .ok()
+        case .fault(let name, let slot, let settings):
+            guard let (index, implied) = simulator.resolve(name) else { return noReader(name) }
+            let reader = simulator.readers[index], slot = slot ?? implied ?? 0
             do throws(SimulatedReader.SlotActionError) {
-                if verb == "insert" {
-                    let name = args.count >= 4 && !args[3].isEmpty ? args[3] : CardCatalog.defaultCard
-                    guard let card = CardCatalog.make(name) else {
-                        return ["error: no card named '\(name)' (cards: \(CardCatalog.names.joined(separator: ", ")))"]
-                    }
-                    try reader.insert(card, slot: slot)
-                } else {
-                    try reader.remove(slot: slot)
+                guard try reader.setFaults(slot: slot, settings) else {
+                    return .failed("fault settings are \(Faults.names.joined(separator: ", ")) (name=N)")
                 }
+                return .ok([reader.faults(slot: slot)?.summary ?? ""])
             } catch {
-                return ["error: \(error)"]
+                return .failed("\(error)")
             }
-            return ["ok"]
-        default:
-            return ["error: unknown request '\(verb)'"]
+        case .insert(let name, let slot, let card):
+            guard let (index, implied) = simulator.resolve(name) else { return noReader(name) }
+            do throws(SimulatedReader.SlotActionError) {
+                try simulator.readers[index].insert(ComplianceTestCard(card), slot: slot ?? implied ?? 0)
+                return .ok()
+            } catch {
+                return .failed("\(error)")
+            }
+        case .remove(let name, let slot):
+            guard let (index, implied) = simulator.resolve(name) else { return noReader(name) }
+            do throws(SimulatedReader.SlotActionError) {
+                try simulator.readers[index].remove(slot: slot ?? implied ?? 0)
+                return .ok()
+            } catch {
+                return .failed("\(error)")
+            }
         }
     }
+
+    private func noReader(_ name: String) -> SimulatorAnswer { .failed("no reader '\(name)' (see `ccid-sim list`)") }
 
     func stop() {
         socket.shutdown()
         socket.close()
         unlink(path)
-    }
-}
-
-extension String {
-    var trimmingNewline: String {
-        var s = self
-        while s.last == "\n" || s.last == "\r" { s.removeLast() }
-        return s
-    }
-}
-
-/// Client side of the control socket, for the CLI.
-public enum ControlClient {
-    public static func request(directory: String, _ fields: [String]) throws(SocketError) -> (ok: Bool, lines: [String]) {
-        let s = try UnixSocket.connect(path: "\(directory)/\(Simulator.controlSocketName)")
-        defer { s.close() }
-        try s.writeAll(Array((fields.joined(separator: "\t") + "\n").utf8))
-        var answer: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while let n = try? s.read(into: &buffer), n > 0 { answer += buffer[0..<n] }
-        let lines = String(decoding: answer, as: UTF8.self).trimmingNewline.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard let first = lines.first, first == "ok" else { return (false, lines) }
-        return (true, Array(lines.dropFirst()))
     }
 }

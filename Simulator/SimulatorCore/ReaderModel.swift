@@ -24,7 +24,7 @@ public struct DeviceOutput: Sendable {
 }
 
 /// What the user does at the PIN pad when asked.
-public enum PINPadAction: Sendable, Equatable { case enter(String), cancel, timeout }
+public enum PINPadAction: Sendable, Equatable, Codable { case enter(String), cancel, timeout }
 
 /// The simulated CCID reader as a pure value: a CCID command or a class
 /// request in, timed replies and interrupt messages out. No threads, no

@@ -33,8 +33,8 @@ struct ReaderOptions: ParsableArguments {
     @Option(name: .long, help: "Profile of the default reader when no --config is given (see `ccid-sim profiles`).")
     var profile: String?
 
-    @Option(name: .long, help: "Card in the default reader's first slot: \(CardCatalog.names.joined(separator: ", ")), or none.")
-    var card: String = CardCatalog.defaultCard
+    @Option(name: .long, help: "Card in the default reader's first slot, or none.")
+    var card: CardChoice = .defaultCard
 
     @Option(name: .customLong("spin-us"),
             help: "After each reply, poll for the next request this many µs before sleeping (0: never). Idle readers cost no CPU either way.")
@@ -50,7 +50,7 @@ struct ReaderOptions: ParsableArguments {
             guard let p = ReaderProfile.named(name) else { throw ValidationError("no built-in profile '\(name)'; see `ccid-sim profiles`") }
             return p
         }) ?? ReaderProfile.defaultProfile else { throw ValidationError("no built-in profiles") }
-        return [ReaderSetup(profile: profile, cards: [card == "none" ? nil : card])]
+        return [ReaderSetup(profile: profile, cards: [card.card?.rawValue])]
     }
 }
 

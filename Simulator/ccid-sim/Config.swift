@@ -11,64 +11,113 @@ import SimulatorCore
 /// A file in descriptors.json form (an array of entries) names its reader by `entry`.
 /// Any reader may also say how it sits on USB: "interfaceClass": 255 (vendor
 /// class), "interruptEndpoint": false, "descriptorAfterEndpoints": true.
-enum SimulatorConfig {
-    static func load(path: String) throws -> [ReaderSetup] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
-        guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let readers = root["readers"] as? [[String: Any]], !readers.isEmpty else {
-            throw ValidationError("\(path): expected {\"readers\": [ … ]} with at least one reader")
-        }
-        let base = (path as NSString).deletingLastPathComponent
-        return try readers.enumerated().map { i, r in
-            let cards = (r["cards"] as? [Any] ?? [CardCatalog.defaultCard]).map { $0 as? String }
-            var p = try profile(r, index: i, base: base)
-            if let c = r["interfaceClass"] as? Int {
-                guard c == 0x0B || c == 0xFF else { throw ValidationError("reader \(i): interfaceClass is 11 (0x0B) or 255 (0xFF)") }
-                p.usbLayout.interfaceClass = UInt8(c)
-            }
-            if let e = r["interruptEndpoint"] as? Bool { p.usbLayout.interruptEndpoint = e }
-            if let a = r["descriptorAfterEndpoints"] as? Bool { p.usbLayout.descriptorAfterEndpoints = a }
-            guard p.descriptor.exchangeLevel != .unknown else {
-                throw ValidationError("reader \(i): dwFeatures declares no known exchange level")
-            }
-            return ReaderSetup(profile: p, cards: cards)
+struct SimulatorConfig: Decodable {
+    var readers: [Reader]
+
+    struct Reader: Decodable {
+        var profile: String?
+        var descriptor: String?
+        var descriptorFile: String?
+        var entry: String?
+        var vendorID: String?
+        var productID: String?
+        var manufacturer: String?
+        var product: String?
+        /// Per slot; null is an empty slot. Missing: the default card in slot 0.
+        var cards: [ComplianceTestCard.Variant?]?
+        var interfaceClass: Int?
+        var interruptEndpoint: Bool?
+        var descriptorAfterEndpoints: Bool?
+    }
+
+    /// One entry of a descriptors.json file (the corpus's form).
+    struct CorpusEntry: Decodable {
+        var file: String
+        var descriptorHex: String
+        var idVendor: String?
+        var idProduct: String?
+        var iProduct: String?
+        enum CodingKeys: String, CodingKey {
+            case file, idVendor, idProduct, iProduct
+            case descriptorHex = "descriptor_hex"
         }
     }
 
-    static func profile(_ r: [String: Any], index: Int, base: String) throws -> ReaderProfile {
-        if let name = r["profile"] as? String {
+    static func load(path: String) throws -> [ReaderSetup] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+        let config: SimulatorConfig
+        do { config = try JSONDecoder().decode(SimulatorConfig.self, from: data) } catch {
+            throw ValidationError("\(path): \(Self.explain(error))")
+        }
+        guard !config.readers.isEmpty else { throw ValidationError("\(path): expected {\"readers\": [ … ]} with at least one reader") }
+        let base = (path as NSString).deletingLastPathComponent
+        return try config.readers.enumerated().map { i, r in
+            var p = try profile(r, index: i, base: base)
+            if let c = r.interfaceClass {
+                guard c == 0x0B || c == 0xFF else { throw ValidationError("reader \(i): interfaceClass is 11 (0x0B) or 255 (0xFF)") }
+                p.usbLayout.interfaceClass = UInt8(c)
+            }
+            if let e = r.interruptEndpoint { p.usbLayout.interruptEndpoint = e }
+            if let a = r.descriptorAfterEndpoints { p.usbLayout.descriptorAfterEndpoints = a }
+            guard p.descriptor.exchangeLevel != .unknown else {
+                throw ValidationError("reader \(i): dwFeatures declares no known exchange level")
+            }
+            let cards = r.cards ?? [ComplianceTestCard.Variant(rawValue: CardCatalog.defaultCard)]
+            return ReaderSetup(profile: p, cards: cards.map { $0?.rawValue })
+        }
+    }
+
+    static func profile(_ r: Reader, index: Int, base: String) throws -> ReaderProfile {
+        if let name = r.profile {
             guard let p = ReaderProfile.named(name) else { throw ValidationError("reader \(index): no built-in profile '\(name)'") }
             return p
         }
-        var fields = r
-        if let file = r["descriptorFile"] as? String {
+        var r = r
+        if let file = r.descriptorFile {
             let full = file.hasPrefix("/") ? file : "\(base)/\(file)"
             guard let data = FileManager.default.contents(atPath: full) else { throw ValidationError("reader \(index): cannot read \(full)") }
-            if let entries = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] {
-                guard let wanted = r["entry"] as? String, let e = entries.first(where: { $0["file"] as? String == wanted }) else {
+            if let entries = try? JSONDecoder().decode([CorpusEntry].self, from: data) {
+                guard let wanted = r.entry, let e = entries.first(where: { $0.file == wanted }) else {
                     throw ValidationError("reader \(index): \(full) is a list; name its reader with \"entry\"")
                 }
-                fields["descriptor"] = e["descriptor_hex"]
-                fields["vendorID"] = fields["vendorID"] ?? e["idVendor"]
-                fields["productID"] = fields["productID"] ?? e["idProduct"]
-                fields["product"] = fields["product"] ?? e["iProduct"]
+                r.descriptor = e.descriptorHex
+                r.vendorID = r.vendorID ?? e.idVendor
+                r.productID = r.productID ?? e.idProduct
+                r.product = r.product ?? e.iProduct
             } else {
-                fields["descriptor"] = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                r.descriptor = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             }
         }
-        guard let hex = fields["descriptor"] as? String else {
+        guard let hex = r.descriptor else {
             throw ValidationError("reader \(index): give \"profile\", \"descriptor\" or \"descriptorFile\"")
         }
-        func id(_ key: String) -> UInt16 {
-            guard let s = fields[key] as? String else { return 0 }
+        func id(_ s: String?) -> UInt16 {
+            guard let s else { return 0 }
             return UInt16(s.hasPrefix("0x") ? String(s.dropFirst(2)) : s, radix: 16) ?? 0
         }
         do {
-            return try ReaderProfile.custom(name: "custom-\(index)", vendorID: id("vendorID"), productID: id("productID"),
-                                            manufacturer: fields["manufacturer"] as? String ?? "Simulated",
-                                            product: fields["product"] as? String ?? "CCID Reader", descriptorHex: hex)
+            return try ReaderProfile.custom(name: "custom-\(index)", vendorID: id(r.vendorID), productID: id(r.productID),
+                                            manufacturer: r.manufacturer ?? "Simulated",
+                                            product: r.product ?? "CCID Reader", descriptorHex: hex)
         } catch {
             throw ValidationError("reader \(index): \(error)")
         }
     }
+
+    /// A decoding error as a line a user can act on: where, and what was wrong.
+    static func explain(_ error: Error) -> String {
+        func path(_ keys: [CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        }
+        switch error as? DecodingError {
+        case .dataCorrupted(let c)?:
+            return c.codingPath.isEmpty ? "not JSON (\(c.debugDescription))" : "\(path(c.codingPath)): \(c.debugDescription)"
+        case .keyNotFound(let key, let c)?: return "\(path(c.codingPath)): missing \"\(key.stringValue)\""
+        case .typeMismatch(_, let c)?, .valueNotFound(_, let c)?: return "\(path(c.codingPath)): \(c.debugDescription)"
+        default:
+            return "\(error)"
+        }
+    }
 }
+
+extension ComplianceTestCard.Variant: Decodable {}

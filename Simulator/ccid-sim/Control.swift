@@ -2,13 +2,46 @@ import ArgumentParser
 import Foundation
 import SimulatorCore
 
-func control(_ directory: DirectoryOption, _ fields: [String]) throws -> [String] {
-    let answer: (ok: Bool, lines: [String])
-    do { answer = try ControlClient.request(directory: directory.resolved, fields) } catch {
+func control(_ directory: DirectoryOption, _ request: SimulatorRequest) throws -> [String] {
+    let answer: SimulatorAnswer
+    do { answer = try ControlClient.request(directory: directory.resolved, request) } catch {
         throw ValidationError("no simulator running in \(directory.resolved) (\(error)); start one with `ccid-sim serve` or `ccid-sim pcscd`")
     }
-    guard answer.ok else { fail(answer.lines.joined(separator: "\n")) }
+    if let error = answer.error { fail(error) }
     return answer.lines
+}
+
+extension ComplianceTestCard.Variant: ExpressibleByArgument {}
+
+/// A card to insert, or none (an empty slot).
+enum CardChoice: ExpressibleByArgument, CustomStringConvertible {
+    case none
+    case card(ComplianceTestCard.Variant)
+
+    init?(argument: String) {
+        if argument == "none" { self = .none; return }
+        guard let card = ComplianceTestCard.Variant(rawValue: argument) else { return nil }
+        self = .card(card)
+    }
+
+    static var allValueStrings: [String] { ComplianceTestCard.Variant.allCases.map(\.rawValue) + ["none"] }
+    static let defaultCard = CardChoice.card(.direct)
+    var card: ComplianceTestCard.Variant? { if case .card(let c) = self { c } else { nil } }
+    var description: String { card?.rawValue ?? "none" }
+}
+
+/// What the user does at a PIN pad.
+enum PINPadVerb: String, ExpressibleByArgument, CaseIterable { case enter, cancel, timeout }
+
+/// One fault setting, checked against the fault table.
+struct FaultSetting: ExpressibleByArgument {
+    let text: String
+    init?(argument: String) {
+        var scratch = Faults()
+        guard scratch.apply(argument) else { return nil }
+        text = argument
+    }
+    static var allValueStrings: [String] { Faults.table.map(\.syntax) }
 }
 
 struct List: ParsableCommand {
@@ -17,7 +50,7 @@ struct List: ParsableCommand {
     @OptionGroup var directory: DirectoryOption
 
     func run() throws {
-        for line in try control(directory, ["list"]) { print(line) }
+        for line in try control(directory, .list) { print(line) }
     }
 }
 
@@ -28,11 +61,11 @@ struct Insert: ParsableCommand {
     var reader: String
     @Option(help: "Slot number (default: the slot the PC/SC name names, else 0).")
     var slot: Int?
-    @Option(help: "Card: \(CardCatalog.names.joined(separator: ", ")).")
-    var card: String = CardCatalog.defaultCard
+    @Option(help: "The card.")
+    var card: ComplianceTestCard.Variant = .direct
 
     func run() throws {
-        _ = try control(directory, ["insert", reader, slot.map(String.init) ?? "-", card])
+        _ = try control(directory, .insert(reader: reader, slot: slot, card: card))
     }
 }
 
@@ -45,7 +78,7 @@ struct Remove: ParsableCommand {
     var slot: Int?
 
     func run() throws {
-        _ = try control(directory, ["remove", reader, slot.map(String.init) ?? "-"])
+        _ = try control(directory, .remove(reader: reader, slot: slot))
     }
 }
 
@@ -54,16 +87,20 @@ struct PINPad: ParsableCommand {
         commandName: "pinpad", abstract: "Say what the user does at a PIN pad reader's keypad next time.")
     @OptionGroup var directory: DirectoryOption
     @Argument(help: "The reader.") var reader: String
-    @Argument(help: "enter, cancel or timeout.") var action: String
+    @Argument(help: "What the user does.") var action: PINPadVerb
     @Argument(help: "Digits typed (for enter).") var digits: String?
 
     func validate() throws {
-        guard ["enter", "cancel", "timeout"].contains(action) else { throw ValidationError("action is enter, cancel or timeout") }
-        if action == "enter", digits?.allSatisfy(\.isNumber) != true { throw ValidationError("enter needs the digits typed") }
+        if action == .enter, digits?.allSatisfy(\.isNumber) != true { throw ValidationError("enter needs the digits typed") }
     }
 
     func run() throws {
-        _ = try control(directory, ["pinpad", reader, action] + (digits.map { [$0] } ?? []))
+        let what: PINPadAction = switch action {
+        case .enter: .enter(digits ?? "")
+        case .cancel: .cancel
+        case .timeout: .timeout
+        }
+        _ = try control(directory, .pinPad(reader: reader, action: what))
     }
 }
 
@@ -75,10 +112,10 @@ struct Fault: ParsableCommand {
     @OptionGroup var directory: DirectoryOption
     @Argument(help: "The reader.") var reader: String
     @Option(help: "Slot number (default: the slot the PC/SC name names, else 0).") var slot: Int?
-    @Argument(help: "Settings, e.g. parity=3 wtx=10 mute clear.") var settings: [String]
+    @Argument(help: "Settings, e.g. parity=3 wtx=10 mute clear.") var settings: [FaultSetting]
 
     func run() throws {
-        for line in try control(directory, ["fault", reader, slot.map(String.init) ?? "-"] + settings) { print(line) }
+        for line in try control(directory, .fault(reader: reader, slot: slot, settings: settings.map(\.text))) { print(line) }
     }
 }
 

@@ -65,7 +65,7 @@ func startSimulator(directory: String, setups: [ReaderSetup], spinMicroseconds: 
     let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
     if !existed { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) }
     if FileManager.default.fileExists(atPath: "\(directory)/\(Simulator.controlSocketName)"),
-       (try? ControlClient.request(directory: directory, ["list"])) != nil {
+       (try? ControlClient.request(directory: directory, .list)) != nil {
         throw ValidationError("a simulator is already running in \(directory)")
     }
     let simulator = try Simulator(directory: directory, setups: setups, bus: bus, log: { note($0) })

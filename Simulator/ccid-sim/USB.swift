@@ -25,11 +25,11 @@ struct Plug: ParsableCommand {
         discussion: "Prints the new reader's `list` line.")
     @OptionGroup var directory: DirectoryOption
     @Argument(help: "Profile of the reader (see `ccid-sim profiles`).") var profile: String
-    @Option(help: "Card in its first slot: \(CardCatalog.names.joined(separator: ", ")), or none.")
-    var card: String = CardCatalog.defaultCard
+    @Option(help: "Card in its first slot, or none.")
+    var card: CardChoice = .defaultCard
 
     func run() throws {
-        for line in try control(directory, ["plug", profile, card]) { print(line) }
+        for line in try control(directory, .plug(profile: profile, card: card.card)) { print(line) }
     }
 }
 
@@ -39,6 +39,6 @@ struct Unplug: ParsableCommand {
     @Argument(help: "The reader: its number in `list`, its simulator name (sim0) or its PC/SC name.") var reader: String
 
     func run() throws {
-        _ = try control(directory, ["unplug", reader])
+        _ = try control(directory, .unplug(reader: reader))
     }
 }

@@ -100,13 +100,13 @@ extension Reader {
         return reply.status.icc
     }
 
-    /// Chooses a protocol from those `requested` (bit 0 T=0, bit 1 T=1), the
+    /// Chooses a protocol from those `requested`, the
     /// card offers and the reader supports, and sets the reader's parameters.
-    public func selectProtocol(slot: Int, requested: UInt32) throws(DriverError) -> UInt8 {
+    public func selectProtocol(slot: Int, requested: ProtocolSet) throws(DriverError) -> UInt8 {
         try serialised(slot: slot) { s throws(DriverError) in try selectProtocolLocked(slot: s, requested: requested) }
     }
 
-    private func selectProtocolLocked(slot s: UInt8, requested: UInt32) throws(DriverError) -> UInt8 {
+    private func selectProtocolLocked(slot s: UInt8, requested: ProtocolSet) throws(DriverError) -> UInt8 {
         let slot = Int(s)
         guard let state = state(of: slot), state.powered else { throw .noCard }
         let atr = state.parsedATR
@@ -114,14 +114,14 @@ extension Reader {
         let readerProtocols = descriptor.protocols
         let usable = offered.filter { p in
             (p == 0 && readerProtocols.contains(.t0) || p == 1 && readerProtocols.contains(.t1))
-                && requested & (1 << UInt32(p)) != 0
+                && requested.contains(p)
         }
         if let specific = atr?.specificMode, !specific.canChange, !usable.contains(specific.protocolType) {
             throw .protocolNotSupported("card is fixed to T=\(specific.protocolType)")
         }
         guard let chosen = atr?.specificMode.map({ $0.protocolType }).flatMap({ usable.contains($0) ? $0 : nil })
                 ?? usable.first else {
-            throw .protocolNotSupported("no common protocol: card offers \(offered.map { "T=\($0)" }), asked for mask \(requested)")
+            throw .protocolNotSupported("no common protocol: card offers \(offered.map { "T=\($0)" }), asked for \(requested)")
         }
         let readerNegotiates = descriptor.features.contains(.automaticPPS)
             || descriptor.features.contains(.automaticParameterNegotiation)

@@ -14,3 +14,26 @@ public struct SlotState: Sendable {
 
     mutating func poweredOff() { self = SlotState() }
 }
+
+/// The transmission protocols a caller lets the driver choose from.
+public struct ProtocolSet: OptionSet, Sendable, CustomStringConvertible {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let t0 = ProtocolSet(rawValue: 1 << 0)
+    public static let t1 = ProtocolSet(rawValue: 1 << 1)
+    public static let any: ProtocolSet = [.t0, .t1]
+
+    /// T=`protocolType` alone (nothing for a protocol the driver does not run).
+    public init(only protocolType: UInt8) { self = protocolType == 0 ? .t0 : protocolType == 1 ? .t1 : [] }
+
+    public func contains(_ protocolType: UInt8) -> Bool { !intersection(ProtocolSet(only: protocolType)).isEmpty }
+
+    public var description: String {
+        [(ProtocolSet.t0, "T=0"), (.t1, "T=1")].filter { contains($0.0) }.map(\.1).joined(separator: " or ").ifEmpty("none")
+    }
+}
+
+extension String {
+    fileprivate func ifEmpty(_ other: String) -> String { isEmpty ? other : self }
+}

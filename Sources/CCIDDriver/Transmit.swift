@@ -217,18 +217,17 @@ extension Reader {
         return (response, chain)
     }
 
-    /// PC_to_RDR_Secure: PIN entry on the reader's keypad; `data` is the CCID
-    /// PIN verification or modification structure with bPINOperation first.
-    public func secure(slot: Int, data: [UInt8]) throws(DriverError) -> [UInt8] {
-        try serialised(slot: slot) { s throws(DriverError) in try secureLocked(slot: s, data: data) }
+    /// PC_to_RDR_Secure: PIN entry on the reader's keypad.
+    public func secure(slot: Int, entry: PINEntry) throws(DriverError) -> [UInt8] {
+        try serialised(slot: slot) { s throws(DriverError) in try secureLocked(slot: s, entry: entry) }
     }
 
-    private func secureLocked(slot s: UInt8, data: [UInt8]) throws(DriverError) -> [UInt8] {
+    private func secureLocked(slot s: UInt8, entry: PINEntry) throws(DriverError) -> [UInt8] {
         let slot = Int(s)
         guard let state = state(of: slot), state.powered else { throw .noCard }
         // The user types: allow the timeout the structure asks for (bTimeOut, 0 = reader default).
-        let seconds = data.count > 1 && data[1] != 0 ? Int(data[1]) : 30
-        let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: data), slot: s,
+        let seconds = entry.timeout != 0 ? Int(entry.timeout) : 30
+        let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: entry.ccidEncoded()), slot: s,
                                  waitingTime: .seconds(seconds))
         try check(reply)
         guard case .dataBlock(_, let response) = reply.body else {

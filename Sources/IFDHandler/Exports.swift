@@ -1,6 +1,7 @@
 import CCID
 import CCIDDriver
 import CPCSCLite
+import PCSCSupport
 
 // The IFD Handler API v3 entry points pcscd resolves by name. Nothing here
 // traps: every pointer is checked, every length clamped, every error mapped.
@@ -34,7 +35,9 @@ private func map(_ error: DriverError, context: String, lun: DWORD) -> RESPONSEC
 
 private func open(_ lun: DWORD, _ name: DeviceName, _ text: String) -> RESPONSECODE {
     do throws(Registry.OpenError) {
-        let entry = try registry.open(lun: UInt(lun), name: name, displayName: text, timeouts: Settings.timeouts)
+        let entry = try registry.open(lun: UInt(lun), name: name, displayName: text, timeouts: Settings.timeouts) {
+            () throws(Registry.OpenError) in try Transports.open(name)
+        }
         let id = entry.reader.identity
         Log.info("LUN 0x\(String(lun, radix: 16)): \(id.manufacturer) \(id.product) (\(id.classDescriptor.exchangeLevel), \(entry.reader.slotCount) slot(s)) slot \(entry.slot) via \(text)")
         return code(IFD_SUCCESS)
@@ -123,8 +126,11 @@ public func IFDHSetCapabilities(_ lun: DWORD, _ tag: DWORD, _ length: DWORD, _ v
 public func IFDHSetProtocolParameters(_ lun: DWORD, _ protocolMask: DWORD, _ flags: UCHAR,
                                       _ pts1: UCHAR, _ pts2: UCHAR, _ pts3: UCHAR) -> RESPONSECODE {
     guard let entry = registry.lookup(UInt(lun)) else { return code(IFD_NO_SUCH_DEVICE) }
-    let requested = UInt32(truncatingIfNeeded: protocolMask) & UInt32(SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1)
-    guard requested != 0 else { return code(IFD_PROTOCOL_NOT_SUPPORTED) }
+    // PC/SC's protocol mask: SCARD_PROTOCOL_T0 and SCARD_PROTOCOL_T1 are the ones a CCID reader carries.
+    var requested: ProtocolSet = []
+    if UInt32(truncatingIfNeeded: protocolMask) & UInt32(SCARD_PROTOCOL_T0) != 0 { requested.insert(.t0) }
+    if UInt32(truncatingIfNeeded: protocolMask) & UInt32(SCARD_PROTOCOL_T1) != 0 { requested.insert(.t1) }
+    guard !requested.isEmpty else { return code(IFD_PROTOCOL_NOT_SUPPORTED) }
     do throws(DriverError) {
         let chosen = try entry.reader.selectProtocol(slot: entry.slot, requested: requested)
         Log.info("LUN 0x\(String(lun, radix: 16)): protocol T=\(chosen)")
@@ -216,13 +222,12 @@ public func IFDHControl(_ lun: DWORD, _ controlCode: DWORD, _ tx: PUCHAR?, _ txL
     case PCSCFeature.verifyPINDirect.controlCode where features.contains(.verifyPINDirect),
          PCSCFeature.modifyPINDirect.controlCode where features.contains(.modifyPINDirect):
         let isVerify = requested == PCSCFeature.verifyPINDirect.controlCode
-        guard let secure = isVerify ? PCSCFeature.verifyStructureToCCID(input)
-                                    : PCSCFeature.modifyStructureToCCID(input) else {
+        guard let pinEntry = isVerify ? PINEntry(part10Verify: input) : PINEntry(part10Modify: input) else {
             Log.error("malformed PIN \(isVerify ? "verify" : "modify") structure of \(input.count) bytes")
             return code(IFD_COMMUNICATION_ERROR)
         }
         do throws(DriverError) {
-            return reply(try entry.reader.secure(slot: entry.slot, data: secure))
+            return reply(try entry.reader.secure(slot: entry.slot, entry: pinEntry))
         } catch {
             return map(error, context: "Secure PIN entry", lun: lun)
         }

@@ -1,6 +1,4 @@
 import CCIDDriver
-import Relay
-import USBTransport
 import CCID
 import Synchronization
 import ThreadSupport
@@ -39,8 +37,9 @@ final class Registry: Sendable {
 
     enum OpenError: Error { case inUse, badSlot(Int), connect(String), gone(String) }
 
-    /// Opens (or shares) the reader behind `name` for `lun`.
-    func open(lun: UInt, name: DeviceName, displayName: String, timeouts: ExchangeTimeouts) throws(OpenError) -> Entry {
+    /// Opens (or shares) the reader behind `name` for `lun`; `connect` reaches the device if it is not open yet.
+    func open(lun: UInt, name: DeviceName, displayName: String, timeouts: ExchangeTimeouts,
+              connect: () throws(OpenError) -> any CCIDTransport) throws(OpenError) -> Entry {
         let key = DeviceKey(readerIndex: Registry.readerIndex(of: lun), name: displayName)
         let slot = Registry.slot(of: lun)
         let existing: Reader? = state.withLock { s in
@@ -58,25 +57,7 @@ final class Registry: Sendable {
             return entry
         }
         if state.withLock({ $0.luns[lun] != nil }) { throw .inUse }
-        let transport: any CCIDTransport
-        switch name {
-        case .relay(let path):
-            do throws(RelayConnectError) {
-                transport = try RelayClientTransport(path: path, deadline: .after(.seconds(5)), spinBudget: Settings.relaySpin,
-                                                     log: { Log.error($0) })
-            } catch {
-                throw .connect("\(path): \(error)")
-            }
-        case .usb(let usb) where Settings.usbWorkers:
-            transport = try WorkerConnection.connect(usb)
-        case .usb(let usb):
-            do throws(USBOpenError) {
-                transport = try USBTransport(name: usb, log: { Log.error($0) })
-            } catch {
-                if case .notFound = error { throw .gone("\(error)") }
-                throw .connect("\(usb): \(error)")
-            }
-        }
+        let transport = try connect()
         let reader = Reader(transport: transport, timeouts: timeouts, log: { Log.error("\(displayName): \($0)") })
         guard slot < reader.slotCount else {
             reader.close()
@@ -124,39 +105,3 @@ final class Registry: Sendable {
 }
 
 let registry = Registry()
-
-/// The driver's settings (Configuration: Info.plist, then pcscd's environment)
-/// as the registry applies them.
-enum Settings {
-    /// The cap on any one exchange: ifdDriverOptions max-exchange-ms, SWIFTCCID_MAX_EXCHANGE_MS.
-    static var timeouts: ExchangeTimeouts {
-        var t = ExchangeTimeouts()
-        t.maximum = .milliseconds(Configuration.current.maxExchangeMs)
-        return t
-    }
-
-    /// SWIFTCCID_RELAY_SPIN_US: how long a relay exchange polls for its reply
-    /// before sleeping, while the peer answers that fast (default 50, 0 = never, at most 1000).
-    static var relaySpin: Duration {
-        guard let raw = getenv("SWIFTCCID_RELAY_SPIN_US"), let us = Int64(String(cString: raw)), us >= 0 else {
-            return .microseconds(50)
-        }
-        return .microseconds(min(us, 1000))
-    }
-
-    static var relayDirectory: String? { getenv("SWIFTCCID_RELAY_DIR").map { String(cString: $0) } }
-
-    /// Worker mode: USB readers are reached through their attach worker's
-    /// socket (ccid-attach, started by udev and systemd) in
-    /// SWIFTCCID_RELAY_DIR (default /run/swiftccid), not opened in pcscd.
-    /// ifdDriverOptions usb-workers=auto|yes|no, SWIFTCCID_USB_WORKERS; auto
-    /// follows the switch file the worker unit also tests (ConditionPathExists).
-    static var usbWorkers: Bool {
-        Configuration.current.workersOn { access("/etc/swiftccid/usb-workers", F_OK) == 0 }
-    }
-
-    /// How long pcscd's hotplug waits for systemd to bind a worker's socket,
-    /// and then for the worker (started with it) to answer on it.
-    static let socketAppears: Duration = .seconds(3)
-    static let workerStartup: Duration = .seconds(5)
-}

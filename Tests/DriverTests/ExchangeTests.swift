@@ -11,8 +11,8 @@ struct ExchangeTests {
     func powerOnAndProtocols(profile: String) throws {
         let h = try Harness(profile: profile)
         #expect(try h.reader.powerOn(slot: 0) == ComplianceTestCard.Variant.direct.atr)
-        #expect(try h.reader.selectProtocol(slot: 0, requested: 3) == 0)     // the ATR's first offer
-        #expect(try h.reader.selectProtocol(slot: 0, requested: 2) == 1)
+        #expect(try h.reader.selectProtocol(slot: 0, requested: .any) == 0)     // the ATR's first offer
+        #expect(try h.reader.selectProtocol(slot: 0, requested: .t1) == 1)
         #expect(h.reader.state(of: 0)?.protocolType == 1)
         #expect(try h.reader.iccStatus(slot: 0) == .presentActive)
         try h.reader.powerOff(slot: 0)
@@ -23,8 +23,8 @@ struct ExchangeTests {
     @Test func cryptoCardRefusesT0() throws {
         let h = try Harness(cards: ["compliance-crypto"])
         _ = try h.reader.powerOn(slot: 0)
-        #expect(throws: DriverError.self) { try h.reader.selectProtocol(slot: 0, requested: 1) }
-        #expect(try h.reader.selectProtocol(slot: 0, requested: 3) == 1)
+        #expect(throws: DriverError.self) { try h.reader.selectProtocol(slot: 0, requested: .t0) }
+        #expect(try h.reader.selectProtocol(slot: 0, requested: .any) == 1)
     }
 
     @Test func emptySlotIsNoCard() throws {

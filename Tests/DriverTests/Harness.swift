@@ -34,9 +34,9 @@ struct Harness {
     @discardableResult
     func connect(slot: Int = 0, protocolType: UInt8? = nil) throws -> [UInt8] {
         let atr = try reader.powerOn(slot: slot)
-        let mask: UInt32 = protocolType.map { 1 << UInt32($0) } ?? 3
-        let chosen = try reader.selectProtocol(slot: slot, requested: mask)
-        #expect(mask & (1 << UInt32(chosen)) != 0)
+        let allowed = protocolType.map { ProtocolSet(only: $0) } ?? .any
+        let chosen = try reader.selectProtocol(slot: slot, requested: allowed)
+        #expect(allowed.contains(chosen))
         #expect(try reader.transmit(slot: slot, apdu: [0x00, 0xA4, 0x04, 0x00, 0x06] + ComplianceTestCard.appletAID) == [0x90, 0x00])
         return atr
     }

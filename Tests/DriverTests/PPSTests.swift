@@ -31,7 +31,7 @@ struct DriverPPSTests {
         #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x11)
         #expect(h.log.all.contains { $0.contains("resetting the card") })
         _ = try h.reader.powerOn(slot: 0)
-        #expect(throws: DriverError.self) { try h.reader.selectProtocol(slot: 0, requested: 2) }   // T=1 needs a PPS it cannot get
+        #expect(throws: DriverError.self) { try h.reader.selectProtocol(slot: 0, requested: .t1) }   // T=1 needs a PPS it cannot get
     }
 
     @Test func slowReaderGetsALowerDi() throws {

@@ -1,4 +1,5 @@
 import Testing
+@testable import PCSCSupport
 import TestSupport
 @testable import CCID
 @testable import CCIDDriver
@@ -160,16 +161,16 @@ struct PINPadTests {
     @Test func verifyPINDirect() throws {
         let h = try Harness(profile: "ezio-pinpad-extended")
         try h.connect(protocolType: 1)
-        let secure = try #require(PCSCFeature.verifyStructureToCCID(Self.verifyStructure()))
-        #expect(secure.first == 0x00 && secure.count == 15 + 13)
-        #expect(try h.reader.secure(slot: 0, data: secure) == [0x90, 0x00])
+        let secure = try #require(PINEntry(part10Verify: Self.verifyStructure()))
+        #expect(secure.ccidEncoded().first == 0x00 && secure.ccidEncoded().count == 15 + 13)
+        #expect(try h.reader.secure(slot: 0, entry: secure) == [0x90, 0x00])
         // The card saw the PIN the pad inserted: 31 32 33 34 then padding.
         let last = try h.reader.transmit(slot: 0, apdu: [0x80, 0x40, 0x00, 0x00, 0x00])
         #expect(Array(last.prefix(9)) == [0x00, 0x20, 0x00, 0x01, 0x08, 0x31, 0x32, 0x33, 0x34])
         h.sim.setPINPad(.enter("1299"))
-        #expect(try h.reader.secure(slot: 0, data: secure) == [0x6A, 0x02])
+        #expect(try h.reader.secure(slot: 0, entry: secure) == [0x6A, 0x02])
         h.sim.setPINPad(.cancel)
-        #expect(throws: DriverError.commandFailed(.pinCancelled)) { try h.reader.secure(slot: 0, data: secure) }
+        #expect(throws: DriverError.commandFailed(.pinCancelled)) { try h.reader.secure(slot: 0, entry: secure) }
     }
 
     @Test func modifyPINDirect() throws {
@@ -178,9 +179,9 @@ struct PINPadTests {
         let apdu: [UInt8] = [0x00, 0x24, 0x00, 0x01, 0x10] + [UInt8](repeating: 0xFF, count: 16)
         var s: [UInt8] = [0x1E, 0x00, 0x82, 0x08, 0x00, 0x00, 0x08, 0x08, 0x04, 0x03, 0x02, 0x03, 0x09, 0x04, 0x00, 0x01, 0x02, 0, 0, 0]
         s += [UInt8(apdu.count), 0, 0, 0]
-        let secure = try #require(PCSCFeature.modifyStructureToCCID(s + apdu))
-        #expect(secure.first == 0x01)
-        #expect(try h.reader.secure(slot: 0, data: secure) == [0x90, 0x00])
+        let secure = try #require(PINEntry(part10Modify: s + apdu))
+        #expect(secure.ccidEncoded().first == 0x01)
+        #expect(try h.reader.secure(slot: 0, entry: secure) == [0x90, 0x00])
         let last = try h.reader.transmit(slot: 0, apdu: [0x80, 0x40, 0x00, 0x00, 0x00])
         #expect(Array(last.prefix(9)) == [0x00, 0x24, 0x00, 0x01, 0x10, 0x31, 0x32, 0x33, 0x34])
         #expect(last.count == 23 && Array(last[13..<17]) == [0x31, 0x32, 0x33, 0x34])
@@ -189,8 +190,8 @@ struct PINPadTests {
     @Test func readerWithoutPINPadRefusesSecure() throws {
         let h = try Harness(profile: "omnikey-3121-extended")
         try h.connect()
-        let secure = try #require(PCSCFeature.verifyStructureToCCID(Self.verifyStructure()))
-        #expect(throws: DriverError.commandFailed(.commandNotSupported)) { try h.reader.secure(slot: 0, data: secure) }
+        let secure = try #require(PINEntry(part10Verify: Self.verifyStructure()))
+        #expect(throws: DriverError.commandFailed(.commandNotSupported)) { try h.reader.secure(slot: 0, entry: secure) }
     }
 
     @Test func featureListAndProperties() throws {
@@ -205,8 +206,8 @@ struct PINPadTests {
         #expect(tlv.windowContains([0x0A, 4, 0, 0, 0, 0]))
         let ext = PCSCFeature.tlvProperties(for: try Harness().reader.identity, firmware: "x")
         #expect(ext.windowContains([0x0A, 4, 0xFF, 0xFF, 0, 0]))
-        #expect(PCSCFeature.verifyStructureToCCID([1, 2, 3]) == nil)
-        #expect(PCSCFeature.verifyStructureToCCID(Array(Self.verifyStructure().dropLast())) == nil)
+        #expect(PINEntry(part10Verify: [1, 2, 3]) == nil)
+        #expect(PINEntry(part10Verify: Array(Self.verifyStructure().dropLast())) == nil)
     }
 }
 

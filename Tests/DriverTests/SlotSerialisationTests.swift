@@ -75,7 +75,7 @@ struct SlotSerialisationTests {
             do throws(DriverError) {
                 let again = try reader.powerOn(slot: 0)
                 if again != atr { problems.withLock { $0.append("a reset gave ATR \(again)") } }
-                if try reader.selectProtocol(slot: 0, requested: 2) == 1 { return }
+                if try reader.selectProtocol(slot: 0, requested: .t1) == 1 { return }
             } catch {
                 guard case .protocolNotSupported = error else {
                     problems.withLock { $0.append("reset: \(error)") }

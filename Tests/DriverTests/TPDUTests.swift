@@ -107,7 +107,7 @@ struct TPDUTests {
         #expect(h.log.all.contains { $0.contains("aborting") })
         #expect(try h.sim.setFaults(slot: 0, ["clear"]))
         _ = try h.reader.powerOn(slot: 0)
-        _ = try h.reader.selectProtocol(slot: 0, requested: 1 << UInt32(protocolType))
+        _ = try h.reader.selectProtocol(slot: 0, requested: ProtocolSet(only: protocolType))
         #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x00, 0x04, 0x42, 0x02]) == [0x42, 0x42] + Self.ok)
     }
 

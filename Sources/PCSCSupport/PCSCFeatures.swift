@@ -1,7 +1,7 @@
 import CCID
 
-/// PC/SC Part 10 (v2.02.09) reader features: the feature list, the TLV
-/// properties, and the translation of PIN structures to CCID Secure.
+/// PC/SC Part 10 (v2.02.09) reader features: the feature list and the TLV
+/// properties. (Part 10's PIN structures are decoded by `CCID.PINEntry`.)
 public enum PCSCFeature: UInt8, Sendable, CaseIterable {
     case verifyPINDirect = 0x06
     case modifyPINDirect = 0x07
@@ -75,12 +75,4 @@ public enum PCSCFeature: UInt8, Sendable, CaseIterable {
         out.appendLE(descriptor.lcdLayout)
         return out + [0x02, 0x00]
     }
-
-    /// PIN_VERIFY_STRUCTURE (Part 10) → CCID PIN verification data structure
-    /// (CCID 1.1 §6.1.11.7) with bPINOperation 0.
-    public static func verifyStructureToCCID(_ s: [UInt8]) -> [UInt8]? { PINEntry(part10Verify: s)?.ccidEncoded() }
-
-    /// PIN_MODIFY_STRUCTURE → CCID PIN modification data structure with
-    /// bPINOperation 1; bMsgIndex2/3 are present only as bNumberMessage asks.
-    public static func modifyStructureToCCID(_ s: [UInt8]) -> [UInt8]? { PINEntry(part10Modify: s)?.ccidEncoded() }
 }
