@@ -14,13 +14,21 @@ def check(what, rv):
 
 
 class Context:
+    """A PC/SC context; card handles it opened and a test left open are
+    disconnected when it ends, also when the test failed."""
+
     def __enter__(self):
         rv, self.ctx = S.SCardEstablishContext(S.SCARD_SCOPE_USER)
         check("SCardEstablishContext", rv)
+        self.cards = []
         return self
 
     def __exit__(self, *exc):
-        S.SCardReleaseContext(self.ctx)
+        try:
+            for card in self.cards:
+                card.disconnect()
+        finally:
+            S.SCardReleaseContext(self.ctx)
 
     def readers(self):
         rv, readers = S.SCardListReaders(self.ctx, [])
@@ -36,7 +44,9 @@ class Context:
             S.SCardDisconnect(other, S.SCARD_RESET_CARD)
             rv, card, proto = S.SCardConnect(self.ctx, reader, mode, protocols)
         check("SCardConnect %s" % reader, rv)
-        return Card(card, proto)
+        handle = Card(card, proto)
+        self.cards.append(handle)
+        return handle
 
     def state(self, reader, current=S.SCARD_STATE_UNAWARE, timeout_ms=0):
         rv, states = S.SCardGetStatusChange(self.ctx, timeout_ms, [(reader, current)])
@@ -47,9 +57,18 @@ class Context:
 
 
 class Card:
+    """A card handle; `with` disconnects it (resetting the card) on the way out."""
+
     def __init__(self, handle, protocol):
         self.handle = handle
         self.protocol = protocol
+        self.connected = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.disconnect()
 
     def transmit(self, apdu):
         pci = S.SCARD_PCI_T1 if self.protocol == S.SCARD_PROTOCOL_T1 else S.SCARD_PCI_T0
@@ -68,7 +87,10 @@ class Card:
         return response
 
     def disconnect(self, disposition=S.SCARD_RESET_CARD):
-        S.SCardDisconnect(self.handle, disposition)
+        """Once; what it returns is not checked: the reader may be gone, which some tests make it."""
+        if self.connected:
+            self.connected = False
+            S.SCardDisconnect(self.handle, disposition)
 
 
 SELECT_TEST_APPLET = [0x00, 0xA4, 0x04, 0x00, 0x06, 0xA0, 0x00, 0x00, 0x00, 0x18, 0xFF]

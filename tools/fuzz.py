@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGETS = ["ccid-messages", "class-descriptor", "atr", "pps", "relay-frames", "t1-host", "t0-character", "driver"]
+TARGETS = ["ccid-messages", "class-descriptor", "atr", "pps", "relay-frames", "t1-host", "t0-character", "driver",
+           "wire-structures"]
 
 
 def main():

@@ -55,6 +55,19 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         _ = try? request.negotiated(by: Array(data.dropFirst()))
         _ = try? PPS(decoding: data)
     },
+    "wire-structures": { data in
+        // SCardControl input from any client (Part 10 PIN structures) and the
+        // protocol data a reader reports: decoded values must re-encode to themselves.
+        guard let first = data.first else { return }
+        let rest = Array(data.dropFirst())
+        let entries = [PINEntry(part10Verify: rest), PINEntry(part10Modify: rest), PINEntry(ccid: rest)]
+        for case let entry? in entries {
+            guard PINEntry(ccid: entry.ccidEncoded()) == entry else { fatalError("PINEntry does not round-trip: \(rest)") }
+        }
+        if let p = ProtocolData(protocolNumber: first & 3, bytes: rest) {
+            guard ProtocolData(protocolNumber: first & 3, bytes: p.encoded()) == p else { fatalError("ProtocolData: \(rest)") }
+        }
+    },
     "relay-frames": { data in
         var decoder = RelayFrameDecoder()
         var chunks = Chunks(bytes: data[...])

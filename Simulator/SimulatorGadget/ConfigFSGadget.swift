@@ -7,7 +7,7 @@ import SimulatorCore
 /// one configuration holding one FunctionFS function, and the FunctionFS
 /// instance mounted where its ep0 can be opened. `remove` undoes it all in
 /// the order the kernel wants.
-struct ConfigFSGadget {
+struct ConfigFSGadget: Sendable {
     static let gadgets = "/sys/kernel/config/usb_gadget"
     let name: String
     let mountPoint: String

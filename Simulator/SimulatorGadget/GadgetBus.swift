@@ -3,16 +3,16 @@ import Glibc
 #endif
 import CCID
 import SimulatorCore
+import Synchronization
 import ThreadSupport
 
 /// Simulated readers as real USB devices: each reader is a configfs gadget
 /// with a FunctionFS function, bound to a free UDC (dummy_hcd's in a test VM,
 /// which the same kernel then enumerates as a host). Plug binds, unplug
 /// unbinds and removes the gadget.
-public final class GadgetBus: ReaderBus, @unchecked Sendable {
+public final class GadgetBus: ReaderBus, Sendable {
     private let mountDirectory: String
-    private let lock = Lock()
-    private var plugged: [ObjectIdentifier: (gadget: ConfigFSGadget, device: GadgetDevice)] = [:]
+    private let plugged = Mutex<[ObjectIdentifier: (gadget: ConfigFSGadget, device: GadgetDevice)]>([:])
     private let log: @Sendable (String) -> Void
 
     /// `mountDirectory` holds one FunctionFS mount per reader.
@@ -55,7 +55,7 @@ public final class GadgetBus: ReaderBus, @unchecked Sendable {
             gadget.remove()
             throw .config("\(reader.name): no free UDC in /sys/class/udc (load dummy_hcd with num=N for more)")
         }
-        lock.withLock { plugged[ObjectIdentifier(reader)] = (gadget, device) }
+        plugged.withLock { $0[ObjectIdentifier(reader)] = (gadget, device) }
         let limit = Deadline.after(.seconds(5))
         var node = ConfigFSGadget.hostNode(udc: udc)
         while node == nil && !limit.hasPassed && udc.hasPrefix("dummy_udc.") {
@@ -68,14 +68,17 @@ public final class GadgetBus: ReaderBus, @unchecked Sendable {
     }
 
     public func unplug(_ reader: SimulatedReader) {
-        guard let entry = lock.withLock({ plugged.removeValue(forKey: ObjectIdentifier(reader)) }) else { return }
+        guard let entry = plugged.withLock({ $0.removeValue(forKey: ObjectIdentifier(reader)) }) else { return }
         Self.tearDown(entry.gadget, entry.device)
         log("\(reader.name) unplugged")
     }
 
     public func stop() {
-        for (_, entry) in lock.withLock({ plugged }) { Self.tearDown(entry.gadget, entry.device) }
-        lock.withLock { plugged = [:] }
+        let all = plugged.withLock { p in
+            defer { p = [:] }
+            return p
+        }
+        for (_, entry) in all { Self.tearDown(entry.gadget, entry.device) }
     }
 
     /// Unbinding first ends the device's blocked I/O (ESHUTDOWN), so its threads

@@ -11,6 +11,8 @@ import ThreadSupport
 /// are non-blocking only while the function is disabled (EAGAIN then); once
 /// enabled, I/O blocks until the host moves data or the UDC is unbound
 /// (ESHUTDOWN), which is how `stop` ends the threads.
+/// Unchecked: it owns FunctionFS endpoint file descriptors that its threads
+/// read and write directly (the kernel serialises them); `state` guards the rest.
 final class GadgetDevice: @unchecked Sendable {
     let bridge: USBDeviceBridge
     private let function: FunctionFS.Function

@@ -11,6 +11,8 @@ import ThreadSupport
 /// started with `environment` see them through libusb and libudev; this
 /// process must itself run under umockdev's preload for its uevents to
 /// reach them (`MockUSBBus.preloadEnvironment`).
+/// Unchecked: umockdev's testbed and device handles (OpaquePointer) are not
+/// Sendable in Swift; `lock` guards the table that holds them.
 public final class MockUSBBus: ReaderBus, @unchecked Sendable {
     private let bed: OpaquePointer
     public let root: String

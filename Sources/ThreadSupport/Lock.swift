@@ -7,6 +7,7 @@ import Synchronization
 
 /// A pthread mutex with a condition variable on CLOCK_MONOTONIC, so waits
 /// can end at a `Deadline`. Used where several pcscd threads meet one reader.
+/// Unchecked: it is the primitive (pthread mutex and condition); Mutex has no condition variable.
 public final class ConditionLock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -55,6 +56,7 @@ public final class ConditionLock: @unchecked Sendable {
 }
 
 /// A plain mutex for short critical sections.
+/// Unchecked: a pthread mutex, for the C-edge types that keep raw handles beside their state.
 public final class Lock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     public init() { pthread_mutex_init(mutex, nil) }

@@ -39,6 +39,8 @@ enum TransferOutcome: Equatable {
 /// submits, handles libusb events until the transfer is done, cancels it at
 /// the deadline or on `cancel()`, and never returns while libusb still owns
 /// the buffer. One thread runs it at a time; any thread may cancel it.
+/// Unchecked: it owns a libusb_transfer and its buffer, which libusb
+/// completes on whichever thread handles events; `state` guards the rest.
 final class Transfer: @unchecked Sendable {
     private let raw: UnsafeMutablePointer<libusb_transfer>
     private let done: UnsafeMutablePointer<Int32>

@@ -26,6 +26,8 @@ public enum USBOpenError: Error, Equatable, Sendable, CustomStringConvertible {
 /// `CCIDTransport` over libusb: the device pcscd's hotplug names, its CCID
 /// interface claimed. Every transfer runs under the caller's deadline; `close`
 /// cancels what is in flight and waits for libusb to give it back.
+/// Unchecked: libusb device and context handles (OpaquePointer) are not
+/// Sendable in Swift, though libusb is thread-safe; its own state is under locks.
 public final class USBTransport: CCIDTransport, @unchecked Sendable {
     public let identity: DeviceIdentity
     /// What the device said at enumeration (a worker passes it on in its relay hello).

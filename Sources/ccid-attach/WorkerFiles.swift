@@ -44,6 +44,8 @@ struct WorkerFiles: Sendable {
 /// What the main thread waits for. Signal handlers write one byte to a pipe.
 enum WorkerEvent { case stop, reload, deviceGone }
 
+/// Unchecked: a signal handler can only reach plain globals (the pipe's fds),
+/// set once before the handlers are installed.
 final class EventPipe: @unchecked Sendable {
     nonisolated(unsafe) static var fds: [Int32] = [-1, -1]
 
