@@ -46,37 +46,23 @@ public struct Faults: Sendable, Equatable {
         every("edc", \.edcErrorEvery, "every Nth card block is garbled (T=1 EDC error)"),
         every("lost", \.lostBlockEvery, "every Nth card block is lost (ICC_MUTE)"),
         every("repeat", \.repeatBlockEvery, "every Nth time the card repeats its previous block (a duplicate)"),
-        Row(name: "ifs", syntax: "ifs=SIZE", effect: "before each response the card sends S(IFS request SIZE); 0 off",
-            set: { f, v in
-                guard let v, (0...254).contains(v) else { return false }
-                f.cardIFSRequest = v == 0 ? nil : UInt8(v)
-                return true
-            },
-            shown: { f in f.cardIFSRequest.map { "ifs=\($0)" } }),
+        valued("ifs", "ifs=SIZE", 0...254, "before each response the card sends S(IFS request SIZE); 0 off",
+               set: { f, v in f.cardIFSRequest = v == 0 ? nil : UInt8(v) }, shown: { f in f.cardIFSRequest.map { "ifs=\($0)" } }),
         every("wtx", \.wtxPerResponse, "N S(WTX request)s before each T=1 response (a WTX storm)"),
         every("te", \.timeExtensionsPerReply, "N CCID time extensions before each reply (a time-extension storm)"),
         every("wrongseq", \.wrongSequenceEvery, "every Nth reply first comes with a wrong bSeq"),
         flag("mute", \.mute, "the card stops answering (every block ICC_MUTE)"),
         flag("stuck", \.stuck, "the reader stops answering (no reply at all)"),
-        Row(name: "pps", syntax: "pps=0/1/2", effect: "the card answers PPS by echo / without PPS1 (keeps Fi/Di) / not at all",
-            set: { f, v in
-                guard let v, (0...2).contains(v) else { return false }
-                f.ppsAnswer = v
-                return true
-            },
-            shown: { f in f.ppsAnswer == 0 ? nil : "pps=\(f.ppsAnswer)" }),
+        valued("pps", "pps=0/1/2", 0...2, "the card answers PPS by echo / without PPS1 (keeps Fi/Di) / not at all",
+               set: { f, v in f.ppsAnswer = v }, shown: { f in f.ppsAnswer == 0 ? nil : "pps=\(f.ppsAnswer)" }),
         lie(.wrongSlot, "every Nth reply first comes for another slot"),
         lie(.garbage, "every Nth reply is preceded by random bytes (0–300)"),
         lie(.truncated, "every Nth reply is cut short: dwLength promises more than comes"),
         lie(.oversized, "every Nth reply claims a length of nearly 4 GiB"),
         lie(.wrongType, "every Nth reply has the wrong message type"),
-        Row(name: "late", syntax: "late=MS", effect: "replies come MS late, even after the host's ABORT (a reader that answers after Abort)",
-            set: { f, v in
-                guard let v, (1...600_000).contains(v) else { return false }
-                (f.readerLie, f.readerLieEvery, f.lateMilliseconds) = (.late, 1, v)
-                return true
-            },
-            shown: { f in f.readerLie == .late ? "late=\(f.lateMilliseconds)" : nil }),
+        valued("late", "late=MS", 1...600_000, "replies come MS late, even after the host's ABORT (a reader that answers after Abort)",
+               set: { f, v in (f.readerLie, f.readerLieEvery, f.lateMilliseconds) = (.late, 1, v) },
+               shown: { f in f.readerLie == .late ? "late=\(f.lateMilliseconds)" : nil }),
         every("intflood", \.interruptFlood, "N NotifySlotChange interrupts with every reply", limit: 100_000),
         every("hwerror", \.hardwareErrorEvery, "every Nth command also raises RDR_to_PC_HardwareError"),
         every("hangup", \.hangUpAt, "at the Nth command from now the reader goes away instead of answering "
@@ -127,6 +113,19 @@ public struct Faults: Sendable, Equatable {
                 return true
             },
             shown: { f in f[keyPath: field] > 0 ? "\(name)=\(f[keyPath: field])" : nil })
+    }
+
+    /// A value that must be given and lie in `range`.
+    private static func valued(_ name: String, _ syntax: String, _ range: ClosedRange<Int>, _ effect: String,
+                               set: @escaping @Sendable (inout Faults, Int) -> Void,
+                               shown: @escaping @Sendable (Faults) -> String?) -> Row {
+        Row(name: name, syntax: syntax, effect: effect,
+            set: { f, v in
+                guard let v, range.contains(v) else { return false }
+                set(&f, v)
+                return true
+            },
+            shown: shown)
     }
 
     /// On with a bare name or a non-zero value, off with 0.
