@@ -1,5 +1,5 @@
+import ThreadSupport
 import ISO7816
-import Synchronization
 
 /// What a card does with one command APDU.
 public struct CardAnswer: Equatable, Sendable {

@@ -1,5 +1,4 @@
 import CCID
-import Synchronization
 import ThreadSupport
 
 /// `CCIDTransport` straight into a `SimulatedReader`, with no socket: the

@@ -1,4 +1,3 @@
-import Synchronization
 import ThreadSupport
 
 /// Times one simulated reader's replies on one bus (relay, umockdev, gadget

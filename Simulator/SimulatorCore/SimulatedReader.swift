@@ -1,7 +1,6 @@
 import CCID
 import Relay
 import RelayServer
-import Synchronization
 import ThreadSupport
 
 /// One simulated reader as the buses see it: the device model (`ReaderModel`)

@@ -4,7 +4,6 @@ import Glibc
 import CCID
 import Relay
 import RelayServer
-import Synchronization
 import ThreadSupport
 
 /// One simulated reader to serve: its profile and the card in each slot.

@@ -1,5 +1,4 @@
 import CCID
-import Synchronization
 import ThreadSupport
 
 /// The device side of one simulated reader on a USB bus (umockdev's or a

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import CCID
 import SimulatorCore
-import Synchronization
 import ThreadSupport
 
 /// Simulated readers as real USB devices: each reader is a configfs gadget

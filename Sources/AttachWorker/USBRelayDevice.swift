@@ -1,7 +1,6 @@
 import CCID
 import Relay
 import RelayServer
-import Synchronization
 import ThreadSupport
 
 /// A real USB reader served over the relay protocol: bulk-out messages go to

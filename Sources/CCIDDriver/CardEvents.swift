@@ -1,5 +1,4 @@
 import CCID
-import Synchronization
 import ThreadSupport
 
 /// Card events from the interrupt pipe, fanned out to one waiter per slot:

@@ -1,6 +1,5 @@
 import CCID
 import ISO7816
-import Synchronization
 import ThreadSupport
 
 /// One CCID reader: its slots, the bulk exchange with sequence numbers and

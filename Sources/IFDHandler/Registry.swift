@@ -1,6 +1,5 @@
 import CCIDDriver
 import CCID
-import Synchronization
 import ThreadSupport
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,3 @@
-import Synchronization
 import ThreadSupport
 
 /// Frames over a connected socket: several threads may send, one at a time;

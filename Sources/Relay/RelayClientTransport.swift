@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CCID
-import Synchronization
 import ThreadSupport
 
 /// `CCIDTransport` over a relay socket: one connection is one device; the

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import CCID
 import Relay
-import Synchronization
 import ThreadSupport
 
 /// The device side of one relay connection: what a simulated reader or an

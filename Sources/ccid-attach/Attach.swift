@@ -5,7 +5,6 @@ import ArgumentParser
 import AttachWorker
 import Relay
 import RelayServer
-import Synchronization
 import ThreadSupport
 import USBTransport
 

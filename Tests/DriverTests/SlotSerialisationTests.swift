@@ -1,5 +1,5 @@
+import ThreadSupport
 import Foundation
-import Synchronization
 import Testing
 @testable import CCIDDriver
 
