@@ -80,7 +80,7 @@ extension Reader {
     /// may do with a Transmit still running and must not wait for.
     public func powerOffIfIdle(slot: Int) {
         guard let s = try? checkSlot(slot) else { return }
-        slotGates[slot].mutex.withLockIfAvailable { _ in
+        slotGates[slot].lock.withLockIfAvailable {
             if !isExchanging { _ = try? powerOffLocked(slot: s) }
         }
     }

@@ -59,7 +59,7 @@ public final class Reader: Sendable {
     /// Runs `body` as the only power, protocol, APDU or PIN operation on `slot`.
     func serialised<T>(slot: Int, _ body: (UInt8) throws(DriverError) -> T) throws(DriverError) -> T {
         let s = try checkSlot(slot)   // slotGates has slotCount gates
-        return try slotGates[slot].mutex.withLock { _ throws(DriverError) -> T in try body(s) }
+        return try slotGates[slot].lock.withLock { () throws(DriverError) -> T in try body(s) }
     }
 
     public func close() {
@@ -165,7 +165,9 @@ public final class Reader: Sendable {
     var controlWaitingTime: Duration { .seconds(2) }
 }
 
-/// What one slot's operations queue on (a Mutex cannot live in an array).
+/// What one slot's operations queue on: a lock that guards no state, so a
+/// plain `Lock` (a `Mutex<Void>` has a zero-sized value, whose address
+/// ThreadSanitizer confuses with the lock's own).
 final class SlotGate: Sendable {
-    let mutex = Mutex<Void>(())
+    let lock = Lock()
 }

@@ -4,7 +4,8 @@ import ThreadSupport
 /// one thread reads (the owner of the read side; the mutex makes sure).
 public final class FrameStream: Sendable {
     public let socket: UnixSocket
-    private let writer = Mutex<Void>(())
+    /// Orders writers; guards no state, so a plain Lock (see SlotGate).
+    private let writer = Lock()
     private struct ReadSide: Sendable {
         var decoder = RelayFrameDecoder()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -15,7 +16,7 @@ public final class FrameStream: Sendable {
 
     public func send(_ frame: RelayFrame) throws(SocketError) {
         let bytes = frame.encoded()
-        try writer.withLock { _ throws(SocketError) in try socket.writeAll(bytes) }
+        try writer.withLock { () throws(SocketError) in try socket.writeAll(bytes) }
     }
 
     public enum ReadError: Error, Sendable {

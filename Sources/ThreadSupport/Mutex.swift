@@ -14,6 +14,9 @@ import Musl
 /// reports races that are not there (it did, in InProcessTransport). pthread
 /// mutexes it understands. The one unchecked part of the tree's locked state
 /// is here; every user is checked by the compiler.
+/// For a lock that guards nothing use `Lock`: a zero-sized Value shares its
+/// address with the next field, and ThreadSanitizer then reports the lock's
+/// own pointer as raced.
 public final class Mutex<Value> {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value: Value
