@@ -125,10 +125,6 @@ public final class ReplyScheduler: Sendable {
     }
 }
 
-extension Deadline {
-    static func max(_ a: Deadline, _ b: Deadline) -> Deadline { a < b ? b : a }
-}
-
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -41,6 +41,7 @@ public struct Deadline: Comparable, Sendable, CustomStringConvertible {
 
     public static func < (lhs: Deadline, rhs: Deadline) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
     public static func min(_ a: Deadline, _ b: Deadline) -> Deadline { a < b ? a : b }
+    public static func max(_ a: Deadline, _ b: Deadline) -> Deadline { a < b ? b : a }
 
     public var description: String { "deadline in \(remaining)" }
 }
