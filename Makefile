@@ -11,11 +11,16 @@ ATTACH := $(BUILD)/ccid-attach
 # Debian packages the build, the demo and the tests use.
 DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pyscard libccid util-linux mount \
   libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi \
-  libsystemd-dev systemd udev systemd-container debootstrap
+  libsystemd-dev systemd udev systemd-container debootstrap vsmartcard-vpicc python3-pip
+# PyPI packages the tests use, installed into $(PYDEPS) (not the system's
+# Python): Debian's vicc needs PyCryptodome under the name `Crypto`, which no
+# Debian package of bookworm or trixie provides.
+PYDEPS := $(BUILD)/pydeps
+PYPI_PACKAGES := pycryptodome==3.23.0
 # What `make deb` and `make rpm-check` need besides.
 PACKAGING_PACKAGES := dpkg-dev debhelper lintian rpm rpmlint
 
-.PHONY: all deps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test vm-test bench \
+.PHONY: all deps pydeps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test vm-test bench \
   install install-driver install-sim uninstall clean reader-list man deb rpm-check package-test
 
 PREFIX ?= /usr/local
@@ -66,8 +71,11 @@ demo: bundle sim
 unit-test: deps
 	$(SWIFT) test
 
-integration-test: bundle sim attach deb rpm-check
+integration-test: bundle sim attach deb rpm-check pydeps
 	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
+
+pydeps: $(DEPS)
+	@test -f $(PYDEPS)/.installed || { $(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(PYDEPS) $(PYPI_PACKAGES) && touch $(PYDEPS)/.installed; }
 
 # The real kernel's USB stack, udev, systemd and pcscd in a QEMU guest of each
 # Debian release in RELEASES, with our Debian packages installed and

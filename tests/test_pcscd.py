@@ -32,6 +32,7 @@ class DefaultReader(unittest.TestCase):
     ARGS = ()
     ENV = {}
     READER = OMNIKEY
+    APDU_LEVEL = True
     VENDOR = b"HID Global"
     IDS = (0x076B, 0x3031)
 
@@ -61,7 +62,7 @@ class DefaultReader(unittest.TestCase):
         self.assertIn("00 01 02 03 04 05 06 07", out)
 
     def _cases_at_every_length(self, protocol):
-        check_cases_at_every_length(self, self.READER, protocol)
+        check_cases_at_every_length(self, self.READER, protocol, self.APDU_LEVEL)
 
     def test_cases_1_to_4_at_every_short_length_T1(self):
         self._cases_at_every_length(S.SCARD_PROTOCOL_T1)
@@ -153,6 +154,7 @@ class DefaultReader(unittest.TestCase):
 class TPDUReader(DefaultReader):
     """A TPDU reader (Gemalto IDBridge CT30 profile): the driver runs T=0 and T=1 itself."""
     ARGS = ("--profile", "gemalto-ct30-tpdu")
+    APDU_LEVEL = False
     ENV = {"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}
     READER = "USB SmartCard Reader [sim0] 00 00"
     VENDOR = b"Gemalto"
@@ -277,7 +279,8 @@ class ManyReaders(unittest.TestCase):
             self.assertTrue(c.state(self.ACR[1]) & S.SCARD_STATE_EMPTY)
             self.assertEqual(s0.transmit(SELECT_TEST_APPLET), OK)
             self.assertEqual(s2.transmit(SELECT_TEST_APPLET), OK)
-            self.assertEqual(s0.transmit([0x80, 0x36, 0x00, 0x03, 0x01, 0x00, 0x00]), [0x61, 0x03])
+            # An APDU-level reader fetches the T=0 response itself (GET RESPONSE on 61 03).
+            self.assertEqual(s0.transmit([0x80, 0x36, 0x00, 0x03, 0x01, 0x00, 0x00]), [0, 1, 2] + OK)
             self.assertEqual(s2.transmit([0x80, 0x36, 0x00, 0x03, 0x01, 0x00, 0x00]), [0, 1, 2] + OK)
             n = 3000
             self.assertEqual(len(s2.transmit([0x80, 0x00, 0x04, 0x01, 0x00, n >> 8, n & 0xFF])), n + 2)

@@ -7,10 +7,10 @@ public enum SimulatorRequest: Codable, Sendable, Equatable {
     /// One line per reader (see `Simulator.listing`).
     case list
     /// A new reader of a built-in profile; answers its listing line.
-    case plug(profile: String, card: ComplianceTestCard.Variant?)
+    case plug(profile: String, card: CardSpec?)
     case unplug(reader: String)
     /// `slot` nil: the slot the reader's PC/SC name names, else 0.
-    case insert(reader: String, slot: Int?, card: ComplianceTestCard.Variant)
+    case insert(reader: String, slot: Int?, card: CardSpec)
     case remove(reader: String, slot: Int?)
     /// What the user does at the reader's PIN pad next time.
     case pinPad(reader: String, action: PINPadAction)
@@ -26,8 +26,6 @@ public struct SimulatorAnswer: Codable, Sendable, Equatable {
     public static func ok(_ lines: [String] = []) -> SimulatorAnswer { SimulatorAnswer(error: nil, lines: lines) }
     public static func failed(_ why: String) -> SimulatorAnswer { SimulatorAnswer(error: why, lines: []) }
 }
-
-extension ComplianceTestCard.Variant: Codable {}
 
 
 /// The control socket's framing: a JSON document and a newline.
@@ -45,7 +43,7 @@ enum ControlWire {
 /// Client side of the control socket, for the CLI.
 public enum ControlClient {
     public static func request(directory: String, _ request: SimulatorRequest) throws -> SimulatorAnswer {
-        let s = try UnixSocket.connect(path: "\(directory)/\(Simulator.controlSocketName)")
+        let s = try StreamSocket.connect(path: "\(directory)/\(Simulator.controlSocketName)")
         defer { s.close() }
         try s.writeAll(ControlWire.encode(request))
         var answer: [UInt8] = []

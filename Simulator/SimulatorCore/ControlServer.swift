@@ -9,14 +9,14 @@ import ThreadSupport
 /// The simulator's control socket: one `SimulatorRequest` per connection,
 /// one `SimulatorAnswer` back (ControlProtocol.swift).
 final class ControlServer: Sendable {
-    private let socket: UnixSocket
+    private let socket: StreamSocket
     private let path: String
     private unowned let simulator: Simulator
 
     init(path: String, simulator: Simulator, log: @escaping @Sendable (String) -> Void) throws(SocketError) {
         self.path = path
         self.simulator = simulator
-        socket = try UnixSocket.listen(path: path, mode: 0o660)
+        socket = try StreamSocket.listen(path: path, mode: 0o660)
         guard startThread({ [self] in loop(log: log) }) else { throw SocketError(operation: "pthread_create", errno: 0) }
     }
 
@@ -53,7 +53,7 @@ final class ControlServer: Sendable {
         case .plug(let name, let card):
             guard let profile = ReaderProfile.named(name) else { return .failed("no profile '\(name)' (see `ccid-sim profiles`)") }
             do throws(SimulatorError) {
-                let index = try simulator.plug(ReaderSetup(profile: profile, cards: [card?.rawValue]))
+                let index = try simulator.plug(ReaderSetup(profile: profile, cards: [card]))
                 return .ok([simulator.listing()[index]])
             } catch {
                 return .failed("\(error)")
@@ -78,16 +78,16 @@ final class ControlServer: Sendable {
             }
         case .insert(let name, let slot, let card):
             guard let (index, implied) = simulator.resolve(name) else { return noReader(name) }
-            do throws(SimulatedReader.SlotActionError) {
-                try simulator.readers[index].insert(ComplianceTestCard(card), slot: slot ?? implied ?? 0)
+            do throws(SimulatorError) {
+                try simulator.insert(card, reader: index, slot: slot ?? implied ?? 0)
                 return .ok()
             } catch {
                 return .failed("\(error)")
             }
         case .remove(let name, let slot):
             guard let (index, implied) = simulator.resolve(name) else { return noReader(name) }
-            do throws(SimulatedReader.SlotActionError) {
-                try simulator.readers[index].remove(slot: slot ?? implied ?? 0)
+            do throws(SimulatorError) {
+                try simulator.remove(reader: index, slot: slot ?? implied ?? 0)
                 return .ok()
             } catch {
                 return .failed("\(error)")

@@ -15,12 +15,12 @@ extension ReaderModel {
         let refused = [context.failed(Self.badLevelParameter)]
         guard descriptor.exchangeLevel == .extendedAPDU else {
             guard level == 0, let apdu = try? CommandAPDU(data), !apdu.isExtended else { return refused }
-            return run(card: card, slot: slot, context: context, apdu: data)
+            return run(card: card, slot: slot, context: context, apdu: data, carried: true)
         }
         switch LevelParameter(rawValue: level) {
         case .beginsAndEnds?:
             slots[slot].apdu.commandChain = nil
-            return run(card: card, slot: slot, context: context, apdu: data)
+            return run(card: card, slot: slot, context: context, apdu: data, carried: true)
         case .begins?:
             slots[slot].apdu.commandChain = data
             return [context.dataBlock([], chain: 0x10)]
@@ -35,7 +35,7 @@ extension ReaderModel {
                 return [context.dataBlock([], chain: 0x10)]
             }
             slots[slot].apdu.commandChain = nil
-            return run(card: card, slot: slot, context: context, apdu: chain)
+            return run(card: card, slot: slot, context: context, apdu: chain, carried: true)
         case .emptyContinuation?:
             guard !slots[slot].apdu.pendingResponse.isEmpty else { return refused }
             let next = Array(slots[slot].apdu.pendingResponse.prefix(max(1, descriptor.maxMessageDataLength)))
@@ -46,10 +46,14 @@ extension ReaderModel {
         }
     }
 
-    /// Gives the APDU to the card; a busy card earns time extensions first, a
-    /// long answer goes out in chained pieces (extended APDU level).
-    mutating func run(card: SimulatedCard, slot: Int, context: ReplyContext, apdu: [UInt8]) -> [TimedReply] {
-        let answer = card.process(apdu, protocolType: slots[slot].protocolType)
+    /// Gives the APDU to the card — `carried`: as a whole APDU the reader
+    /// carries in the card's protocol, else as the TPDU it is; a busy card
+    /// earns time extensions first, a long answer goes out in chained pieces
+    /// (extended APDU level).
+    mutating func run(card: SimulatedCard, slot: Int, context: ReplyContext, apdu: [UInt8], carried: Bool = false) -> [TimedReply] {
+        let protocolType = slots[slot].protocolType
+        let answer = carried ? Self.carry(apdu, to: card, protocolType: protocolType) : card.process(apdu, protocolType: protocolType)
+        if answer.silent { return [context.mute()] }
         var steps: [TimedReply] = []
         var remaining = answer.busy
         while remaining > Self.timeExtensionInterval {
@@ -66,6 +70,26 @@ extension ReaderModel {
         }
         steps.append(context.dataBlock(response, chain: chain, after: remaining))
         return steps
+    }
+
+    /// An APDU-level reader's work under T=0 (ISO/IEC 7816-3 §12.2): a short
+    /// APDU as TPDUs with GET RESPONSE and Le correction, an extended one in
+    /// ENVELOPE pieces; the host gets the data and the final status. T=1
+    /// carries the APDU whole.
+    static func carry(_ apdu: [UInt8], to card: SimulatedCard, protocolType: UInt8) -> CardAnswer {
+        guard protocolType == 0, let shape = try? CommandAPDU(apdu) else { return card.process(apdu, protocolType: protocolType) }
+        var carrier = shape.isExtended ? T0Carrier.extended(T0EnvelopeExchange(apdu: apdu, classByte: shape.header.cla))
+                                       : .short(T0ReaderExchange(apdu: shape))
+        var action = carrier.start()
+        var busy: Duration = .zero
+        while case .send(let tpdu) = action {
+            let answer = card.process(tpdu, protocolType: 0)
+            if answer.silent { return answer }
+            busy += answer.busy
+            action = carrier.received(answer.response)
+        }
+        guard case .complete(let response) = action else { return .silent }
+        return CardAnswer(response, busy: busy)
     }
 
     /// PC_to_RDR_Secure: the PIN pad asks the user, fills the PIN into the
@@ -85,6 +109,32 @@ extension ReaderModel {
         case .enter(let digits):
             guard let apdu = PINBlock.fill(entry, digits: digits) else { return malformed }
             return run(card: card, slot: slot, context: context, apdu: apdu)
+        }
+    }
+}
+
+/// The two ways T=0 carries an APDU, driven alike.
+private enum T0Carrier {
+    case short(T0ReaderExchange)
+    case extended(T0EnvelopeExchange)
+
+    mutating func start() -> T0EnvelopeExchange.Action {
+        switch self {
+        case .short(let e): return e.start()
+        case .extended(var e):
+            defer { self = .extended(e) }
+            return e.start()
+        }
+    }
+
+    mutating func received(_ answer: [UInt8]) -> T0EnvelopeExchange.Action {
+        switch self {
+        case .short(var e):
+            defer { self = .short(e) }
+            return e.received(answer)
+        case .extended(var e):
+            defer { self = .extended(e) }
+            return e.received(answer)
         }
     }
 }

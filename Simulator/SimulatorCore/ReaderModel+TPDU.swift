@@ -56,6 +56,7 @@ extension ReaderModel {
             out = b
         case .process(let apdu):
             let answer = card.process(apdu, protocolType: 1)
+            if answer.silent { return .mute }
             slots[slot].session.t1Response = answer.response
             slots[slot].session.t1Busy = answer.busy
             slots[slot].session.t1WTXLeft = faults.wtxPerResponse

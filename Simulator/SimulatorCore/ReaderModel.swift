@@ -53,7 +53,8 @@ public struct ReaderModel: Sendable {
     public var descriptor: ClassDescriptor { profile.descriptor }
     public var slotCount: Int { slots.count }
 
-    public func cardName(slot: Int) -> String? { slots.indices.contains(slot) ? slots[slot].card?.name : nil }
+    public func cardName(slot: Int) -> String? { card(slot: slot)?.name }
+    public func card(slot: Int) -> SimulatedCard? { slots.indices.contains(slot) ? slots[slot].card : nil }
     public func faults(slot: Int) -> Faults? { slots.indices.contains(slot) ? slots[slot].faults : nil }
     public mutating func setPINPad(_ action: PINPadAction) { pinPad = action }
 
@@ -84,7 +85,10 @@ public struct ReaderModel: Sendable {
 
     /// The host let go of the device: as after a USB reset, cards are unpowered.
     public mutating func hostReleased() {
-        for i in slots.indices { slots[i].poweredOff() }
+        for i in slots.indices where slots[i].powered {
+            slots[i].card?.powerDown()
+            slots[i].poweredOff()
+        }
     }
 
     // MARK: Control requests
@@ -162,13 +166,13 @@ public struct ReaderModel: Sendable {
         case .getSlotStatus, .iccClock, .t0APDU:
             return ok(.slotStatus(clockStatus: 0))
         case .iccPowerOff:
+            if slots[slot].powered { slots[slot].card?.powerDown() }
             slots[slot].poweredOff()
             return ok(.slotStatus(clockStatus: 0))
         case .iccPowerOn:
-            guard let card = slots[slot].card else { return fail(.iccMute) }
-            card.reset()
+            guard let atr = slots[slot].card?.powerUp() else { return fail(.iccMute) }
             slots[slot].poweredOn()
-            return ok(.dataBlock(chainParameter: 0, data: card.atr))
+            return ok(.dataBlock(chainParameter: 0, data: atr))
         case .setParameters(let p, let data):
             guard slots[slot].card != nil, slots[slot].powered else { return fail(.iccMute) }
             let offered = slots[slot].atr?.offeredProtocols ?? [0]

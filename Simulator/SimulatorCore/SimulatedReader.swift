@@ -61,6 +61,13 @@ public final class SimulatedReader: RelayDevice, Sendable {
     public func insert(_ card: SimulatedCard, slot: Int) throws(SlotActionError) { try setCard(card, slot: slot) }
     public func remove(slot: Int) throws(SlotActionError) { try setCard(nil, slot: slot) }
 
+    /// Takes `card` out, if it is still the slot's card (a card process that
+    /// went away must not take out the card that replaced it).
+    public func remove(slot: Int, ifStill card: SimulatedCard) {
+        guard let message = model.withLock({ m in m.card(slot: slot) === card ? m.setCard(nil, slot: slot) : nil }) else { return }
+        interrupt([message])
+    }
+
     private func setCard(_ card: SimulatedCard?, slot: Int) throws(SlotActionError) {
         try checkSlot(slot)
         guard let message = model.withLock({ $0.setCard(card, slot: slot) }) else { return }

@@ -9,9 +9,9 @@ import ThreadSupport
 /// One simulated reader to serve: its profile and the card in each slot.
 public struct ReaderSetup: Sendable {
     public var profile: ReaderProfile
-    /// Card name per slot (nil: empty slot); missing entries are empty.
-    public var cards: [String?]
-    public init(profile: ReaderProfile, cards: [String?]) {
+    /// The card per slot (nil: empty slot); missing entries are empty.
+    public var cards: [CardSpec?]
+    public init(profile: ReaderProfile, cards: [CardSpec?]) {
         self.profile = profile
         self.cards = cards
     }
@@ -30,7 +30,10 @@ public final class Simulator: Sendable {
         var locations: [Int: String] = [:]
         var control: ControlServer?
         var spinAfterReply: Duration = .zero
+        /// Slots whose cards come and go on a vpcd socket.
+        var cardSockets: [SlotAddress: VPCDCardSocket] = [:]
     }
+    private struct SlotAddress: Hashable, Sendable { var reader: Int, slot: Int }
     private let state = Mutex(State())
     private let log: @Sendable (String) -> Void
 
@@ -45,21 +48,85 @@ public final class Simulator: Sendable {
         self.directory = directory
         self.bus = bus
         self.log = log
-        var entries: [SimulatedReader] = []
-        for setup in setups { entries.append(try Self.make(setup, index: entries.count)) }
-        state.withLock { [entries] in $0.entries = entries }
+        do throws(SimulatorError) {
+            for setup in setups { try add(setup) }
+        } catch {
+            stopCardSockets()
+            throw error
+        }
     }
 
-    private static func make(_ setup: ReaderSetup, index i: Int) throws(SimulatorError) -> SimulatedReader {
-        let reader = SimulatedReader(name: "sim\(i)", profile: setup.profile, serialNumber: "SIM\(1000 + i)")
+    /// A new reader with its cards, not yet shown to hosts; returns its number.
+    private func add(_ setup: ReaderSetup) throws(SimulatorError) -> Int {
+        let index = state.withLock { s in
+            let i = s.entries.count
+            s.entries.append(SimulatedReader(name: "sim\(i)", profile: setup.profile, serialNumber: "SIM\(1000 + i)"))
+            return i
+        }
         for (slot, card) in setup.cards.enumerated() {
             guard let card else { continue }
-            guard let model = CardCatalog.make(card) else { throw .unknownCard(card) }
-            do throws(SimulatedReader.SlotActionError) { try reader.insert(model, slot: slot) } catch {
-                throw .config("reader \(i): \(error)")
+            do throws(SimulatorError) { try insert(card, reader: index, slot: slot) } catch {
+                throw .config("reader \(index): \(error)")
             }
         }
-        return reader
+        return index
+    }
+
+    // MARK: Cards
+
+    /// Puts a card in a slot, taking out what was there: a built-in card at
+    /// once; for a vpcd card, the slot is empty until a card process connects.
+    public func insert(_ card: CardSpec, reader index: Int, slot: Int) throws(SimulatorError) {
+        guard let reader = readers.dropFirst(index).first else { throw .config("no reader \(index)") }
+        let address = SlotAddress(reader: index, slot: slot)
+        stopCardSocket(address)
+        switch card {
+        case .builtIn(let variant):
+            try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.insert(ComplianceTestCard(variant), slot: slot) }
+        case .vpcd(let mode):
+            try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.remove(slot: slot) }
+            let socket: VPCDCardSocket
+            do throws(SocketError) {
+                socket = try VPCDCardSocket(mode, log: log,
+                                            insert: { card in try? reader.insert(card, slot: slot) },
+                                            remove: { card in reader.remove(slot: slot, ifStill: card) })
+            } catch {
+                throw .socket(error)
+            }
+            state.withLock { $0.cardSockets[address] = socket }
+        }
+    }
+
+    private static func slotAction(_ body: () throws(SimulatedReader.SlotActionError) -> Void) throws(SimulatorError) {
+        do throws(SimulatedReader.SlotActionError) { try body() } catch { throw .config("\(error)") }
+    }
+
+    /// Takes the card out of a slot (and closes its vpcd socket, if it has one).
+    public func remove(reader index: Int, slot: Int) throws(SimulatorError) {
+        guard let reader = readers.dropFirst(index).first else { throw .config("no reader \(index)") }
+        stopCardSocket(SlotAddress(reader: index, slot: slot))
+        try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.remove(slot: slot) }
+    }
+
+    private func stopCardSocket(_ address: SlotAddress) {
+        state.withLock { $0.cardSockets.removeValue(forKey: address) }?.stop()
+    }
+
+    private func stopCardSockets() {
+        let sockets = state.withLock { s in
+            defer { s.cardSockets = [:] }
+            return Array(s.cardSockets.values)
+        }
+        for socket in sockets { socket.stop() }
+    }
+
+    /// What a slot shows in `list`: its card, or the vpcd socket waiting for one.
+    private func slotListing(reader index: Int, slot: Int) -> String {
+        if let name = readers[index].cardName(slot: slot) { return name }
+        if let socket = state.withLock({ $0.cardSockets[SlotAddress(reader: index, slot: slot)] }) {
+            return "\(socket.name) (no card connected)"
+        }
+        return "empty"
     }
 
     public func socketPath(_ index: Int) -> String { "\(directory)/\(Self.socketName(index))" }
@@ -134,9 +201,7 @@ public final class Simulator: Sendable {
 
     /// A new reader, plugged in at once (hotplug); returns its number.
     public func plug(_ setup: ReaderSetup) throws(SimulatorError) -> Int {
-        let index = state.withLock { $0.entries.count }
-        let reader = try Self.make(setup, index: index)
-        state.withLock { $0.entries.append(reader) }
+        let index = try add(setup)
         try show(index)
         return index
     }
@@ -158,6 +223,7 @@ public final class Simulator: Sendable {
     public func stop() {
         let (control, listeners) = state.withLock { ($0.control, Array($0.listeners.values)) }
         control?.stop()
+        stopCardSockets()
         for l in listeners { l.stop() }
         bus?.stop()
     }
@@ -178,20 +244,18 @@ public final class Simulator: Sendable {
     /// One line per reader: number, name, profile, relay friendly name, cards, where it is plugged.
     public func listing() -> [String] {
         readers.enumerated().map { i, r in
-            let cards = (0..<r.slotCount).map { "slot \($0): \(r.cardName(slot: $0) ?? "empty")" }.joined(separator: ", ")
+            let cards = (0..<r.slotCount).map { "slot \($0): \(slotListing(reader: i, slot: $0))" }.joined(separator: ", ")
             return "\(i)\t\(r.name)\t\(r.profile.name)\t\(friendlyName(i))\t\(cards)\t\(location(i) ?? "unplugged")"
         }
     }
 }
 
 public enum SimulatorError: Error, CustomStringConvertible {
-    case unknownCard(String)
     case config(String)
     case socket(SocketError)
 
     public var description: String {
         switch self {
-        case .unknownCard(let c): "no card named '\(c)' (cards: \(CardCatalog.names.joined(separator: ", ")))"
         case .config(let why): why
         case .socket(let e): "\(e)"
         }

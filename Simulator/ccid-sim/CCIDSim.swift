@@ -33,7 +33,7 @@ struct ReaderOptions: ParsableArguments {
     @Option(name: .long, help: "Profile of the default reader when no --config is given (see `ccid-sim profiles`).")
     var profile: String?
 
-    @Option(name: .long, help: "Card in the default reader's first slot, or none.")
+    @Option(name: .long, help: "Card in the default reader's first slot: a built-in card, vpcd:PORT (a card process connects, as to vpcd), vpcd-connect:HOST:PORT (one that listens, as vicc --reversed), or none.")
     var card: CardChoice = .defaultCard
 
     @Option(name: .customLong("spin-us"),
@@ -50,7 +50,7 @@ struct ReaderOptions: ParsableArguments {
             guard let p = ReaderProfile.named(name) else { throw ValidationError("no built-in profile '\(name)'; see `ccid-sim profiles`") }
             return p
         }) ?? ReaderProfile.defaultProfile else { throw ValidationError("no built-in profiles") }
-        return [ReaderSetup(profile: profile, cards: [card.card?.rawValue])]
+        return [ReaderSetup(profile: profile, cards: [card.card])]
     }
 }
 

@@ -3,7 +3,7 @@ import Foundation
 import SimulatorCore
 
 /// The --config file: {"readers": [ {reader}, … ]}, where a reader is
-///   {"profile": "NAME", "cards": ["compliance", null, …]}
+///   {"profile": "NAME", "cards": ["compliance", null, "vpcd:35963", …]}
 /// or a descriptor of any real reader:
 ///   {"descriptor": "3621…" (54 bytes hex), "vendorID": "0x072F", "productID": "0x90CC",
 ///    "manufacturer": "…", "product": "…", "cards": […]}
@@ -24,7 +24,7 @@ struct SimulatorConfig: Decodable {
         var manufacturer: String?
         var product: String?
         /// Per slot; null is an empty slot. Missing: the default card in slot 0.
-        var cards: [ComplianceTestCard.Variant?]?
+        var cards: [CardSpec?]?
         var interfaceClass: Int?
         var interruptEndpoint: Bool?
         var descriptorAfterEndpoints: Bool?
@@ -62,8 +62,7 @@ struct SimulatorConfig: Decodable {
             guard p.descriptor.exchangeLevel != .unknown else {
                 throw ValidationError("reader \(i): dwFeatures declares no known exchange level")
             }
-            let cards = r.cards ?? [ComplianceTestCard.Variant(rawValue: CardCatalog.defaultCard)]
-            return ReaderSetup(profile: p, cards: cards.map { $0?.rawValue })
+            return ReaderSetup(profile: p, cards: r.cards ?? [.defaultCard])
         }
     }
 
@@ -119,5 +118,3 @@ struct SimulatorConfig: Decodable {
         }
     }
 }
-
-extension ComplianceTestCard.Variant: Decodable {}

@@ -11,23 +11,26 @@ func control(_ directory: DirectoryOption, _ request: SimulatorRequest) throws -
     return answer.lines
 }
 
-extension ComplianceTestCard.Variant: ExpressibleByArgument {}
+extension CardSpec: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+    public static var allValueStrings: [String] { syntax }
+}
 
 /// A card to insert, or none (an empty slot).
 enum CardChoice: ExpressibleByArgument, CustomStringConvertible {
     case none
-    case card(ComplianceTestCard.Variant)
+    case card(CardSpec)
 
     init?(argument: String) {
         if argument == "none" { self = .none; return }
-        guard let card = ComplianceTestCard.Variant(rawValue: argument) else { return nil }
+        guard let card = CardSpec(argument) else { return nil }
         self = .card(card)
     }
 
-    static var allValueStrings: [String] { ComplianceTestCard.Variant.allCases.map(\.rawValue) + ["none"] }
-    static let defaultCard = CardChoice.card(.direct)
-    var card: ComplianceTestCard.Variant? { if case .card(let c) = self { c } else { nil } }
-    var description: String { card?.rawValue ?? "none" }
+    static var allValueStrings: [String] { CardSpec.syntax + ["none"] }
+    static let defaultCard = CardChoice.card(.defaultCard)
+    var card: CardSpec? { if case .card(let c) = self { c } else { nil } }
+    var description: String { card?.description ?? "none" }
 }
 
 /// What the user does at a PIN pad.
@@ -61,8 +64,8 @@ struct Insert: ParsableCommand {
     var reader: String
     @Option(help: "Slot number (default: the slot the PC/SC name names, else 0).")
     var slot: Int?
-    @Option(help: "The card.")
-    var card: ComplianceTestCard.Variant = .direct
+    @Option(help: "The card: a built-in one, or a card process on a vpcd socket.")
+    var card: CardSpec = .defaultCard
 
     func run() throws {
         _ = try control(directory, .insert(reader: reader, slot: slot, card: card))

@@ -129,7 +129,7 @@ struct PrivatePCSCD: ParsableCommand {
     }
 
     static func canConnect(_ path: String) -> Bool {
-        guard let socket = try? UnixSocket.connect(path: path) else { return false }
+        guard let socket = try? StreamSocket.connect(path: path) else { return false }
         socket.close()
         return true
     }

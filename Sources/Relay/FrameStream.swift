@@ -3,7 +3,7 @@ import ThreadSupport
 /// Frames over a connected socket: several threads may send, one at a time;
 /// one thread reads (the owner of the read side; the mutex makes sure).
 public final class FrameStream: Sendable {
-    public let socket: UnixSocket
+    public let socket: StreamSocket
     /// Orders writers; guards no state, so a plain Lock (see SlotGate).
     private let writer = Lock()
     private struct ReadSide: Sendable {
@@ -12,7 +12,7 @@ public final class FrameStream: Sendable {
     }
     private let reader = Mutex(ReadSide())
 
-    public init(socket: UnixSocket) { self.socket = socket }
+    public init(socket: StreamSocket) { self.socket = socket }
 
     public func send(_ frame: RelayFrame) throws(SocketError) {
         let bytes = frame.encoded()

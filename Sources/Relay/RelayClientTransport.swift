@@ -54,8 +54,8 @@ public final class RelayClientTransport: CCIDTransport, Sendable {
         self.path = path
         self.log = log
         state = Mutex(State(spin: AdaptiveSpin(budget: spinBudget)))
-        let socket: UnixSocket
-        do throws(SocketError) { socket = try UnixSocket.connect(path: path) } catch { throw .socket(error) }
+        let socket: StreamSocket
+        do throws(SocketError) { socket = try StreamSocket.connect(path: path) } catch { throw .socket(error) }
         let stream = FrameStream(socket: socket)
         let first: RelayFrame
         do throws(FrameStream.ReadError) {

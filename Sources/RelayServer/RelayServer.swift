@@ -19,9 +19,9 @@ public protocol RelayDevice: AnyObject, Sendable {
 
 public final class RelayServerConnection: Sendable {
     public let stream: FrameStream
-    public let peer: UnixSocket.PeerCredentials?
+    public let peer: StreamSocket.PeerCredentials?
 
-    init(socket: UnixSocket) {
+    init(socket: StreamSocket) {
         stream = FrameStream(socket: socket)
         peer = socket.peerCredentials()
     }
@@ -38,10 +38,10 @@ public final class RelayServerConnection: Sendable {
 /// a USB device is claimed by one driver. Peers are checked by credentials.
 public final class RelayListener: Sendable {
     public let path: String
-    private let socket: UnixSocket
+    private let socket: StreamSocket
     private let ownsPath: Bool
     private let device: RelayDevice
-    private let allowPeer: @Sendable (UnixSocket.PeerCredentials) -> Bool
+    private let allowPeer: @Sendable (StreamSocket.PeerCredentials) -> Bool
     private let log: @Sendable (String) -> Void
     /// After answering, poll for the next request this long before sleeping:
     /// back-to-back exchanges then skip a thread wake-up; an idle device costs nothing.
@@ -53,29 +53,29 @@ public final class RelayListener: Sendable {
     private let state = Mutex(State())
 
     /// Default policy: root, or the same user as the server.
-    public static let sameUserOrRoot: @Sendable (UnixSocket.PeerCredentials) -> Bool = { peer in
+    public static let sameUserOrRoot: @Sendable (StreamSocket.PeerCredentials) -> Bool = { peer in
         peer.uid == 0 || peer.uid == geteuid()
     }
 
     /// Binds `path` itself; `stop()` removes it.
     public convenience init(path: String, device: RelayDevice, mode: mode_t = 0o660, spinAfterReply: Duration = .zero,
-                            allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
+                            allowPeer: @escaping @Sendable (StreamSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
                             log: @escaping @Sendable (String) -> Void) throws(SocketError) {
-        try self.init(socket: try UnixSocket.listen(path: path, mode: mode), ownsPath: true, path: path, device: device,
+        try self.init(socket: try StreamSocket.listen(path: path, mode: mode), ownsPath: true, path: path, device: device,
                       spinAfterReply: spinAfterReply, allowPeer: allowPeer, log: log)
     }
 
     /// Serves a socket that is already listening at `path` (one systemd
     /// passed in, sd_listen_fds): its owner removes the file.
-    public convenience init(listening socket: UnixSocket, path: String, device: RelayDevice, spinAfterReply: Duration = .zero,
-                            allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
+    public convenience init(listening socket: StreamSocket, path: String, device: RelayDevice, spinAfterReply: Duration = .zero,
+                            allowPeer: @escaping @Sendable (StreamSocket.PeerCredentials) -> Bool = RelayListener.sameUserOrRoot,
                             log: @escaping @Sendable (String) -> Void) throws(SocketError) {
         try self.init(socket: socket, ownsPath: false, path: path, device: device, spinAfterReply: spinAfterReply,
                       allowPeer: allowPeer, log: log)
     }
 
-    private init(socket: UnixSocket, ownsPath: Bool, path: String, device: RelayDevice, spinAfterReply: Duration,
-                 allowPeer: @escaping @Sendable (UnixSocket.PeerCredentials) -> Bool,
+    private init(socket: StreamSocket, ownsPath: Bool, path: String, device: RelayDevice, spinAfterReply: Duration,
+                 allowPeer: @escaping @Sendable (StreamSocket.PeerCredentials) -> Bool,
                  log: @escaping @Sendable (String) -> Void) throws(SocketError) {
         self.path = path
         self.socket = socket
@@ -92,7 +92,7 @@ public final class RelayListener: Sendable {
 
     private func acceptLoop() {
         while true {
-            let client: UnixSocket
+            let client: StreamSocket
             do throws(SocketError) { client = try socket.accept() } catch { break }
             if state.withLock({ $0.stopped }) { client.close(); break }
             let connection = RelayServerConnection(socket: client)
@@ -160,7 +160,7 @@ public final class RelayListener: Sendable {
         } else {
             // shutdown(2) would end the listening socket for systemd too, which
             // holds it for the next activation: wake accept() with a connection.
-            (try? UnixSocket.connect(path: path))?.close()
+            (try? StreamSocket.connect(path: path))?.close()
             socket.close()
         }
         dropClient()

@@ -84,13 +84,13 @@ struct Attach: ParsableCommand {
         // socket unit's SocketGroup=); bound here, it gets the configured one.
         var group = passed == .none ? resolveGroup(settings.socketGroup, log: log) : socketGroup(files.socket)
         let allowed = GroupBox(group)
-        let allowPeer: @Sendable (UnixSocket.PeerCredentials) -> Bool = { peer in
+        let allowPeer: @Sendable (StreamSocket.PeerCredentials) -> Bool = { peer in
             peer.uid == 0 || peer.uid == geteuid() || peer.gid == allowed.value
         }
         let listener: RelayListener
         do throws(SocketError) {
             if case .socket(let fd) = passed {
-                listener = try RelayListener(listening: UnixSocket(fd: fd), path: files.socket, device: device,
+                listener = try RelayListener(listening: StreamSocket(fd: fd), path: files.socket, device: device,
                                              allowPeer: allowPeer, log: { log(.warning, $0) })
             } else {
                 listener = try RelayListener(path: files.socket, device: device, mode: 0o660, allowPeer: allowPeer,

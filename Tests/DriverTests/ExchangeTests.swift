@@ -94,6 +94,18 @@ struct ExchangeTests {
         #expect(h.reader.state(of: 2)?.protocolType == 1)
         #expect(throws: DriverError.noCard) { try h.reader.powerOn(slot: 1) }
         #expect(try h.reader.transmit(slot: 2, apdu: [0x80, 0x36, 0, 3, 1, 0, 0]) == [0, 1, 2, 0x90, 0x00])
-        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x36, 0, 3, 1, 0, 0]) == [0x61, 0x03])
+        // Under T=0 the APDU-level reader fetches the response (61 03, GET RESPONSE) itself.
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x36, 0, 3, 1, 0, 0]) == [0, 1, 2, 0x90, 0x00])
+    }
+
+    /// Under T=0 an APDU-level reader re-issues a case 2 with the Le the card
+    /// names (6Cxx), as real ones do (ISO/IEC 7816-3 §12.2.3).
+    @Test(arguments: ["omnikey-3121-extended", "cherry-st-short"])
+    func apduLevelReaderCorrectsLeUnderT0(profile: String) throws {
+        let h = try Harness(profile: profile)
+        try h.connect(protocolType: 0)
+        let verify: [UInt8] = [0x00, 0x20, 0x00, 0x01, 0x04, 0x31, 0x32, 0x33, 0x34]
+        #expect(try h.reader.transmit(slot: 0, apdu: verify) == [0x90, 0x00])
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x40, 0x00, 0x00, 0x02]) == verify + [0x90, 0x00])
     }
 }

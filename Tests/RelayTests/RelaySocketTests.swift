@@ -69,9 +69,9 @@ import ThreadSupport
     }
 
     /// A server that sends `script` after accepting, then closes.
-    static func hostileServer(_ name: String, _ script: [UInt8]) throws -> (String, UnixSocket) {
+    static func hostileServer(_ name: String, _ script: [UInt8]) throws -> (String, StreamSocket) {
         let path = tempPath(name)
-        let server = try UnixSocket.listen(path: path, mode: 0o600)
+        let server = try StreamSocket.listen(path: path, mode: 0o600)
         _ = startThread {
             guard let c = try? server.accept() else { return }
             try? c.writeAll(script)

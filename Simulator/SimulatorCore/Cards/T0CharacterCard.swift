@@ -18,6 +18,7 @@ struct T0CharacterCard: Sendable {
                 return ([h[1]], .zero)      // ACK: send all the data
             }
             let answer = card.process(h, protocolType: 0)
+            if answer.silent { return ([], .zero) }
             let data = answer.response.dropLast(2), status = Array(answer.response.suffix(2))
             return ((data.isEmpty ? [] : [h[1]] + data) + status, answer.busy)
         }
@@ -28,6 +29,7 @@ struct T0CharacterCard: Sendable {
         header = nil
         // A command that brought data gets no data back under T=0: only the status (61xx announces a response).
         let answer = card.process(h + data, protocolType: 0)
+        if answer.silent { return ([], .zero) }
         return (Array(answer.response.suffix(2)), answer.busy)
     }
 

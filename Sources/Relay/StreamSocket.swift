@@ -5,14 +5,15 @@ import Musl
 #endif
 import ThreadSupport
 
-/// A thin typed wrapper over a UNIX stream socket descriptor: calls C, turns
-/// errno into `SocketError`, no policy.
-public struct UnixSocket: Sendable {
+/// A thin typed wrapper over a stream socket descriptor: calls C, turns
+/// errno into `SocketError`, no policy. The relay's are UNIX sockets (made
+/// here); the simulator adds TCP for its card sockets.
+public struct StreamSocket: Sendable {
     public let fd: Int32
 
     public init(fd: Int32) { self.fd = fd }
 
-    public static func connect(path: String) throws(SocketError) -> UnixSocket {
+    public static func connect(path: String) throws(SocketError) -> StreamSocket {
         let s = try make()
         var (addr, len) = try address(path)
         let rc = withUnsafePointer(to: &addr) {
@@ -27,7 +28,7 @@ public struct UnixSocket: Sendable {
     }
 
     /// Binds and listens at `path` (replacing a stale socket file), then sets its mode.
-    public static func listen(path: String, mode: mode_t) throws(SocketError) -> UnixSocket {
+    public static func listen(path: String, mode: mode_t) throws(SocketError) -> StreamSocket {
         let s = try make()
         var (addr, len) = try address(path)
         unlink(path)
@@ -48,10 +49,10 @@ public struct UnixSocket: Sendable {
         return s
     }
 
-    private static func make() throws(SocketError) -> UnixSocket {
+    private static func make() throws(SocketError) -> StreamSocket {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
-        return UnixSocket(fd: fd)
+        return StreamSocket(fd: fd)
     }
 
     private static func address(_ path: String) throws(SocketError) -> (sockaddr_un, socklen_t) {
@@ -68,12 +69,12 @@ public struct UnixSocket: Sendable {
         return (addr, socklen_t(MemoryLayout<sockaddr_un>.size))
     }
 
-    public func accept() throws(SocketError) -> UnixSocket {
+    public func accept() throws(SocketError) -> StreamSocket {
         while true {
             let fd = Glibc.accept(self.fd, nil, nil)
             if fd >= 0 {
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                return UnixSocket(fd: fd)
+                return StreamSocket(fd: fd)
             }
             if errno == EINTR { continue }
             throw SocketError(operation: "accept", errno: errno)

@@ -6,10 +6,14 @@ public struct CardAnswer: Equatable, Sendable {
     public var response: [UInt8]
     /// How long the card stays busy first, asking for more time meanwhile.
     public var busy: Duration
+    /// The card said nothing (a card in another process that failed): the reader reports ICC_MUTE.
+    public var silent = false
     public init(_ response: [UInt8], busy: Duration = .zero) {
         self.response = response
         self.busy = busy
     }
+
+    public static let silent: CardAnswer = { var a = CardAnswer([]); a.silent = true; return a }()
 }
 
 /// A simulated card: an ATR and an APDU processor. The protocol in use is
@@ -19,10 +23,35 @@ public protocol SimulatedCard: AnyObject, Sendable {
     var atr: [UInt8] { get }
     /// Cold or warm reset: volatile state (selection, pending responses) is lost.
     func reset()
+    /// PC_to_RDR_IccPowerOn: a reset, and the ATR; nil if the card does not answer.
+    func powerUp() -> [UInt8]?
+    func powerDown()
     func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer
     /// T=0 at character level: whether this header's P3 counts bytes sent to the card.
     func commandCarriesData(_ header: [UInt8]) -> Bool
 }
+
+extension SimulatedCard {
+    public func powerUp() -> [UInt8]? {
+        reset()
+        return atr
+    }
+
+    public func powerDown() {}
+
+    /// For a card whose commands the simulator does not know: the ISO/IEC
+    /// 7816-4 commands that carry data to the card (cases 3 and 4).
+    public func commandCarriesData(_ header: [UInt8]) -> Bool {
+        header.count > 1 && isoDataInINS.contains(header[1])
+    }
+}
+
+/// ISO/IEC 7816-4 INS codes whose P3 is Lc under T=0.
+let isoDataInINS: Set<UInt8> = [
+    0x0E, 0x10, 0x12, 0x20, 0x21, 0x22, 0x24, 0x2A, 0x2C, 0x46, 0x47, 0x82, 0x86, 0x87, 0x88, 0xA4,
+    0xB1, 0xB3, 0xC2, 0xC3, 0xCB, 0xD0, 0xD1, 0xD2, 0xD6, 0xD7, 0xDA, 0xDB, 0xDC, 0xDD, 0xE0,
+    0xE2, 0xE4,
+]
 
 /// The PC/SC compliance test card of docs/compliance-test-card.md:
 /// a test applet plus the extended-APDU commands of the "Athena" cards.

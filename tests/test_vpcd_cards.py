@@ -1,0 +1,208 @@
+"""Real card applications behind simulated CCID readers: Debian's vicc (the
+vsmartcard project's card emulator, its ISO 7816 card) speaking the vpcd
+protocol to a slot of `ccid-sim --card vpcd:PORT`, at every exchange level,
+over the relay and over USB (umockdev), through the real pcscd to pyscard and
+opensc-tool; and Debian's libccid on the same USB devices as the reference.
+
+What vicc 3.3's ISO 7816 card can do decides the script: its SELECT with an
+FCI (P2 00) and UPDATE BINARY raise Python exceptions inside vicc (a bug of
+the card application, not of the transport), so the script selects with
+P2 0C and reads a file it creates."""
+import json
+import os
+import socket
+import subprocess
+import time
+import unittest
+
+from smartcard import scard as S
+
+from pcsc import Context, OK, PCSCError
+from simharness import DIR, ROOT, PrivatePCSCD, reader_names, wait_for
+from test_usb import LIBCCID, named
+from test_pcscd import DESCRIPTORS
+
+VICC_ATR = [0x3B, 0x95, 0x13, 0x81, 0x01, 0x80, 0x73, 0xFF, 0x01, 0x00, 0x0B]
+# Debian's python3-virtualsmartcard installs its package one folder too deep,
+# and vicc needs PyCryptodome as `Crypto` (make pydeps puts it in build/pydeps).
+VSC_PATH = "/usr/lib/python3/site-packages/virtualsmartcard"
+PYDEPS = os.path.join(ROOT, "build", "pydeps")
+CREATE_EF_1234 = bytes.fromhex("00E000000D620B8002010082010183021234")   # transparent EF 1234, 256 bytes
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Vicc:
+    """A vicc process for the length of a `with` block: it connects to the
+    slot's port, or with `reversed` listens for the slot to connect."""
+
+    def __init__(self, port, reversed=False):
+        self.args = ["vicc", "--type", "iso7816", "--port", str(port)] + (["--reversed"] if reversed else [])
+        self.log = "%s.vicc-%d.log" % (DIR, port)
+
+    def __enter__(self):
+        env = dict(os.environ, PYTHONPATH=PYDEPS + ":" + VSC_PATH)
+        self.out = open(self.log, "w")
+        self.proc = subprocess.Popen(self.args, stdout=self.out, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        return False
+
+    def text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+def present(reader):
+    with Context() as c:
+        return bool(c.state(reader) & S.SCARD_STATE_PRESENT)
+
+
+def iso7816_script(test, reader):
+    """vicc's ISO 7816 card through the reader: ATR, PIN, a file created,
+    selected and read (256 bytes: several T=1 blocks, or a chained reply),
+    and the card's exact errors."""
+    with Context() as c:
+        card = c.connect(reader)
+        test.assertEqual(card.protocol, S.SCARD_PROTOCOL_T1)   # vicc's ATR offers T=1 only
+        test.assertEqual(card.attribute(S.SCARD_ATTR_ATR_STRING), VICC_ATR)
+        test.assertEqual(card.transmit(bytes.fromhex("0020000004313233FF")), [0x63, 0x00], "wrong PIN")
+        test.assertEqual(card.transmit(bytes.fromhex("002000000431323334")), OK, "PIN 1234")
+        test.assertEqual(card.transmit(CREATE_EF_1234), OK)
+        test.assertEqual(card.transmit(bytes.fromhex("00A4000C021234")), OK)
+        test.assertEqual(card.transmit(bytes.fromhex("00B0000000")), [0] * 256 + OK, "READ BINARY 256")
+        test.assertEqual(card.transmit(bytes.fromhex("00B000F020")), [0] * 16 + [0x62, 0x82], "end of file")
+        test.assertEqual(card.transmit(bytes.fromhex("00B0010000")), [0x6B, 0x00], "offset past the end")
+        test.assertEqual(card.transmit(bytes.fromhex("00A4040007A000000397425400")), [0x6A, 0x82], "no such AID")
+        test.assertEqual(card.transmit(bytes.fromhex("80100000")), [0x6D, 0x00], "unknown INS")
+        challenge = card.transmit(bytes.fromhex("0084000008"))
+        # The card's own random bytes: only their count and the status are known.
+        test.assertEqual((len(challenge), challenge[-2:]), (10, OK), "GET CHALLENGE")
+        card.disconnect()
+
+
+def opensc_script(test, reader_index=0):
+    """opensc-tool against the same card: its ATR, then the file vicc created."""
+    atr = subprocess.run(["opensc-tool", "--reader", str(reader_index), "--atr"], capture_output=True, text=True, timeout=30)
+    test.assertEqual(atr.stdout.strip(), ":".join("%02x" % b for b in VICC_ATR), atr.stderr)
+    out = subprocess.run(["opensc-tool", "--reader", str(reader_index), "--send-apdu", "00:A4:00:0C:02:12:34",
+                          "--send-apdu", "00:B0:00:F8:08"], capture_output=True, text=True, timeout=30)
+    test.assertEqual(out.returncode, 0, out.stderr)
+    answers = [line.strip() for line in out.stdout.splitlines() if line.startswith("Received")]
+    test.assertEqual(answers, ["Received (SW1=0x90, SW2=0x00)", "Received (SW1=0x90, SW2=0x00):"], out.stdout)
+    test.assertIn("00 00 00 00 00 00 00 00", out.stdout)
+
+
+class VpcdCardsOverRelay(unittest.TestCase):
+    """vicc in a slot of a relay reader of each exchange level; removal and
+    reinsertion as the card process goes and comes; vicc --reversed."""
+    PROFILES = ("omnikey-3121-extended", "cherry-st-short", "gemalto-ct30-tpdu", "o2micro-oz776-char")
+
+    def test_vicc_at_every_exchange_level(self):
+        for profile in self.PROFILES:
+            with self.subTest(profile=profile):
+                port = free_port()
+                with PrivatePCSCD("--profile", profile, "--card", "vpcd:%d" % port) as pcscd:
+                    reader = reader_names()[0]
+                    self.assertFalse(present(reader), "a slot waiting for a card process is empty")
+                    with Vicc(port) as vicc:
+                        wait_for(lambda: present(reader), what="vicc inserted")
+                        iso7816_script(self, reader)
+                        opensc_script(self)
+                        self.assertNotIn("Traceback", vicc.text())
+                    wait_for(lambda: not present(reader), what="removal when vicc exits")
+                    listing = pcscd.sim("list").stdout
+                    self.assertIn("vpcd:%d (no card connected)" % port, listing)
+                    with Vicc(port):
+                        wait_for(lambda: present(reader), what="the next vicc inserted")
+                        with Context() as c:
+                            card = c.connect(reader)
+                            self.assertEqual(card.transmit(bytes.fromhex("002000000431323334")), OK)
+                            card.disconnect()
+                    self.assertTrue(pcscd.pcscd_alive())
+
+    def test_vicc_reversed_and_inserted_at_run_time(self):
+        port = free_port()
+        with PrivatePCSCD("--card", "none") as pcscd, Vicc(port, reversed=True) as vicc:
+            reader = reader_names()[0]
+            r = pcscd.sim("insert", "sim0", "--card", "vpcd-connect:127.0.0.1:%d" % port)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            wait_for(lambda: present(reader), what="ccid-sim connected to vicc --reversed")
+            iso7816_script(self, reader)
+            # Replacing the card closes the vpcd link: vicc waits for the next one.
+            self.assertEqual(pcscd.sim("insert", "sim0", "--card", "compliance").returncode, 0)
+            with Context() as c:
+                card = c.connect(reader)
+                self.assertEqual(card.attribute(S.SCARD_ATTR_ATR_STRING)[:2], [0x3B, 0xD6])
+                card.disconnect()
+            self.assertNotIn("Traceback", vicc.text())
+
+    def test_a_port_in_use_is_a_clear_error(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            proc = subprocess.run([os.path.join(ROOT, "build", "ccid-sim"), "serve", "--dir", DIR + "-busy",
+                                   "--card", "vpcd:%d" % port], capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("listen on 127.0.0.1:%d" % port, proc.stderr)
+
+
+class VpcdCardsOverUSB(unittest.TestCase):
+    """The same card behind USB readers (umockdev) of each exchange level,
+    with our driver and with Debian's libccid on the same devices."""
+    CONFIG = "/tmp/sccid-vpcd-%d.json" % os.getpid()
+    PROFILES = ("omnikey-3121-extended", "cherry-st-short", "gemalto-ct30-tpdu", "winbond-char")
+
+    def args(self, profile, port):
+        if profile != "winbond-char":
+            return ["--usb", "--profile", profile, "--card", "vpcd:%d" % port]
+        # A character-level reader whose VID:PID both drivers list (from the corpus).
+        with open(self.CONFIG, "w") as f:
+            json.dump({"readers": [{"descriptorFile": DESCRIPTORS, "entry": "Winbond.txt",
+                                    "cards": ["vpcd:%d" % port]}]}, f)
+        return ["--usb", "--config", self.CONFIG]
+
+    def run_script(self, profile, driver):
+        port = free_port()
+        extra = ["--driver", driver] if driver else []
+        with PrivatePCSCD(*(self.args(profile, port) + extra), env={"SWIFTCCID_MAX_EXCHANGE_MS": "20000"}) as pcscd:
+            self.assertIn("libccid.so" if driver else "libswiftccid.so", pcscd.log_text())
+            reader = named("SIM1000")
+            with Vicc(port) as vicc:
+                wait_for(lambda: present(reader), timeout=20, what="vicc inserted")
+                iso7816_script(self, reader)
+                self.assertNotIn("Traceback", vicc.text())
+            wait_for(lambda: not present(reader), timeout=20, what="removal when vicc exits")
+
+    def test_vicc_over_usb_with_our_driver(self):
+        for profile in self.PROFILES:
+            with self.subTest(profile=profile):
+                self.run_script(profile, None)
+
+    @unittest.skipUnless(os.path.isdir(LIBCCID), "Debian's libccid is not installed")
+    def test_vicc_over_usb_with_libccid(self):
+        for profile in self.PROFILES:
+            with self.subTest(profile=profile):
+                self.run_script(profile, LIBCCID)
+
+    @classmethod
+    def tearDownClass(cls):
+        if os.path.exists(cls.CONFIG):
+            os.unlink(cls.CONFIG)
+
+
+if __name__ == "__main__":
+    unittest.main()
