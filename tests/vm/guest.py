@@ -262,7 +262,7 @@ def conformance(args):
     test = unittest.TestCase()
     reader = reader_for("(%s)" % args.serial, args.slot)
     for protocol in (S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0):
-        check_cases_at_every_length(test, reader, protocol)
+        check_cases_at_every_length(test, reader, protocol, args.apdu_level)
     check_extended_apdus(test, reader, args.extended)
     return {"reader": reader}
 
@@ -529,6 +529,7 @@ def main():
     a.add_argument("serial")
     a.add_argument("--slot", type=int, default=0)
     a.add_argument("--extended", action="store_true")
+    a.add_argument("--apdu-level", action="store_true", help="the reader fetches T=0 responses itself")
     a = sub.add_parser("card-events")
     a.add_argument("name")
     a.add_argument("serial")
