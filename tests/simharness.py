@@ -25,19 +25,21 @@ class PrivatePCSCD:
         self.args = list(args)
         self.env = dict(os.environ, **(env or {}))
         self.log = DIR + ".pcscd.log"
+        # ccid-sim's own log lines go to a file: a pipe nobody reads could fill and stall it.
+        self.sim_log = DIR + ".ccid-sim.log"
         self.proc = None
         self.wait_for_readers = wait_for_readers
         self.umockdev_dir = None
 
     def __enter__(self):
         cmd = [SIM, "pcscd", "--dir", DIR, "--pcscd-log", self.log] + self.args
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+        with open(self.sim_log, "w") as err:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=self.env)
         first = self.proc.stdout.readline().strip()
         if first != "PCSCLITE_CSOCK_NAME=" + SOCKET:
             self.proc.kill()
-            err = self.proc.stderr.read()
             self.proc.wait()
-            raise RuntimeError("ccid-sim pcscd did not start: %r %s" % (first, err))
+            raise RuntimeError("ccid-sim pcscd did not start: %r %s" % (first, self.sim_log_text()))
         if "--usb" in self.args:
             second = self.proc.stdout.readline().strip()
             if second.startswith("UMOCKDEV_DIR="):
@@ -66,6 +68,11 @@ class PrivatePCSCD:
         except OSError:
             return False
 
+    def sim_log_text(self):
+        """What ccid-sim has logged so far."""
+        with open(self.sim_log, errors="replace") as f:
+            return f.read()
+
     def log_text(self):
         with open(self.log, errors="replace") as f:
             return f.read()
@@ -78,7 +85,6 @@ class PrivatePCSCD:
             self.proc.kill()
             self.proc.wait()
         self.proc.stdout.close()
-        self.proc.stderr.close()
         return False
 
 

@@ -88,9 +88,10 @@ def iso7816_script(test, reader):
         test.assertEqual(card.transmit(bytes.fromhex("00A4040007A000000397425400")), [0x6A, 0x82], "no such AID")
         test.assertEqual(card.transmit(bytes.fromhex("80100000")), [0x6D, 0x00], "unknown INS")
         challenge = card.transmit(bytes.fromhex("0084000008"))
-        # The card's own random bytes: only their count and the status are known.
+        # The card's own random bytes: only their count and the status are known (a replay knows them all).
         test.assertEqual((len(challenge), challenge[-2:]), (10, OK), "GET CHALLENGE")
         card.disconnect()
+    return challenge
 
 
 def opensc_script(test, reader_index=0):
@@ -158,6 +159,49 @@ class VpcdCardsOverRelay(unittest.TestCase):
                                    "--card", "vpcd:%d" % port], capture_output=True, text=True, timeout=20)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("listen on 127.0.0.1:%d" % port, proc.stderr)
+
+
+class RecordAndReplay(unittest.TestCase):
+    """`--record` a session with vicc at TPDU level; `--card replay:FILE`
+    answers it again, the card's random bytes included, behind an
+    APDU-level reader; the first command off the recording gets 6F 00.
+    A recording kept in the tree (tests/data/vicc-iso7816.jsonl, made so
+    from Debian's vicc) replays too."""
+    RECORDING = os.path.join(ROOT, "tests", "data", "vicc-iso7816.jsonl")
+
+    def replay(self, path, profile):
+        with PrivatePCSCD("--profile", profile, "--card", "replay:" + path) as pcscd:
+            challenge = iso7816_script(self, reader_names()[0])
+            with Context() as c:
+                card = c.connect(reader_names()[0])
+                self.assertEqual(card.transmit(bytes.fromhex("00A4000C023F00")), [0x6F, 0x00])
+                card.disconnect()
+            self.assertIn("exchange 11 00 A4 00 0C 02 3F 00 is past the recording's 10; answering 6F00",
+                          pcscd.sim_log_text())
+            return challenge
+
+    def test_record_then_replay_elsewhere(self):
+        path = DIR + ".recording.jsonl"
+        port = free_port()
+        with PrivatePCSCD("--profile", "gemalto-ct30-tpdu", "--card", "vpcd:%d" % port, "--record", path):
+            reader = reader_names()[0]
+            with Vicc(port):
+                wait_for(lambda: present(reader), what="vicc inserted")
+                recorded = iso7816_script(self, reader)
+            wait_for(lambda: not present(reader), what="removal when vicc exits")
+        with open(path) as f:
+            events = [json.loads(line)["event"] for line in f]
+        self.assertEqual(events[:2], ["insert", "power-on"])
+        self.assertEqual(events.count("apdu"), 10)
+        self.assertEqual(events[-1], "remove")
+        self.assertEqual(self.replay(path, "omnikey-3121-extended"), recorded)
+        os.unlink(path)
+
+    def test_the_recording_in_the_tree_replays(self):
+        with open(self.RECORDING) as f:
+            recorded = [json.loads(line) for line in f]
+        challenge = [e for e in recorded if e.get("command") == "0084000008"][0]["response"]
+        self.assertEqual(self.replay(self.RECORDING, "cherry-st-short"), list(bytes.fromhex(challenge)))
 
 
 class VpcdCardsOverUSB(unittest.TestCase):

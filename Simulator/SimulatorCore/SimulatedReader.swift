@@ -19,9 +19,12 @@ public final class SimulatedReader: RelayDevice, Sendable {
     private let interruptObservers = Mutex<[@Sendable ([UInt8]) -> Void]>([])
     private let relay = ReplyScheduler()
     private let relayConnection = Mutex<RelayServerConnection?>(nil)
+    private let recorder: Recorder?
 
-    public init(name: String, profile: ReaderProfile, serialNumber: String, timing: ReaderTiming = .realistic) {
+    public init(name: String, profile: ReaderProfile, serialNumber: String, timing: ReaderTiming = .realistic,
+                recorder: Recorder? = nil) {
         self.name = name
+        self.recorder = recorder
         self.profile = profile
         self.serialNumber = serialNumber
         descriptors = USBDescriptorSet.ccidDevice(
@@ -64,13 +67,20 @@ public final class SimulatedReader: RelayDevice, Sendable {
     /// Takes `card` out, if it is still the slot's card (a card process that
     /// went away must not take out the card that replaced it).
     public func remove(slot: Int, ifStill card: SimulatedCard) {
-        guard let message = model.withLock({ m in m.card(slot: slot) === card ? m.setCard(nil, slot: slot) : nil }) else { return }
+        guard let message = model.withLock({ m in m.card(slot: slot)?.identity == card.identity ? m.setCard(nil, slot: slot) : nil }) else { return }
+        recorder?.record(reader: name, slot: slot, .remove)
         interrupt([message])
     }
 
     private func setCard(_ card: SimulatedCard?, slot: Int) throws(SlotActionError) {
         try checkSlot(slot)
-        guard let message = model.withLock({ $0.setCard(card, slot: slot) }) else { return }
+        let placed = card.map { c in recorder.map { RecordedCard(c, recorder: $0, reader: name, slot: slot) } ?? c }
+        let (message, hadCard) = model.withLock { m in
+            let had = m.card(slot: slot) != nil
+            return (m.setCard(placed, slot: slot), had)
+        }
+        guard let message else { return }
+        if card != nil || hadCard { recorder?.record(reader: name, slot: slot, card == nil ? .remove : .insert, card: card?.name) }
         interrupt([message])
     }
 

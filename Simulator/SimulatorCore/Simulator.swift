@@ -36,6 +36,7 @@ public final class Simulator: Sendable {
     private struct SlotAddress: Hashable, Sendable { var reader: Int, slot: Int }
     private let state = Mutex(State())
     private let log: @Sendable (String) -> Void
+    private let recorder: Recorder?
 
     public static let controlSocketName = "control.sock"
     public static func socketName(_ index: Int) -> String { "sim\(index).sock" }
@@ -43,9 +44,11 @@ public final class Simulator: Sendable {
     /// The readers so far, plugged or not, by number.
     public var readers: [SimulatedReader] { state.withLock { $0.entries } }
 
-    public init(directory: String, setups: [ReaderSetup], bus: ReaderBus? = nil,
+    /// `recorder`: every slot's card events and exchanges go to it (`--record`).
+    public init(directory: String, setups: [ReaderSetup], bus: ReaderBus? = nil, recorder: Recorder? = nil,
                 log: @escaping @Sendable (String) -> Void) throws(SimulatorError) {
         self.directory = directory
+        self.recorder = recorder
         self.bus = bus
         self.log = log
         do throws(SimulatorError) {
@@ -60,7 +63,8 @@ public final class Simulator: Sendable {
     private func add(_ setup: ReaderSetup) throws(SimulatorError) -> Int {
         let index = state.withLock { s in
             let i = s.entries.count
-            s.entries.append(SimulatedReader(name: "sim\(i)", profile: setup.profile, serialNumber: "SIM\(1000 + i)"))
+            s.entries.append(SimulatedReader(name: "sim\(i)", profile: setup.profile, serialNumber: "SIM\(1000 + i)",
+                                             recorder: recorder))
             return i
         }
         for (slot, card) in setup.cards.enumerated() {
@@ -83,6 +87,9 @@ public final class Simulator: Sendable {
         switch card {
         case .builtIn(let variant):
             try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.insert(ComplianceTestCard(variant), slot: slot) }
+        case .replay(let path):
+            let card = try ReplayCard(path: path, log: log)
+            try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.insert(card, slot: slot) }
         case .vpcd(let mode):
             try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.remove(slot: slot) }
             let socket: VPCDCardSocket

@@ -33,8 +33,11 @@ struct ReaderOptions: ParsableArguments {
     @Option(name: .long, help: "Profile of the default reader when no --config is given (see `ccid-sim profiles`).")
     var profile: String?
 
-    @Option(name: .long, help: "Card in the default reader's first slot: a built-in card, vpcd:PORT (a card process connects, as to vpcd), vpcd-connect:HOST:PORT (one that listens, as vicc --reversed), or none.")
+    @Option(name: .long, help: "Card in the default reader's first slot: a built-in card, vpcd:PORT (a card process connects, as to vpcd), vpcd-connect:HOST:PORT (one that listens, as vicc --reversed), replay:FILE (a --record file answering again), or none.")
     var card: CardChoice = .defaultCard
+
+    @Option(help: "Write every slot's card events and exchanges (time, reader, slot, ATR, C-APDU, R-APDU) to this file as JSON lines; `--card replay:FILE` answers from it.")
+    var record: String?
 
     @Option(name: .customLong("spin-us"),
             help: "After each reply, poll for the next request this many µs before sleeping (0: never). Idle readers cost no CPU either way.")

@@ -49,7 +49,7 @@ struct PrivatePCSCD: ParsableCommand {
         let bundled = try DriverBundle.library(explicit: driver)
         let dir = directory.resolved
         let bus = usb ? try MockUSBBus(log: { note($0) }) : nil
-        let running = try startSimulator(directory: dir, setups: try readers.setups(), spinMicroseconds: readers.spinUs, bus: bus)
+        let running = try startSimulator(directory: dir, setups: try readers.setups(), readers: readers, bus: bus)
         let sim = running.simulator
         let fm = FileManager.default
         let confDir = "\(dir)/reader.conf.d", runDir = "\(dir)/pcscd", dropDir = "\(dir)/drivers"

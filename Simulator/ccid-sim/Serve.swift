@@ -31,7 +31,7 @@ struct Serve: ParsableCommand {
         let setups = try readers.setups()
         let mock = usb ? try MockUSBBus(log: { note($0) }) : nil
         let bus: ReaderBus? = gadget ? GadgetBus(mountDirectory: "\(directory.resolved)/ffs", log: { note($0) }) : mock
-        let running = try startSimulator(directory: directory.resolved, setups: setups, spinMicroseconds: readers.spinUs, bus: bus)
+        let running = try startSimulator(directory: directory.resolved, setups: setups, readers: readers, bus: bus)
         if let mock {
             print("UMOCKDEV_DIR=\(mock.root)")
         } else if gadget {
@@ -59,7 +59,7 @@ struct RunningSimulator {
     }
 }
 
-func startSimulator(directory: String, setups: [ReaderSetup], spinMicroseconds: Int, bus: ReaderBus? = nil) throws -> RunningSimulator {
+func startSimulator(directory: String, setups: [ReaderSetup], readers: ReaderOptions, bus: ReaderBus? = nil) throws -> RunningSimulator {
     let fm = FileManager.default
     var isDir: ObjCBool = false
     let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
@@ -68,8 +68,9 @@ func startSimulator(directory: String, setups: [ReaderSetup], spinMicroseconds: 
        (try? ControlClient.request(directory: directory, .list)) != nil {
         throw ValidationError("a simulator is already running in \(directory)")
     }
-    let simulator = try Simulator(directory: directory, setups: setups, bus: bus, log: { note($0) })
-    try simulator.start(spinAfterReply: .microseconds(spinMicroseconds))
+    let recorder = try readers.record.map { path throws(SimulatorError) in try Recorder(path: path) }
+    let simulator = try Simulator(directory: directory, setups: setups, bus: bus, recorder: recorder, log: { note($0) })
+    try simulator.start(spinAfterReply: .microseconds(readers.spinUs))
     return RunningSimulator(simulator: simulator, createdDirectory: !existed)
 }
 

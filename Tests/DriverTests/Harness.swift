@@ -19,7 +19,13 @@ struct Harness {
     }
 
     init(readerProfile: ReaderProfile, cards: [String?] = ["compliance"], timeouts: ExchangeTimeouts = ExchangeTimeouts()) throws {
-        sim = SimulatedReader(name: "sim0", profile: readerProfile, serialNumber: "T1", timing: .quick)
+        try self.init(sim: SimulatedReader(name: "sim0", profile: readerProfile, serialNumber: "T1", timing: .quick),
+                      cards: cards, timeouts: timeouts)
+    }
+
+    /// Around a simulated reader made by the test (with a recorder, say).
+    init(sim: SimulatedReader, cards: [String?], timeouts: ExchangeTimeouts = ExchangeTimeouts()) throws {
+        self.sim = sim
         for (slot, card) in cards.enumerated() {
             if let card { try sim.insert(try #require(CardSpec(card).flatMap(\.builtInCard)), slot: slot) }
         }

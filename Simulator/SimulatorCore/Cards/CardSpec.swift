@@ -1,19 +1,27 @@
 /// A card for a slot as users name it, on the command line, in --config and
 /// over the control socket: a built-in card ("compliance", …), or a card
 /// process on a vpcd socket ("vpcd:PORT": it connects to us, as to vpcd;
-/// "vpcd-connect:HOST:PORT": we connect to it, as to vicc --reversed).
+/// "vpcd-connect:HOST:PORT": we connect to it, as to vicc --reversed); or a
+/// recording answering again ("replay:FILE", from `--record FILE`).
 public enum CardSpec: Sendable, Equatable, CustomStringConvertible, Codable {
     case builtIn(ComplianceTestCard.Variant)
     case vpcd(VPCDCardSocket.Mode)
+    case replay(path: String)
 
     public static let defaultCard = CardSpec.builtIn(.direct)
     public static var syntax: [String] {
-        ComplianceTestCard.Variant.allCases.map(\.rawValue) + ["vpcd:PORT", "vpcd-connect:HOST:PORT"]
+        ComplianceTestCard.Variant.allCases.map(\.rawValue) + ["vpcd:PORT", "vpcd-connect:HOST:PORT", "replay:FILE"]
     }
 
     public init?(_ text: String) {
         if let variant = ComplianceTestCard.Variant(rawValue: text) {
             self = .builtIn(variant)
+            return
+        }
+        if text.hasPrefix("replay:") {
+            let path = String(text.dropFirst("replay:".count))
+            guard !path.isEmpty else { return nil }
+            self = .replay(path: path)
             return
         }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
@@ -34,6 +42,7 @@ public enum CardSpec: Sendable, Equatable, CustomStringConvertible, Codable {
         case .builtIn(let variant): variant.rawValue
         case .vpcd(.listen(let port)): "vpcd:\(port)"
         case .vpcd(.connect(let host, let port)): "vpcd-connect:\(host):\(port)"
+        case .replay(let path): "replay:\(path)"
         }
     }
 

@@ -29,9 +29,13 @@ public protocol SimulatedCard: AnyObject, Sendable {
     func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer
     /// T=0 at character level: whether this header's P3 counts bytes sent to the card.
     func commandCarriesData(_ header: [UInt8]) -> Bool
+    /// The card this is: a wrapper (a recording) answers for the card it wraps.
+    var identity: ObjectIdentifier { get }
 }
 
 extension SimulatedCard {
+    public var identity: ObjectIdentifier { ObjectIdentifier(self) }
+
     public func powerUp() -> [UInt8]? {
         reset()
         return atr
