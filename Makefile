@@ -11,7 +11,7 @@ ATTACH := $(BUILD)/ccid-attach
 # Debian packages the build, the demo and the tests use.
 DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pyscard libccid util-linux mount \
   libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi \
-  libsystemd-dev systemd udev systemd-container debootstrap vsmartcard-vpicc python3-pip
+  libsystemd-dev systemd udev systemd-container debootstrap vsmartcard-vpicc python3-pip tshark
 # PyPI packages the tests use, installed into $(PYDEPS) (not the system's
 # Python): Debian's vicc needs PyCryptodome under the name `Crypto`, which no
 # Debian package of bookworm or trixie provides.

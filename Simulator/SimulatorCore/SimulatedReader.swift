@@ -20,9 +20,12 @@ public final class SimulatedReader: RelayDevice, Sendable {
     private let relay = ReplyScheduler()
     private let relayConnection = Mutex<RelayServerConnection?>(nil)
     private let recorder: Recorder?
+    private let trace: USBTrace?
 
+    /// `recorder`: the slots' card events and exchanges go to it; `capture`:
+    /// the reader's USB traffic, as device `deviceNumber` on bus 1.
     public init(name: String, profile: ReaderProfile, serialNumber: String, timing: ReaderTiming = .realistic,
-                recorder: Recorder? = nil) {
+                recorder: Recorder? = nil, capture: USBCapture? = nil, deviceNumber: UInt8 = 2) {
         self.name = name
         self.recorder = recorder
         self.profile = profile
@@ -33,6 +36,16 @@ public final class SimulatedReader: RelayDevice, Sendable {
             classDescriptor: profile.descriptor, layout: profile.usbLayout)
         model = Mutex(ReaderModel(profile: profile, timing: timing))
         slotCount = profile.descriptor.slotCount
+        trace = capture?.device(deviceNumber, descriptors: descriptors)
+    }
+
+    /// A bus's sink for this reader's bulk-in replies, seen by the capture on the way.
+    public func sink(send: @escaping @Sendable ([UInt8]) -> Void, hangUp: @escaping @Sendable () -> Void = {}) -> ReplyScheduler.Sink {
+        guard let trace else { return ReplyScheduler.Sink(send: send, hangUp: hangUp) }
+        return ReplyScheduler.Sink(send: { message in
+            trace.bulkIn(message)
+            send(message)
+        }, hangUp: hangUp)
     }
 
     public func cardName(slot: Int) -> String? { model.withLock { $0.cardName(slot: slot) } }
@@ -94,6 +107,7 @@ public final class SimulatedReader: RelayDevice, Sendable {
         let connection = relayConnection.withLock { $0 }
         let observers = interruptObservers.withLock { $0 }
         for message in messages {
+            trace?.interrupt(message)
             connection?.send(.interruptIn(message))
             for observer in observers { observer(message) }
         }
@@ -104,6 +118,7 @@ public final class SimulatedReader: RelayDevice, Sendable {
     /// One bulk-out message: the interrupts it causes go out now, its replies
     /// are returned for the bus's scheduler.
     public func respond(to message: [UInt8]) -> [TimedReply] {
+        trace?.bulkOut(message)
         let output = model.withLock { $0.respond(to: message) }
         interrupt(output.interrupts)
         return output.replies
@@ -112,6 +127,7 @@ public final class SimulatedReader: RelayDevice, Sendable {
     /// Class requests (CCID §5.3); nil stalls. The bus's scheduler drops an aborted command's replies.
     public func controlRequest(_ request: ControlRequest, scheduler: ReplyScheduler? = nil) -> [UInt8]? {
         let answer = model.withLock { $0.control(request) }
+        trace?.control(request, answer: answer)
         if request.requestType == 0x21, request.request == ClassRequest.abort.rawValue { scheduler?.abort() }
         return answer
     }
@@ -123,7 +139,7 @@ public final class SimulatedReader: RelayDevice, Sendable {
 
     public func connected(_ connection: RelayServerConnection) {
         relayConnection.withLock { $0 = connection }
-        relay.attach(ReplyScheduler.Sink(send: { connection.send(.bulkIn($0)) }, hangUp: { connection.hangUp() }))
+        relay.attach(sink(send: { connection.send(.bulkIn($0)) }, hangUp: { connection.hangUp() }))
     }
 
     public func disconnected(_ connection: RelayServerConnection) {

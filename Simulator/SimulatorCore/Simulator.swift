@@ -37,6 +37,7 @@ public final class Simulator: Sendable {
     private let state = Mutex(State())
     private let log: @Sendable (String) -> Void
     private let recorder: Recorder?
+    private let capture: USBCapture?
 
     public static let controlSocketName = "control.sock"
     public static func socketName(_ index: Int) -> String { "sim\(index).sock" }
@@ -44,11 +45,13 @@ public final class Simulator: Sendable {
     /// The readers so far, plugged or not, by number.
     public var readers: [SimulatedReader] { state.withLock { $0.entries } }
 
-    /// `recorder`: every slot's card events and exchanges go to it (`--record`).
+    /// `recorder`: every slot's card events and exchanges go to it (`--record`);
+    /// `capture`: every reader's USB traffic (`--pcap`).
     public init(directory: String, setups: [ReaderSetup], bus: ReaderBus? = nil, recorder: Recorder? = nil,
-                log: @escaping @Sendable (String) -> Void) throws(SimulatorError) {
+                capture: USBCapture? = nil, log: @escaping @Sendable (String) -> Void) throws(SimulatorError) {
         self.directory = directory
         self.recorder = recorder
+        self.capture = capture
         self.bus = bus
         self.log = log
         do throws(SimulatorError) {
@@ -64,7 +67,7 @@ public final class Simulator: Sendable {
         let index = state.withLock { s in
             let i = s.entries.count
             s.entries.append(SimulatedReader(name: "sim\(i)", profile: setup.profile, serialNumber: "SIM\(1000 + i)",
-                                             recorder: recorder))
+                                             recorder: recorder, capture: capture, deviceNumber: UInt8(min(127, 2 + i))))
             return i
         }
         for (slot, card) in setup.cards.enumerated() {

@@ -22,7 +22,7 @@ public final class USBDeviceBridge: Sendable {
     public func attach(send: @escaping Send) {
         let bulkIn = endpoints.bulkIn
         // A reader that "hangs up" on USB just falls silent for that command.
-        scheduler.attach(ReplyScheduler.Sink(send: { send(bulkIn, $0) }))
+        scheduler.attach(reader.sink(send: { send(bulkIn, $0) }))
         guard let interrupt = endpoints.interruptIn else { return }
         interruptSink.withLock { $0 = send }
         reader.observeInterrupts { [weak self] message in

@@ -39,6 +39,12 @@ struct ReaderOptions: ParsableArguments {
     @Option(help: "Write every slot's card events and exchanges (time, reader, slot, ATR, C-APDU, R-APDU) to this file as JSON lines; `--card replay:FILE` answers from it.")
     var record: String?
 
+    @Option(help: "Write every reader's CCID traffic (relay, USB and gadget readers alike) to this file as a Linux usbmon pcap for Wireshark and tshark.")
+    var pcap: String?
+
+    @Flag(help: "Show the PINs of VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER in the --pcap trace (masked with '*' otherwise).")
+    var pcapPins = false
+
     @Option(name: .customLong("spin-us"),
             help: "After each reply, poll for the next request this many µs before sleeping (0: never). Idle readers cost no CPU either way.")
     var spinUs: Int = 200

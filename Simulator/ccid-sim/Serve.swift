@@ -69,7 +69,8 @@ func startSimulator(directory: String, setups: [ReaderSetup], readers: ReaderOpt
         throw ValidationError("a simulator is already running in \(directory)")
     }
     let recorder = try readers.record.map { path throws(SimulatorError) in try Recorder(path: path) }
-    let simulator = try Simulator(directory: directory, setups: setups, bus: bus, recorder: recorder, log: { note($0) })
+    let capture = try readers.pcap.map { path throws(SimulatorError) in try USBCapture(path: path, showPINs: readers.pcapPins) }
+    let simulator = try Simulator(directory: directory, setups: setups, bus: bus, recorder: recorder, capture: capture, log: { note($0) })
     try simulator.start(spinAfterReply: .microseconds(readers.spinUs))
     return RunningSimulator(simulator: simulator, createdDirectory: !existed)
 }
