@@ -53,8 +53,14 @@ let package = Package(
         // Real USB devices through configfs and FunctionFS (the VM test's gadget readers).
         .target(name: "SimulatorGadget", dependencies: ["SimulatorCore", "CCID", "ThreadSupport"],
                 path: "Simulator/SimulatorGadget"),
+        // pcsc-lite's client library, for cards in other PC/SC readers (--card pcsc:READER).
+        // (Not a pkg-config system library: its -pthread is a flag SwiftPM refuses.)
+        .target(name: "CPCSCClient", path: "Simulator/CPCSCClient", cSettings: [.unsafeFlags(["-I/usr/include/PCSC"])],
+                linkerSettings: [.linkedLibrary("pcsclite")]),
+        .target(name: "SimulatorPCSC", dependencies: ["SimulatorCore", "CPCSCClient", "CCID", "ThreadSupport"],
+                path: "Simulator/SimulatorPCSC", swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]),
         .executableTarget(name: "ccid-sim",
-                          dependencies: ["SimulatorCore", "SimulatorUSB", "SimulatorGadget", "Relay",
+                          dependencies: ["SimulatorCore", "SimulatorUSB", "SimulatorGadget", "SimulatorPCSC", "Relay",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Simulator/ccid-sim"),
         // Helpers the test targets share.

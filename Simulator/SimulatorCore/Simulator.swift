@@ -30,14 +30,15 @@ public final class Simulator: Sendable {
         var locations: [Int: String] = [:]
         var control: ControlServer?
         var spinAfterReply: Duration = .zero
-        /// Slots whose cards come and go on a vpcd socket.
-        var cardSockets: [SlotAddress: VPCDCardSocket] = [:]
+        /// Slots whose cards come and go: vpcd sockets, other PC/SC readers.
+        var cardSources: [SlotAddress: CardSource] = [:]
     }
     private struct SlotAddress: Hashable, Sendable { var reader: Int, slot: Int }
     private let state = Mutex(State())
     private let log: @Sendable (String) -> Void
     private let recorder: Recorder?
     private let capture: USBCapture?
+    private let pcscCards: PCSCCardSourceMaker?
 
     public static let controlSocketName = "control.sock"
     public static func socketName(_ index: Int) -> String { "sim\(index).sock" }
@@ -46,18 +47,21 @@ public final class Simulator: Sendable {
     public var readers: [SimulatedReader] { state.withLock { $0.entries } }
 
     /// `recorder`: every slot's card events and exchanges go to it (`--record`);
-    /// `capture`: every reader's USB traffic (`--pcap`).
+    /// `capture`: every reader's USB traffic (`--pcap`); `pcscCards`: what
+    /// makes `pcsc:READER` cards (ccid-sim's PC/SC client).
     public init(directory: String, setups: [ReaderSetup], bus: ReaderBus? = nil, recorder: Recorder? = nil,
-                capture: USBCapture? = nil, log: @escaping @Sendable (String) -> Void) throws(SimulatorError) {
+                capture: USBCapture? = nil, pcscCards: PCSCCardSourceMaker? = nil,
+                log: @escaping @Sendable (String) -> Void) throws(SimulatorError) {
         self.directory = directory
+        self.pcscCards = pcscCards
         self.recorder = recorder
         self.capture = capture
         self.bus = bus
         self.log = log
         do throws(SimulatorError) {
-            for setup in setups { try add(setup) }
+            for setup in setups { _ = try add(setup) }
         } catch {
-            stopCardSockets()
+            stopCardSources()
             throw error
         }
     }
@@ -86,7 +90,7 @@ public final class Simulator: Sendable {
     public func insert(_ card: CardSpec, reader index: Int, slot: Int) throws(SimulatorError) {
         guard let reader = readers.dropFirst(index).first else { throw .config("no reader \(index)") }
         let address = SlotAddress(reader: index, slot: slot)
-        stopCardSocket(address)
+        stopCardSource(address)
         switch card {
         case .builtIn(let variant):
             try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.insert(ComplianceTestCard(variant), slot: slot) }
@@ -103,7 +107,14 @@ public final class Simulator: Sendable {
             } catch {
                 throw .socket(error)
             }
-            state.withLock { $0.cardSockets[address] = socket }
+            state.withLock { $0.cardSources[address] = socket }
+        case .pcsc(let name):
+            guard let pcscCards else { throw .config("\(card): this simulator has no PC/SC client") }
+            try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.remove(slot: slot) }
+            let events = SlotEvents(insert: { card in try? reader.insert(card, slot: slot) },
+                                    remove: { card in reader.remove(slot: slot, ifStill: card) }, log: log)
+            let source = try pcscCards(name, events)
+            state.withLock { $0.cardSources[address] = source }
         }
     }
 
@@ -114,18 +125,18 @@ public final class Simulator: Sendable {
     /// Takes the card out of a slot (and closes its vpcd socket, if it has one).
     public func remove(reader index: Int, slot: Int) throws(SimulatorError) {
         guard let reader = readers.dropFirst(index).first else { throw .config("no reader \(index)") }
-        stopCardSocket(SlotAddress(reader: index, slot: slot))
+        stopCardSource(SlotAddress(reader: index, slot: slot))
         try Self.slotAction { () throws(SimulatedReader.SlotActionError) in try reader.remove(slot: slot) }
     }
 
-    private func stopCardSocket(_ address: SlotAddress) {
-        state.withLock { $0.cardSockets.removeValue(forKey: address) }?.stop()
+    private func stopCardSource(_ address: SlotAddress) {
+        state.withLock { $0.cardSources.removeValue(forKey: address) }?.stop()
     }
 
-    private func stopCardSockets() {
+    private func stopCardSources() {
         let sockets = state.withLock { s in
-            defer { s.cardSockets = [:] }
-            return Array(s.cardSockets.values)
+            defer { s.cardSources = [:] }
+            return Array(s.cardSources.values)
         }
         for socket in sockets { socket.stop() }
     }
@@ -133,7 +144,7 @@ public final class Simulator: Sendable {
     /// What a slot shows in `list`: its card, or the vpcd socket waiting for one.
     private func slotListing(reader index: Int, slot: Int) -> String {
         if let name = readers[index].cardName(slot: slot) { return name }
-        if let socket = state.withLock({ $0.cardSockets[SlotAddress(reader: index, slot: slot)] }) {
+        if let socket = state.withLock({ $0.cardSources[SlotAddress(reader: index, slot: slot)] }) {
             return "\(socket.name) (no card connected)"
         }
         return "empty"
@@ -233,7 +244,7 @@ public final class Simulator: Sendable {
     public func stop() {
         let (control, listeners) = state.withLock { ($0.control, Array($0.listeners.values)) }
         control?.stop()
-        stopCardSockets()
+        stopCardSources()
         for l in listeners { l.stop() }
         bus?.stop()
     }

@@ -100,6 +100,8 @@ struct PrivatePCSCD: ParsableCommand {
                            runDir, confDir, debug ? "--debug" : "--info", dropDir, DriverBundle.dropDirectory()]
         pcscd.standardOutput = log
         pcscd.standardError = log
+        // PCSCLITE_CSOCK_NAME here names another pcscd, whose cards `--card pcsc:` takes: not this one's socket.
+        pcscd.environment = ProcessInfo.processInfo.environment.filter { $0.key != "PCSCLITE_CSOCK_NAME" }
         StopSignal.install()
         try pcscd.run()
         defer { stop(pcscd) }

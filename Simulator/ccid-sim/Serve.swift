@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SimulatorCore
 import SimulatorGadget
+import SimulatorPCSC
 import SimulatorUSB
 
 struct Serve: ParsableCommand {
@@ -70,7 +71,8 @@ func startSimulator(directory: String, setups: [ReaderSetup], readers: ReaderOpt
     }
     let recorder = try readers.record.map { path throws(SimulatorError) in try Recorder(path: path) }
     let capture = try readers.pcap.map { path throws(SimulatorError) in try USBCapture(path: path, showPINs: readers.pcapPins) }
-    let simulator = try Simulator(directory: directory, setups: setups, bus: bus, recorder: recorder, capture: capture, log: { note($0) })
+    let simulator = try Simulator(directory: directory, setups: setups, bus: bus, recorder: recorder, capture: capture,
+                                  pcscCards: PCSCCardSource.maker, log: { note($0) })
     try simulator.start(spinAfterReply: .microseconds(readers.spinUs))
     return RunningSimulator(simulator: simulator, createdDirectory: !existed)
 }

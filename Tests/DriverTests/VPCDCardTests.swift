@@ -86,6 +86,8 @@ struct VPCDCardTests {
         let long = (0..<250).map { UInt8(truncatingIfNeeded: $0) }
         #expect(try h.reader.transmit(slot: 0, apdu: [0x00, 0xD6, 0x00, 0x00, 250] + long) == long + [0x90, 0x00])
         try h.reader.powerOff(slot: 0)
+        // Power off has no answer: the card's thread may still be reading it.
+        Self.waitFor("power off to arrive") { card.received.withLock { $0.count } == 6 }
         // get ATR on connecting; power on and get ATR; the APDUs as sent; power off.
         #expect(card.received.withLock { $0 } == [[4], [1], [4], [0x00, 0xD6, 0x00, 0x00, 0x03, 0x0A, 0x0B, 0x0C],
                                                    [0x00, 0xD6, 0x00, 0x00, 250] + long, [0]])

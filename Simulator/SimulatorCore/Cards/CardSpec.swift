@@ -7,10 +7,12 @@ public enum CardSpec: Sendable, Equatable, CustomStringConvertible, Codable {
     case builtIn(ComplianceTestCard.Variant)
     case vpcd(VPCDCardSocket.Mode)
     case replay(path: String)
+    /// The card in a reader of another PC/SC stack ("pcsc:READER").
+    case pcsc(reader: String)
 
     public static let defaultCard = CardSpec.builtIn(.direct)
     public static var syntax: [String] {
-        ComplianceTestCard.Variant.allCases.map(\.rawValue) + ["vpcd:PORT", "vpcd-connect:HOST:PORT", "replay:FILE"]
+        ComplianceTestCard.Variant.allCases.map(\.rawValue) + ["vpcd:PORT", "vpcd-connect:HOST:PORT", "replay:FILE", "pcsc:READER"]
     }
 
     public init?(_ text: String) {
@@ -22,6 +24,12 @@ public enum CardSpec: Sendable, Equatable, CustomStringConvertible, Codable {
             let path = String(text.dropFirst("replay:".count))
             guard !path.isEmpty else { return nil }
             self = .replay(path: path)
+            return
+        }
+        if text.hasPrefix("pcsc:") {
+            let reader = String(text.dropFirst("pcsc:".count))
+            guard !reader.isEmpty else { return nil }
+            self = .pcsc(reader: reader)
             return
         }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
@@ -43,6 +51,7 @@ public enum CardSpec: Sendable, Equatable, CustomStringConvertible, Codable {
         case .vpcd(.listen(let port)): "vpcd:\(port)"
         case .vpcd(.connect(let host, let port)): "vpcd-connect:\(host):\(port)"
         case .replay(let path): "replay:\(path)"
+        case .pcsc(let reader): "pcsc:\(reader)"
         }
     }
 

@@ -8,7 +8,7 @@ import ThreadSupport
 /// connecting is an insertion, a card going away a removal: the socket's
 /// thread tells the slot through `insert` and `remove`, then waits for the
 /// next card. A card whose first answer is not an ATR is turned away.
-public final class VPCDCardSocket: Sendable {
+public final class VPCDCardSocket: CardSource, Sendable {
     public enum Mode: Sendable, Equatable {
         case listen(port: UInt16)
         case connect(host: String, port: UInt16)
