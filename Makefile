@@ -11,12 +11,14 @@ ATTACH := $(BUILD)/ccid-attach
 # Debian packages the build, the demo and the tests use.
 DEB_PACKAGES := pkg-config libpcsclite-dev pcscd pcsc-tools opensc python3-pyscard libccid util-linux mount \
   libusb-1.0-0-dev libudev-dev umockdev libumockdev-dev gir1.2-umockdev-1.0 python3-gi \
-  libsystemd-dev systemd udev systemd-container debootstrap vsmartcard-vpicc python3-pip tshark
-# PyPI packages the tests use, installed into $(PYDEPS) (not the system's
-# Python): Debian's vicc needs PyCryptodome under the name `Crypto`, which no
-# Debian package of bookworm or trixie provides.
+  libsystemd-dev systemd udev systemd-container debootstrap vsmartcard-vpicc python3-pip tshark scdaemon
+# PyPI packages the tests use, each set in its own folder of $(PYDEPS) (not
+# the system's Python): Debian's vicc needs PyCryptodome under the name
+# `Crypto`, which no Debian package of bookworm or trixie provides; the
+# OpenPGP card application's own `smartcard` package would hide pyscard's.
 PYDEPS := $(BUILD)/pydeps
-PYPI_PACKAGES := pycryptodome==3.23.0
+PYPI_VICC := pycryptodome==3.23.0
+PYPI_OPENPGP := smartcard-app-openpgp==0.4.0 smartcard==0.3
 # What `make deb` and `make rpm-check` need besides.
 PACKAGING_PACKAGES := dpkg-dev debhelper lintian rpm rpmlint
 
@@ -75,7 +77,10 @@ integration-test: bundle sim attach deb rpm-check pydeps
 	$(PYTHON) -m unittest discover -s tests -p 'test_*.py' -v
 
 pydeps: $(DEPS)
-	@test -f $(PYDEPS)/.installed || { $(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(PYDEPS) $(PYPI_PACKAGES) && touch $(PYDEPS)/.installed; }
+	@test -f $(PYDEPS)/vicc/.installed || { $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+	  --target $(PYDEPS)/vicc $(PYPI_VICC) && touch $(PYDEPS)/vicc/.installed; }
+	@test -f $(PYDEPS)/openpgp/.installed || { $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+	  --target $(PYDEPS)/openpgp $(PYPI_OPENPGP) && touch $(PYDEPS)/openpgp/.installed; }
 
 # The real kernel's USB stack, udev, systemd and pcscd in a QEMU guest of each
 # Debian release in RELEASES, with our Debian packages installed and

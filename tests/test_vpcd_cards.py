@@ -1,8 +1,10 @@
 """Real card applications behind simulated CCID readers: Debian's vicc (the
-vsmartcard project's card emulator, its ISO 7816 card) speaking the vpcd
-protocol to a slot of `ccid-sim --card vpcd:PORT`, at every exchange level,
-over the relay and over USB (umockdev), through the real pcscd to pyscard and
-opensc-tool; and Debian's libccid on the same USB devices as the reference.
+vsmartcard project's card emulator, its ISO 7816 card) and the OpenPGP card
+application of PyPI's smartcard-app-openpgp (tests/openpgp_vpcd_card.py)
+speaking the vpcd protocol to a slot of `ccid-sim --card vpcd:PORT`, at every
+exchange level, over the relay and over USB (umockdev), through the real
+pcscd to pyscard, opensc-tool, openpgp-tool and gpg (scdaemon); and Debian's
+libccid on the same USB devices as the reference.
 
 What vicc 3.3's ISO 7816 card can do decides the script: its SELECT with an
 FCI (P2 00) and UPDATE BINARY raise Python exceptions inside vicc (a bug of
@@ -27,6 +29,8 @@ VICC_ATR = [0x3B, 0x95, 0x13, 0x81, 0x01, 0x80, 0x73, 0xFF, 0x01, 0x00, 0x0B]
 # and vicc needs PyCryptodome as `Crypto` (make pydeps puts it in build/pydeps).
 VSC_PATH = "/usr/lib/python3/site-packages/virtualsmartcard"
 PYDEPS = os.path.join(ROOT, "build", "pydeps")
+VICC_PATH = os.path.join(PYDEPS, "vicc") + ":" + VSC_PATH
+OPENPGP_PATH = os.path.join(PYDEPS, "openpgp")
 CREATE_EF_1234 = bytes.fromhex("00E000000D620B8002010082010183021234")   # transparent EF 1234, 256 bytes
 
 
@@ -36,16 +40,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Vicc:
-    """A vicc process for the length of a `with` block: it connects to the
-    slot's port, or with `reversed` listens for the slot to connect."""
+class CardProcess:
+    """A card emulator's process for the length of a `with` block."""
 
-    def __init__(self, port, reversed=False):
-        self.args = ["vicc", "--type", "iso7816", "--port", str(port)] + (["--reversed"] if reversed else [])
-        self.log = "%s.vicc-%d.log" % (DIR, port)
+    def __init__(self, args, pythonpath, log):
+        self.args, self.pythonpath, self.log = args, pythonpath, log
 
     def __enter__(self):
-        env = dict(os.environ, PYTHONPATH=PYDEPS + ":" + VSC_PATH)
+        env = dict(os.environ, PYTHONPATH=self.pythonpath)
         self.out = open(self.log, "w")
         self.proc = subprocess.Popen(self.args, stdout=self.out, stderr=subprocess.STDOUT, env=env)
         return self
@@ -63,6 +65,22 @@ class Vicc:
     def text(self):
         with open(self.log, errors="replace") as f:
             return f.read()
+
+
+class Vicc(CardProcess):
+    """vicc: it connects to the slot's port, or with `reversed` listens for the slot to connect."""
+
+    def __init__(self, port, reversed=False):
+        super().__init__(["vicc", "--type", "iso7816", "--port", str(port)] + (["--reversed"] if reversed else []),
+                         VICC_PATH, "%s.vicc-%d.log" % (DIR, port))
+
+
+class OpenPGPCard(CardProcess):
+    """The OpenPGP card application, a blank card each time, connecting to the slot's port."""
+
+    def __init__(self, port):
+        super().__init__(["/usr/bin/python3", os.path.join(ROOT, "tests", "openpgp_vpcd_card.py"), str(port)],
+                         OPENPGP_PATH, "%s.openpgp-%d.log" % (DIR, port))
 
 
 def present(reader):
@@ -106,6 +124,105 @@ def opensc_script(test, reader_index=0):
     test.assertIn("00 00 00 00 00 00 00 00", out.stdout)
 
 
+# The application's one known fault: GET DATA FA (algorithm information, which
+# gpg --card-status asks for) raises inside it and is answered 6F00; gpg goes on.
+ALGORITHM_INFO_BUG = "TypeError: byte indices must be integers or slices, not str"
+KEY_NOT_READY = "ValueError: key not ready yet"
+OPENPGP_ATR = list(bytes.fromhex("3BDA11FF81B1FE551F030031C873FB11DF0190009D"))
+OPENPGP_SELECT = bytes.fromhex("00A4040006D2760001240100")
+
+
+def openpgp_script(test, reader):
+    """The OpenPGP application through the reader, as pyscard sends it: its
+    AID (the serial number in it is the card's own random pick), PINs, the
+    cardholder's name written and read back, the PIN status, and an X25519
+    key pair generated on the card (its public point is the card's)."""
+    with Context() as c:
+        card = c.connect(reader)
+        test.assertEqual(card.attribute(S.SCARD_ATTR_ATR_STRING), OPENPGP_ATR)
+
+        def get(apdu):
+            # This application answers GET DATA with 61xx (also under T=1): fetch as gpg does.
+            first = card.transmit(apdu)
+            test.assertEqual(first[0], 0x61, "GET DATA %s" % bytes(apdu).hex())
+            return card.transmit([0x00, 0xC0, 0x00, 0x00, first[1]])
+        fci = card.transmit(OPENPGP_SELECT)
+        test.assertEqual((fci[:6], fci[-11:]), ([0x6F, 0x1D, 0x64, 0x1B, 0x4F, 0x10], [0x50, 0x07] + list(b"OPENPGP") + OK))
+        aid = get(bytes.fromhex("00CA004F00"))
+        test.assertEqual((len(aid), aid[:9], aid[-4:]), (18, list(bytes.fromhex("D276000124010341FF")), [0, 0] + OK))
+        test.assertEqual(card.transmit(bytes.fromhex("00200081053030303030")), [0x69, 0x82], "wrong PW1")
+        test.assertEqual(card.transmit(bytes.fromhex("0020008106313233343536")), OK, "PW1 123456")
+        test.assertEqual(card.transmit(bytes.fromhex("00200083083132333435363738")), OK, "PW3 12345678")
+        test.assertEqual(card.transmit(bytes.fromhex("00DA005B0A") + b"Test<<Card"), OK, "PUT DATA name")
+        test.assertEqual(get(bytes.fromhex("00CA006500")), [0x5B, 0x0A] + list(b"Test<<Card") + [0x5F, 0x2D, 0x00, 0x5F, 0x35, 0x01, 0x39] + OK)
+        test.assertEqual(get(bytes.fromhex("00CA00C400")), [0x00, 0x7F, 0x7F, 0x7F, 0x03, 0x00, 0x03] + OK, "PW status")
+        # The application makes key pairs ahead in a thread; until the one asked for is
+        # ready it answers 6F00 (its "key not ready yet"). A fresh card may need a moment.
+        limit = time.monotonic() + 30
+        while True:
+            key = card.transmit(bytes.fromhex("0047800002B80000"))
+            if key != [0x6F, 0x00] or time.monotonic() > limit:
+                break
+            time.sleep(0.2)
+        test.assertEqual((len(key), key[:5], key[-2:]), (39, [0x7F, 0x49, 0x22, 0x86, 0x20], OK), "GENERATE X25519")
+        card.disconnect()
+
+
+SHORT_APDU_ONLY = "cherry-st-short"
+# scdaemon asks for the login data with an extended Le (GET DATA 5E, Le 65535) since the card
+# offers extended lengths; a reader that carries short APDUs only must refuse it, and does under
+# both drivers: gpg then gives up on the card ("Card removed").
+EXTENDED_REFUSED = "reader exchanges short APDUs only; this APDU is extended (Nc 0, Ne 65535)"
+
+
+def gpg_card_status(test, gnupghome, pcscd=None, profile=None):
+    """gpg --card-status through scdaemon's PC/SC access (its own CCID driver off).
+    Behind a short-APDU reader it must fail, for the reason above."""
+    os.makedirs(gnupghome, mode=0o700, exist_ok=True)
+    scd_log = os.path.join(gnupghome, "scdaemon.log")
+    with open(os.path.join(gnupghome, "scdaemon.conf"), "w") as f:
+        f.write("disable-ccid\npcsc-shared\nlog-file %s\ndebug-level basic\n" % scd_log)
+    env = dict(os.environ, GNUPGHOME=gnupghome)
+    try:
+        out = subprocess.run(["gpg", "--batch", "--card-status"], capture_output=True, text=True, timeout=120, env=env)
+    except subprocess.TimeoutExpired:
+        with open(scd_log, errors="replace") as f:
+            test.fail("gpg --card-status did not finish in 120 s; scdaemon's log ends:\n" + f.read()[-3000:])
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, timeout=30)
+    if profile == SHORT_APDU_ONLY:
+        test.assertNotEqual(out.returncode, 0)
+        test.assertIn("OpenPGP card not available", out.stderr)
+        if pcscd is not None and "libswiftccid.so" in pcscd.log_text():
+            test.assertIn(EXTENDED_REFUSED, pcscd.log_text())
+        return None
+    test.assertEqual(out.returncode, 0, out.stderr)
+    fields = dict(line.split(":", 1) for line in out.stdout.splitlines() if ":" in line)
+    fields = {k.rstrip(" ."): v.strip() for k, v in fields.items()}
+    for key, value in (("Application type", "OpenPGP"), ("Version", "3.41"), ("Name of cardholder", "Card Test"),
+                       ("Key attributes", "rsa2048 cv25519 rsa2048"), ("PIN retry counter", "3 0 3"),
+                       ("Signature key", "[none]"), ("Authentication key", "[none]")):
+        test.assertEqual(fields.get(key), value, "%s in %s" % (key, out.stdout))
+    # gpg learns a key's fingerprint when it generates it; one generated by a bare APDU has none on the card.
+    test.assertEqual(fields.get("Encryption key"), "[none]")
+    return out.stdout
+
+
+def openpgp_tools(test, pcscd, profile):
+    """opensc's openpgp-tool: the cardholder's name and the application's
+    identity. It too reads with extended lengths, which a short-APDU reader refuses."""
+    out = subprocess.run(["openpgp-tool", "--reader", "0"], capture_output=True, text=True, timeout=30)
+    if profile == SHORT_APDU_ONLY:
+        test.assertEqual((out.returncode, out.stderr.strip()), (1, "error: failed to select EF 3F00:0065:005B: Transmit failed"))
+        test.assertIn("reader exchanges short APDUs only; this APDU is extended", pcscd.log_text())
+        return
+    test.assertEqual(out.returncode, 0, out.stderr)
+    test.assertIn("Name:            Test Card", out.stdout)
+    out = subprocess.run(["openpgp-tool", "--reader", "0", "-C"], capture_output=True, text=True, timeout=30)
+    test.assertIn("Version:         3.41", out.stdout)
+    test.assertIn("AID:             d2:76:00:01:24:01:03:41:ff:", out.stdout)
+
+
 class VpcdCardsOverRelay(unittest.TestCase):
     """vicc in a slot of a relay reader of each exchange level; removal and
     reinsertion as the card process goes and comes; vicc --reversed."""
@@ -133,6 +250,20 @@ class VpcdCardsOverRelay(unittest.TestCase):
                             self.assertEqual(card.transmit(bytes.fromhex("002000000431323334")), OK)
                             card.disconnect()
                     self.assertTrue(pcscd.pcscd_alive())
+
+    def test_openpgp_card_at_every_exchange_level(self):
+        for profile in self.PROFILES:
+            with self.subTest(profile=profile):
+                port = free_port()
+                with PrivatePCSCD("--profile", profile, "--card", "vpcd:%d" % port) as pcscd, OpenPGPCard(port) as app:
+                    reader = reader_names()[0]
+                    wait_for(lambda: present(reader), what="the OpenPGP card inserted")
+                    openpgp_script(self, reader)
+                    gpg_card_status(self, DIR + ".gnupg-%s" % profile, pcscd, profile)
+                    openpgp_tools(self, pcscd, profile)
+                    self.assertTrue(pcscd.pcscd_alive())
+                    log = app.text()
+                    self.assertEqual(log.count("unhandled exception"), log.count(ALGORITHM_INFO_BUG) + log.count(KEY_NOT_READY))
 
     def test_vicc_reversed_and_inserted_at_run_time(self):
         port = free_port()
@@ -230,6 +361,10 @@ class VpcdCardsOverUSB(unittest.TestCase):
                 iso7816_script(self, reader)
                 self.assertNotIn("Traceback", vicc.text())
             wait_for(lambda: not present(reader), timeout=20, what="removal when vicc exits")
+            with OpenPGPCard(port):
+                wait_for(lambda: present(reader), timeout=20, what="the OpenPGP card inserted")
+                openpgp_script(self, reader)
+                gpg_card_status(self, "%s.gnupg-usb-%s-%s" % (DIR, profile, "libccid" if driver else "ours"), pcscd, profile)
 
     def test_vicc_over_usb_with_our_driver(self):
         for profile in self.PROFILES:
