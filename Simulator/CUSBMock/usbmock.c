@@ -39,13 +39,18 @@ typedef struct chunk {
     uint8_t data[];
 } chunk;
 
+#define USBMOCK_MAX_INTERFACES 8
+
 // Data a device may hold for a host that does not poll (per endpoint).
 #define QUEUED_LIMIT (1u << 20)
 
 struct usbmock_device {
     usbmock_bed *bed;
     UMockdevIoctlBase *handler;
-    char *syspath, *interface_syspath;
+    char *syspath;
+    // One sysfs usb_interface per interface of the configuration, in order (a composite token has several).
+    char *interface_syspaths[USBMOCK_MAX_INTERFACES];
+    int interface_count;
     char node[32];
     char *fifo_path;
     int fifo_fd;
@@ -300,7 +305,8 @@ static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client
         if (!data) { complete(client, -1, EFAULT); break; }
         unsigned int number = *(unsigned int *) data->data;
         umockdev_ioctl_data_unref(data);
-        if (number != d->interface_number) { complete(client, -1, EINVAL); break; }
+        // The device's other interfaces (a composite token's HID ones) belong to a kernel driver.
+        if (number != d->interface_number) { complete(client, -1, number < (unsigned) d->interface_count ? EBUSY : EINVAL); break; }
         complete(client, 0, 0);
         if (request == USBDEVFS_RELEASEINTERFACE && d->cb.released) d->cb.released(d->cb.context);
         break;
@@ -331,7 +337,7 @@ static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client
 // --- plug / unplug ----------------------------------------------------------
 
 usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8_t *descriptors, size_t length,
-                             uint8_t interface_number, uint8_t interface_class,
+                             uint8_t interface_number,
                              const char *manufacturer, const char *product, const char *serial,
                              usbmock_callbacks callbacks, char **error) {
     if (length < 18 || bus < 1 || bus > 255 || address < 1 || address > 127) {
@@ -349,10 +355,9 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
 
     uint16_t vid = descriptors[8] | descriptors[9] << 8, pid = descriptors[10] | descriptors[11] << 8;
     uint16_t bcd = descriptors[12] | descriptors[13] << 8;
-    char name[32], ifname[48], sbus[8], sdev[8], svid[8], spid[8], sbcd[8], sdevno[16], sifnum[8], sifclass[8];
+    char name[32], sbus[8], sdev[8], svid[8], spid[8], sbcd[8], sdevno[16];
     char nvid[8], npid[8], product_prop[32];
     snprintf(name, sizeof name, "%d-%d", bus, address);
-    snprintf(ifname, sizeof ifname, "%d-%d:1.%d", bus, address, interface_number);
     snprintf(sbus, sizeof sbus, "%d\n", bus);
     snprintf(sdev, sizeof sdev, "%d\n", address);
     snprintf(svid, sizeof svid, "%04x\n", vid);
@@ -361,19 +366,9 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     snprintf(npid, sizeof npid, "%04x", pid);
     snprintf(sbcd, sizeof sbcd, "%04x\n", bcd);
     snprintf(sdevno, sizeof sdevno, "189:%d", (bus - 1) * 128 + address - 1);
-    snprintf(sifnum, sizeof sifnum, "%02x\n", interface_number);
-    snprintf(sifclass, sizeof sifclass, "%02x\n", interface_class);
     snprintf(product_prop, sizeof product_prop, "%x/%x/%x", vid, pid, bcd);
-    // bNumEndpoints of our interface, as the configuration says.
-    int endpoints = 0;
-    for (size_t at = 18; at + 1 < length && descriptors[at] >= 2 && at + descriptors[at] <= length; at += descriptors[at]) {
-        if (descriptors[at + 1] == 0x04 && descriptors[at] >= 9 && descriptors[at + 2] == interface_number) {
-            endpoints = descriptors[at + 4];
-            break;
-        }
-    }
-    char snumep[8];
-    snprintf(snumep, sizeof snumep, "%02x\n", endpoints);
+    char snumif[8];
+    snprintf(snumif, sizeof snumif, "%2d\n", length > 22 ? descriptors[18 + 4] : 1);
     char sbusnum[8], sdevnum[8];
     snprintf(sbusnum, sizeof sbusnum, "%03d", bus);
     snprintf(sdevnum, sizeof sdevnum, "%03d", address);
@@ -382,7 +377,7 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     char *serial_attr = g_strconcat(serial ? serial : "", "\n", NULL);
 
     gchar *attrs[] = {"busnum", sbus, "devnum", sdev, "idVendor", svid, "idProduct", spid, "bcdDevice", sbcd,
-                      "bConfigurationValue", "1\n", "bNumInterfaces", " 1\n", "speed", "12\n", "dev", sdevno,
+                      "bConfigurationValue", "1\n", "bNumInterfaces", snumif, "speed", "12\n", "dev", sdevno,
                       "manufacturer", man_attr, "product", prod_attr, "serial", serial_attr, NULL};
     gchar *props[] = {"DEVNAME", d->node, "DEVTYPE", "usb_device", "BUSNUM", sbusnum, "DEVNUM", sdevnum,
                       "PRODUCT", product_prop, "ID_VENDOR_ID", nvid, "ID_MODEL_ID", npid, NULL};
@@ -393,10 +388,23 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     if (!d->syspath) { if (error) *error = strdup("umockdev_testbed_add_devicev failed"); free(d); return NULL; }
     umockdev_testbed_set_attribute_binary(bed->testbed, d->syspath, "descriptors", (guint8 *) descriptors, (gint) length);
 
-    gchar *if_attrs[] = {"bInterfaceNumber", sifnum, "bAlternateSetting", " 0\n", "bInterfaceClass", sifclass,
-                         "bInterfaceSubClass", "00\n", "bInterfaceProtocol", "00\n", "bNumEndpoints", snumep, NULL};
-    gchar *if_props[] = {"DEVTYPE", "usb_interface", "PRODUCT", product_prop, NULL};
-    d->interface_syspath = umockdev_testbed_add_devicev(bed->testbed, "usb", ifname, d->syspath, if_attrs, if_props);
+    // Each interface (alternate setting 0) as the configuration describes it.
+    for (size_t at = 18; at + 1 < length && descriptors[at] >= 2 && at + descriptors[at] <= length; at += descriptors[at]) {
+        if (descriptors[at + 1] != 0x04 || descriptors[at] < 9 || descriptors[at + 3] != 0) continue;
+        if (d->interface_count == USBMOCK_MAX_INTERFACES) break;
+        char ifname[48], sifnum[8], sifclass[8], sifsub[8], sifproto[8], snumep[8];
+        snprintf(ifname, sizeof ifname, "%d-%d:1.%d", bus, address, descriptors[at + 2]);
+        snprintf(sifnum, sizeof sifnum, "%02x\n", descriptors[at + 2]);
+        snprintf(snumep, sizeof snumep, "%02x\n", descriptors[at + 4]);
+        snprintf(sifclass, sizeof sifclass, "%02x\n", descriptors[at + 5]);
+        snprintf(sifsub, sizeof sifsub, "%02x\n", descriptors[at + 6]);
+        snprintf(sifproto, sizeof sifproto, "%02x\n", descriptors[at + 7]);
+        gchar *if_attrs[] = {"bInterfaceNumber", sifnum, "bAlternateSetting", " 0\n", "bInterfaceClass", sifclass,
+                             "bInterfaceSubClass", sifsub, "bInterfaceProtocol", sifproto, "bNumEndpoints", snumep, NULL};
+        gchar *if_props[] = {"DEVTYPE", "usb_interface", "PRODUCT", product_prop, NULL};
+        char *path = umockdev_testbed_add_devicev(bed->testbed, "usb", ifname, d->syspath, if_attrs, if_props);
+        if (path) d->interface_syspaths[d->interface_count++] = path;
+    }
 
     d->handler = umockdev_ioctl_base_new();
     g_signal_connect(d->handler, "handle-ioctl", G_CALLBACK(on_ioctl), d);
@@ -421,7 +429,7 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     pthread_mutex_unlock(&d->lock);
 
     umockdev_testbed_uevent(bed->testbed, d->syspath, "add");
-    if (d->interface_syspath) umockdev_testbed_uevent(bed->testbed, d->interface_syspath, "add");
+    for (int i = 0; i < d->interface_count; i++) umockdev_testbed_uevent(bed->testbed, d->interface_syspaths[i], "add");
     return d;
 }
 
@@ -440,9 +448,9 @@ void usbmock_unplug(usbmock_device *d) {
     }
     sync_fifo(d);
     pthread_mutex_unlock(&d->lock);
-    if (d->interface_syspath) umockdev_testbed_uevent(d->bed->testbed, d->interface_syspath, "remove");
+    for (int i = d->interface_count - 1; i >= 0; i--) umockdev_testbed_uevent(d->bed->testbed, d->interface_syspaths[i], "remove");
     umockdev_testbed_uevent(d->bed->testbed, d->syspath, "remove");
-    if (d->interface_syspath) umockdev_testbed_remove_device(d->bed->testbed, d->interface_syspath);
+    for (int i = d->interface_count - 1; i >= 0; i--) umockdev_testbed_remove_device(d->bed->testbed, d->interface_syspaths[i]);
     umockdev_testbed_remove_device(d->bed->testbed, d->syspath);
 }
 

@@ -51,6 +51,7 @@ extension ReaderModel {
     /// earns time extensions first, a long answer goes out in chained pieces
     /// (extended APDU level).
     mutating func run(card: SimulatedCard, slot: Int, context: ReplyContext, apdu: [UInt8], carried: Bool = false) -> [TimedReply] {
+        if carried, let firmware = pseudoAPDU(apdu, card: card) { return [context.dataBlock(firmware)] }
         let protocolType = slots[slot].protocolType
         let answer = carried ? Self.carry(apdu, to: card, protocolType: protocolType) : card.process(apdu, protocolType: protocolType)
         if answer.silent { return [context.mute()] }

@@ -12,8 +12,10 @@ public struct ReaderProfile: Equatable, Sendable {
     public var descriptor: ClassDescriptor
     /// What the modelled reader is, for `ccid-sim profiles`.
     public var summary: String
-    /// Interface class, interrupt endpoint, descriptor placement on the bus.
+    /// Interface class, interrupt endpoint, descriptor placement, a composite token's HID interfaces.
     public var usbLayout = USBDescriptorSet.Layout()
+    /// A contactless reader: its firmware answers PC/SC Part 3 pseudo-APDUs (FF CA: the card's UID).
+    public var contactless = false
 
     public init(name: String, vendorID: UInt16, productID: UInt16, bcdDevice: UInt16 = 0x0100,
                 manufacturer: String, product: String, descriptor: ClassDescriptor, summary: String) {
@@ -39,10 +41,14 @@ public struct ReaderProfile: Equatable, Sendable {
     }
 
     private static func builtIn(_ name: String, _ vid: UInt16, _ pid: UInt16, _ manufacturer: String, _ product: String,
-                                _ hex: String, _ summary: String) -> ReaderProfile? {
+                                _ hex: String, _ summary: String, layout: USBDescriptorSet.Layout = .init(),
+                                contactless: Bool = false) -> ReaderProfile? {
         guard let bytes = bytesFromHex(hex), let d = try? ClassDescriptor(decoding: bytes) else { return nil }
-        return ReaderProfile(name: name, vendorID: vid, productID: pid, manufacturer: manufacturer, product: product,
-                             descriptor: d, summary: summary)
+        var p = ReaderProfile(name: name, vendorID: vid, productID: pid, manufacturer: manufacturer, product: product,
+                              descriptor: d, summary: summary)
+        p.usbLayout = layout
+        p.contactless = contactless
+        return p
     }
 
     /// Built-in profiles, modelled on real readers' descriptors; the first is the default.
@@ -71,6 +77,13 @@ public struct ReaderProfile: Equatable, Sendable {
         builtIn("o2micro-oz776-char", 0x0B97, 0x7762, "O2Micro", "O2Micro CCID SC Reader",
                 "36210001000303000000a00f0000a00f0000008025000000b0040000fe0000000000000000000000300000000f010000000000000001",
                 "O2Micro Oz776S: 1 slot, character level: the driver reads T=0 procedure bytes and T=1 blocks"),
+        builtIn("yubikey-neo-composite-extended", 0x1050, 0x0116, "Yubico", "Yubikey NEO OTP+U2F+CCID",
+                "36210001000702000000a00f0000a00f00000000b0040000b0040000780500000000000000000000fe00040078050000ffff00000001",
+                "Yubico YubiKey NEO OTP+U2F+CCID: a composite token, CCID on interface 2 after two HID interfaces",
+                layout: .init(hidInterfacesBefore: 2)),
+        builtIn("omnikey-5022-contactless-extended", 0x076B, 0x5022, "HID Global", "OMNIKEY 5022 Smart Card Reader",
+                "36211001000703000000c0120000c01200000067320000cf990c0000fe0000000000000000000000ba04040008020000ffff00000001",
+                "HID OMNIKEY 5022 CL: contactless, extended APDU, its firmware answers FF CA (the card's UID)", contactless: true),
     ].compactMap { $0 }
 
     public static func named(_ name: String) -> ReaderProfile? { builtIns.first { $0.name == name } }

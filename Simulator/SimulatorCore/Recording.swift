@@ -73,6 +73,7 @@ final class RecordedCard: SimulatedCard, Sendable {
     var name: String { inner.name }
     var atr: [UInt8] { inner.atr }
     var identity: ObjectIdentifier { inner.identity }
+    var uid: [UInt8]? { inner.uid }
     func reset() { inner.reset() }
 
     func powerUp() -> [UInt8]? {

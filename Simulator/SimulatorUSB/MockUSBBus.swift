@@ -80,7 +80,6 @@ public final class MockUSBBus: ReaderBus, @unchecked Sendable {
         var error: UnsafeMutablePointer<CChar>? = nil
         let device = all.withUnsafeBufferPointer { buffer in
             usbmock_plug(bed, 1, Int32(address), buffer.baseAddress, buffer.count, identity.interfaceNumber,
-                         reader.profile.usbLayout.interfaceClass,
                          identity.manufacturer, identity.product, identity.serialNumber, callbacks, &error)
         }
         guard let device else {

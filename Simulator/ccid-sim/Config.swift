@@ -10,7 +10,10 @@ import SimulatorCore
 ///   {"descriptorFile": "descriptors.json", "entry": "ACR38U-CCID.txt", "cards": […]}
 /// A file in descriptors.json form (an array of entries) names its reader by `entry`.
 /// Any reader may also say how it sits on USB: "interfaceClass": 255 (vendor
-/// class), "interruptEndpoint": false, "descriptorAfterEndpoints": true.
+/// class), "interruptEndpoint": false, "descriptorAfterEndpoints": true; a
+/// composite token's HID interfaces, "hidInterfacesBefore": 2 (the CCID one
+/// then is interface 2), "hidInterfacesAfter": 1; and "contactless": true for
+/// a reader whose firmware answers FF CA (the card's UID).
 struct SimulatorConfig: Decodable {
     var readers: [Reader]
 
@@ -28,6 +31,9 @@ struct SimulatorConfig: Decodable {
         var interfaceClass: Int?
         var interruptEndpoint: Bool?
         var descriptorAfterEndpoints: Bool?
+        var hidInterfacesBefore: Int?
+        var hidInterfacesAfter: Int?
+        var contactless: Bool?
     }
 
     /// One entry of a descriptors.json file (the corpus's form).
@@ -59,6 +65,12 @@ struct SimulatorConfig: Decodable {
             }
             if let e = r.interruptEndpoint { p.usbLayout.interruptEndpoint = e }
             if let a = r.descriptorAfterEndpoints { p.usbLayout.descriptorAfterEndpoints = a }
+            for (key, value) in [("hidInterfacesBefore", r.hidInterfacesBefore), ("hidInterfacesAfter", r.hidInterfacesAfter)] {
+                guard let n = value else { continue }
+                guard (0...3).contains(n) else { throw ValidationError("reader \(i): \(key) is 0 to 3") }
+                if key == "hidInterfacesBefore" { p.usbLayout.hidInterfacesBefore = UInt8(n) } else { p.usbLayout.hidInterfacesAfter = UInt8(n) }
+            }
+            if let c = r.contactless { p.contactless = c }
             guard p.descriptor.exchangeLevel != .unknown else {
                 throw ValidationError("reader \(i): dwFeatures declares no known exchange level")
             }

@@ -31,15 +31,43 @@ public struct USBDescriptorSet: Equatable, Sendable {
         public var interruptEndpoint: Bool
         /// Some readers put the class descriptor after their endpoints.
         public var descriptorAfterEndpoints: Bool
+        /// Composite tokens (FIDO, OTP and CCID in one device): HID interfaces
+        /// numbered before the CCID one, and after it.
+        public var hidInterfacesBefore: UInt8
+        public var hidInterfacesAfter: UInt8
 
-        public init(interfaceClass: UInt8 = 0x0B, interruptEndpoint: Bool = true, descriptorAfterEndpoints: Bool = false) {
+        public init(interfaceClass: UInt8 = 0x0B, interruptEndpoint: Bool = true, descriptorAfterEndpoints: Bool = false,
+                    hidInterfacesBefore: UInt8 = 0, hidInterfacesAfter: UInt8 = 0) {
             self.interfaceClass = interfaceClass
             self.interruptEndpoint = interruptEndpoint
             self.descriptorAfterEndpoints = descriptorAfterEndpoints
+            self.hidInterfacesBefore = hidInterfacesBefore
+            self.hidInterfacesAfter = hidInterfacesAfter
         }
+
+        /// The CCID interface's number.
+        public var ccidInterface: UInt8 { hidInterfacesBefore }
     }
 
-    /// A single-interface CCID device with bulk-out, bulk-in and (usually) interrupt-in endpoints.
+    /// The report descriptor of a composite token's HID interfaces: a FIDO
+    /// U2F/CTAPHID one (usage page 0xF1D0), 64-byte reports each way.
+    public static let fidoReportDescriptor: [UInt8] = [
+        0x06, 0xD0, 0xF1, 0x09, 0x01, 0xA1, 0x01,
+        0x09, 0x20, 0x15, 0x00, 0x26, 0xFF, 0x00, 0x75, 0x08, 0x95, 0x40, 0x81, 0x02,
+        0x09, 0x21, 0x15, 0x00, 0x26, 0xFF, 0x00, 0x75, 0x08, 0x95, 0x40, 0x91, 0x02,
+        0xC0,
+    ]
+
+    /// A HID interface of a composite token: its interrupt-in endpoint is 0x84 + `ordinal`.
+    static func hidInterface(number: UInt8, ordinal: UInt8) -> [UInt8] {
+        var out: [UInt8] = [9, 0x04, number, 0, 1, 0x03, 0, 0, 0]
+        out += [9, 0x21, 0x11, 0x01, 0x00, 0x01, 0x22]
+        out.appendLE(UInt16(fidoReportDescriptor.count))
+        return out + endpoint(0x84 + ordinal, attributes: 0x03, maxPacket: 64, interval: 2)
+    }
+
+    /// A CCID device with bulk-out, bulk-in and (usually) interrupt-in
+    /// endpoints; a composite token's HID interfaces around it, if the layout has them.
     public static func ccidDevice(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16,
                                   manufacturer: String, product: String, serialNumber: String,
                                   classDescriptor: ClassDescriptor, layout: Layout = Layout()) -> USBDescriptorSet {
@@ -54,11 +82,16 @@ public struct USBDescriptorSet: Equatable, Sendable {
         var endpoints = endpoint(Endpoint.bulkOut, attributes: 0x02, maxPacket: 64, interval: 0)
         endpoints += endpoint(Endpoint.bulkIn, attributes: 0x02, maxPacket: 64, interval: 0)
         if layout.interruptEndpoint { endpoints += endpoint(Endpoint.interruptIn, attributes: 0x03, maxPacket: 8, interval: 16) }
-        var body: [UInt8] = [9, 0x04, 0, 0, layout.interruptEndpoint ? 3 : 2, layout.interfaceClass, 0, 0, 0]
+        var body: [UInt8] = []
+        for i in 0..<layout.hidInterfacesBefore { body += hidInterface(number: i, ordinal: i) }
+        body += [9, 0x04, layout.ccidInterface, 0, layout.interruptEndpoint ? 3 : 2, layout.interfaceClass, 0, 0, 0]
         body += layout.descriptorAfterEndpoints ? endpoints + classDescriptor.encoded() : classDescriptor.encoded() + endpoints
+        for i in 0..<layout.hidInterfacesAfter {
+            body += hidInterface(number: layout.ccidInterface + 1 + i, ordinal: layout.hidInterfacesBefore + i)
+        }
         var config: [UInt8] = [9, 0x02]
         config.appendLE(UInt16(9 + body.count))
-        config += [1, 1, 0, 0x80, 50]
+        config += [1 + layout.hidInterfacesBefore + layout.hidInterfacesAfter, 1, 0, 0x80, 50]
         config += body
         return USBDescriptorSet(device: dev, configuration: config,
                                 strings: [manufacturerIndex: manufacturer, productIndex: product, serialIndex: serialNumber])

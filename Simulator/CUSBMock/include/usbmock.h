@@ -28,11 +28,13 @@ usbmock_bed *usbmock_bed_new(char **error);
 const char *usbmock_bed_root(usbmock_bed *bed);
 int usbmock_in_mock_environment(void);
 
-// Adds a USB device with one interface and announces it ("add" uevents).
+// Adds a USB device with the interfaces its configuration describes and
+// announces it ("add" uevents, the device's then each interface's).
 // descriptors: device descriptor followed by the configuration (as sysfs
-// shows them). Strings go to the sysfs attributes.
+// shows them). Strings go to the sysfs attributes. interface_number is the
+// CCID interface, the one a host may claim (the others: EBUSY).
 usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8_t *descriptors, size_t length,
-                             uint8_t interface_number, uint8_t interface_class,
+                             uint8_t interface_number,
                              const char *manufacturer, const char *product, const char *serial,
                              usbmock_callbacks callbacks, char **error);
 // Device → host data for an IN endpoint; completes the oldest pending URB

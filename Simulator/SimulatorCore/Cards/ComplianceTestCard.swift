@@ -31,10 +31,13 @@ public protocol SimulatedCard: AnyObject, Sendable {
     func commandCarriesData(_ header: [UInt8]) -> Bool
     /// The card this is: a wrapper (a recording) answers for the card it wraps.
     var identity: ObjectIdentifier { get }
+    /// A contactless card's UID, which its reader reports (PC/SC Part 3 GET DATA); nil for a contact card.
+    var uid: [UInt8]? { get }
 }
 
 extension SimulatedCard {
     public var identity: ObjectIdentifier { ObjectIdentifier(self) }
+    public var uid: [UInt8]? { nil }
 
     public func powerUp() -> [UInt8]? {
         reset()
@@ -64,14 +67,28 @@ public final class ComplianceTestCard: SimulatedCard, Sendable {
         case direct = "compliance"
         case inverse = "compliance-inverse"
         case crypto = "compliance-crypto"
+        /// The same applet on an ISO/IEC 14443-4 (type A) card in a contactless
+        /// reader: PC/SC Part 3's ATR, built from the ATS's historical bytes, and a UID.
+        case contactless = "compliance-contactless"
 
         public var atr: [UInt8] {
             switch self {
             case .direct: [0x3B, 0xD6, 0x18, 0x00, 0x80, 0xB1, 0x80, 0x6D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9E]
             case .inverse: [0x3F, 0x96, 0x18, 0x80, 0x01, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9F]
             case .crypto: [0x3B, 0xD6, 0x18, 0x00, 0x81, 0xB1, 0x80, 0x7D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x8F]
+            case .contactless: Self.contactlessATR
             }
         }
+
+        /// PC/SC Part 3 §3.1.3.2.3: 3B 8n 80 01, the ATS's n historical bytes, TCK.
+        static let contactlessHistoricalBytes: [UInt8] = [0x80, 0x51, 0x00, 0x61, 0x10, 0x30]
+        static var contactlessATR: [UInt8] {
+            let body: [UInt8] = [0x80 | UInt8(contactlessHistoricalBytes.count), 0x80, 0x01] + contactlessHistoricalBytes
+            return [0x3B] + body + [body.reduce(0, ^)]
+        }
+
+        /// A 7-byte UID (NXP's manufacturer code first), for contactless readers' FF CA.
+        public var uid: [UInt8]? { self == .contactless ? [0x04, 0xA2, 0x2B, 0x7A, 0x5C, 0x3E, 0x80] : nil }
     }
 
     public static let appletAID: [UInt8] = [0xA0, 0x00, 0x00, 0x00, 0x18, 0xFF]
@@ -82,6 +99,7 @@ public final class ComplianceTestCard: SimulatedCard, Sendable {
     public let variant: Variant
     public var name: String { variant.rawValue }
     public var atr: [UInt8] { variant.atr }
+    public var uid: [UInt8]? { variant.uid }
     private let applet = Mutex(ComplianceApplet())
 
     public init(_ variant: Variant = .direct) { self.variant = variant }
