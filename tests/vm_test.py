@@ -153,17 +153,23 @@ class VM(unittest.TestCase):
         self.assertNothingLeft()
 
     def test_3_libccid_reference_on_the_same_gadgets(self):
+        """Also a composite token: configfs hid functions beside FunctionFS put
+        its CCID interface at number 2, behind two HID ones the kernel's HID
+        driver takes; each driver must open only the CCID one."""
         scripts = {}
+        profiles = ("omnikey-3121-extended", "gemalto-ct30-tpdu", "yubikey-neo-composite-extended")
         for driver in ("ours", "libccid"):
             self.vm.guest("use", driver)
             mode = "libccid" if driver == "libccid" else "direct mode"
-            for profile in ("omnikey-3121-extended", "gemalto-ct30-tpdu"):
+            for profile in profiles:
                 p = self.plug(profile, mode)
+                if profile.startswith("yubikey"):
+                    self.assertEqual(self.vm.guest("interfaces", p["serial"])["interfaces"], {"0": "03", "1": "03", "2": "0b"})
                 scripts[(driver, profile)] = self.vm.guest("reference", "(%s)" % p["serial"])["script"]
                 self.unplug(p, mode)
             for _ in range(REPEATS - 2):
                 self.unplug(self.plug("cherry-st-short", mode), mode)
-        for profile in ("omnikey-3121-extended", "gemalto-ct30-tpdu"):
+        for profile in profiles:
             with self.subTest(profile=profile):
                 self.assertTrue(scripts[("ours", profile)])
                 self.assertEqual(scripts[("ours", profile)], scripts[("libccid", profile)])

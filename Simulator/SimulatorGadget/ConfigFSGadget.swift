@@ -1,20 +1,27 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CCID
 import SimulatorCore
 
 /// One USB gadget in configfs (/sys/kernel/config/usb_gadget): a device with
-/// one configuration holding one FunctionFS function, and the FunctionFS
-/// instance mounted where its ep0 can be opened. `remove` undoes it all in
-/// the order the kernel wants.
+/// one configuration holding one FunctionFS function (the CCID interface) and,
+/// for a composite token, configfs hid functions before and after it (their
+/// order of linking is their interface numbers), and the FunctionFS instance
+/// mounted where its ep0 can be opened. `remove` undoes it all in the order
+/// the kernel wants.
 struct ConfigFSGadget: Sendable {
     static let gadgets = "/sys/kernel/config/usb_gadget"
     let name: String
     let mountPoint: String
+    let hidBefore: Int
+    let hidAfter: Int
     var path: String { "\(Self.gadgets)/\(name)" }
     var instance: String { name }
     var functionPath: String { "\(path)/functions/ffs.\(instance)" }
     var linkPath: String { "\(path)/configs/c.1/ffs.\(instance)" }
+    func hidFunction(_ i: Int) -> String { "\(path)/functions/hid.\(instance)h\(i)" }
+    func hidLink(_ i: Int) -> String { "\(path)/configs/c.1/hid.\(instance)h\(i)" }
 
     /// Creates the tree and mounts FunctionFS; a failure removes what was made.
     static func create(name: String, mountDirectory: String, profile: ReaderProfile,
@@ -22,7 +29,8 @@ struct ConfigFSGadget: Sendable {
         guard access(gadgets, F_OK) == 0 else {
             throw .config("\(gadgets) is missing: load libcomposite and usb_f_fs (and dummy_hcd for a UDC), and mount configfs")
         }
-        let g = ConfigFSGadget(name: name, mountPoint: "\(mountDirectory)/\(name)")
+        let g = ConfigFSGadget(name: name, mountPoint: "\(mountDirectory)/\(name)",
+                               hidBefore: Int(profile.usbLayout.hidInterfacesBefore), hidAfter: Int(profile.usbLayout.hidInterfacesAfter))
         do throws(SimulatorError) {
             try SysFS.makeDirectory(g.path)
             try SysFS.write("\(g.path)/idVendor", hex(profile.vendorID))
@@ -38,7 +46,10 @@ struct ConfigFSGadget: Sendable {
             try SysFS.makeDirectory("\(g.path)/configs/c.1/strings/0x409")
             try SysFS.write("\(g.path)/configs/c.1/strings/0x409/configuration", "CCID")
             try SysFS.makeDirectory(g.functionPath)
-            guard symlink(g.functionPath, g.linkPath) == 0 else { throw SysFS.error("symlink \(g.linkPath)") }
+            for i in 0..<(g.hidBefore + g.hidAfter) { try g.makeHIDFunction(i) }
+            for i in 0..<g.hidBefore { try link(g.hidFunction(i), g.hidLink(i)) }
+            try link(g.functionPath, g.linkPath)
+            for i in g.hidBefore..<(g.hidBefore + g.hidAfter) { try link(g.hidFunction(i), g.hidLink(i)) }
             try SysFS.makeDirectories(g.mountPoint)
             guard mount(g.instance, g.mountPoint, "functionfs", 0, nil) == 0 else { throw SysFS.error("mount functionfs at \(g.mountPoint)") }
         } catch {
@@ -46,6 +57,20 @@ struct ConfigFSGadget: Sendable {
             throw error
         }
         return g
+    }
+
+    private static func link(_ target: String, _ path: String) throws(SimulatorError) {
+        guard symlink(target, path) == 0 else { throw SysFS.error("symlink \(path)") }
+    }
+
+    /// A FIDO-style HID function (usb_f_hid), 64-byte reports.
+    private func makeHIDFunction(_ i: Int) throws(SimulatorError) {
+        let f = hidFunction(i)
+        try SysFS.makeDirectory(f)
+        try SysFS.write("\(f)/protocol", "0")
+        try SysFS.write("\(f)/subclass", "0")
+        try SysFS.write("\(f)/report_length", "64")
+        try SysFS.write("\(f)/report_desc", USBDescriptorSet.fidoReportDescriptor)
     }
 
     private static func hex(_ v: UInt16) -> String {
@@ -65,7 +90,9 @@ struct ConfigFSGadget: Sendable {
         umount2(mountPoint, 0)
         rmdir(mountPoint)
         unlink(linkPath)
-        for dir in ["\(path)/configs/c.1/strings/0x409", "\(path)/configs/c.1", functionPath, "\(path)/strings/0x409", path] {
+        for i in 0..<(hidBefore + hidAfter) { unlink(hidLink(i)) }
+        let hidFunctions = (0..<(hidBefore + hidAfter)).map { hidFunction($0) }
+        for dir in ["\(path)/configs/c.1/strings/0x409", "\(path)/configs/c.1", functionPath] + hidFunctions + ["\(path)/strings/0x409", path] {
             rmdir(dir)
         }
     }
@@ -103,10 +130,13 @@ enum SysFS {
     static func error(_ what: String) -> SimulatorError { .config("\(what): \(String(cString: strerror(errno)))") }
 
     static func write(_ path: String, _ text: String) throws(SimulatorError) {
+        try write(path, Array(text.utf8))
+    }
+
+    static func write(_ path: String, _ bytes: [UInt8]) throws(SimulatorError) {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw error("open \(path)") }
         defer { close(fd) }
-        let bytes = Array(text.utf8)
         let n = bytes.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count) }
         guard n == bytes.count else { throw error("write \(path)") }
     }

@@ -27,9 +27,12 @@ public enum FunctionFS {
         }
     }
 
-    /// The first interface of `configuration` and what follows it up to the
-    /// next interface, at full speed as given and at high speed with 512-byte
-    /// bulk packets and the interrupt interval in microframes.
+    /// The CCID interface of `configuration` (the first of class 0x0B or 0xFF:
+    /// a composite token's HID interfaces come from configfs's own hid
+    /// function) and what follows it up to the next interface, numbered 0 as
+    /// FunctionFS wants (the kernel renumbers it in the configuration), at full
+    /// speed as given and at high speed with 512-byte bulk packets and the
+    /// interrupt interval in microframes.
     public static func function(fromConfiguration configuration: [UInt8]) throws(LayoutError) -> Function {
         var pieces: [[UInt8]] = []
         var i = configuration.count >= 9 ? Int(configuration[0]) : 0
@@ -39,7 +42,13 @@ public enum FunctionFS {
             guard length >= 2, i + length <= configuration.count else { throw .malformed }
             let d = Array(configuration[i..<(i + length)])
             if d[1] == 0x04 && !pieces.isEmpty { break }
-            if d[1] == 0x04 || !pieces.isEmpty { pieces.append(d) }
+            if d[1] == 0x04, d.count >= 9, d[5] == 0x0B || d[5] == 0xFF {
+                var first = d
+                first[2] = 0
+                pieces.append(first)
+            } else if !pieces.isEmpty {
+                pieces.append(d)
+            }
             i += length
         }
         guard let interface = pieces.first, interface.count >= 9 else { throw .noCCIDInterface }

@@ -28,6 +28,15 @@ struct FunctionFSTests {
         #expect(f.endpointAddresses == [0x01, 0x82])
     }
 
+    /// A composite token's CCID interface is the function's, numbered 0 (the
+    /// kernel numbers it after the configfs hid functions linked before it).
+    @Test func aCompositeTokensCCIDInterfaceIsTheFunction() throws {
+        let f = try FunctionFS.function(fromConfiguration: try descriptors(.init(hidInterfacesBefore: 2, hidInterfacesAfter: 1)))
+        #expect(f.fullSpeed.map { $0[1] } == [0x04, 0x21, 0x05, 0x05, 0x05])
+        #expect(f.fullSpeed[0][2] == 0 && f.fullSpeed[0][5] == 0x0B)
+        #expect(f.endpointAddresses == [0x01, 0x82, 0x83])
+    }
+
     @Test func vendorClassIsRefused() throws {
         #expect(throws: FunctionFS.LayoutError.vendorClass) {
             try FunctionFS.function(fromConfiguration: try descriptors(.init(interfaceClass: 0xFF)))

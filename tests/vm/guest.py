@@ -305,6 +305,25 @@ def reference(args):
     return {"reader": reader, "script": [list(step) for step in reference_script(reader)]}
 
 
+def interfaces(args):
+    """The interfaces the kernel enumerated for the device with this serial number: {number: class}."""
+    base = "/sys/bus/usb/devices"
+    for dev in os.listdir(base):
+        try:
+            with open(os.path.join(base, dev, "serial")) as f:
+                if f.read().strip() != args.serial:
+                    continue
+        except OSError:
+            continue
+        out = {}
+        for entry in os.listdir(base):
+            if entry.startswith(dev + ":1."):
+                with open(os.path.join(base, entry, "bInterfaceClass")) as f:
+                    out[entry.split(".")[-1]] = f.read().strip()
+        return {"interfaces": out}
+    raise AssertionError("no USB device with serial %s" % args.serial)
+
+
 def foreign(args):
     """A reader we did not write (QEMU's usb-ccid): wait for it, then its card's ATR and answers."""
     started = time.monotonic()
@@ -538,6 +557,8 @@ def main():
     a.add_argument("serial")
     a = sub.add_parser("reference")
     a.add_argument("marker")
+    a = sub.add_parser("interfaces")
+    a.add_argument("serial")
     a = sub.add_parser("foreign")
     a.add_argument("marker")
     a = sub.add_parser("gone")
@@ -555,7 +576,7 @@ def main():
     a.add_argument("instance")
     args = p.parse_args()
     result = {"use": use, "simulator": simulator, "plug": plug, "unplug": unplug, "conformance": conformance,
-              "card-events": card_events, "unplug-mid-apdu": unplug_mid_apdu, "reference": reference, "foreign": foreign, "gone": gone,
+              "card-events": card_events, "unplug-mid-apdu": unplug_mid_apdu, "reference": reference, "interfaces": interfaces, "foreign": foreign, "gone": gone,
               "churn": churn, "census": census, "install": install, "purge": purge, "restore-drivers": restore_drivers,
               "pcscd-state": pcscd_state, "first-client": first_client, "wait-exit": wait_exit,
               "reload": reload, "unprivileged": unprivileged, "perms": perms, "doctor": doctor}[args.command](args)
