@@ -26,25 +26,17 @@ def make_card():
     return connection, card
 
 
-def read_exactly(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 def serve(port):
     _connection, card = make_card()
-    with socket.create_connection(("127.0.0.1", port)) as sock:
+    with socket.create_connection(("127.0.0.1", port)) as sock, sock.makefile("rb") as stream:
         while True:
-            header = read_exactly(sock, 2)
-            if header is None:
+            # A buffered read returns all it was asked for, or less at the end of the stream.
+            header = stream.read(2)
+            if len(header) < 2:
                 return
-            message = read_exactly(sock, struct.unpack(">H", header)[0])
-            if message is None:
+            length = struct.unpack(">H", header)[0]
+            message = stream.read(length)
+            if len(message) < length:
                 return
             if len(message) == 1:
                 if message[0] == 4:             # get ATR

@@ -78,14 +78,19 @@ class PrivatePCSCD:
             return f.read()
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self.proc.stdout.close()
         return False
+
+
+def stop(proc, timeout=15):
+    """SIGTERM, and SIGKILL if that was not enough within `timeout` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def pcscd_pid():

@@ -5,14 +5,13 @@ pcscd, the compliance card) and an outer one whose slot takes the inner
 reader's card, through the outer pcscd, our driver and a reader of another
 exchange level."""
 import os
-import signal
 import subprocess
 import unittest
 
 from smartcard import scard as S
 
 from pcsc import Context, OK, SELECT_TEST_APPLET, check_cases_at_every_length
-from simharness import DIR, SIM, PrivatePCSCD, reader_names, wait_for
+from simharness import DIR, SIM, PrivatePCSCD, reader_names, stop, wait_for
 from test_pcscd import ATR1, ATR3
 
 INNER_DIR = DIR + "-inner"
@@ -35,12 +34,7 @@ class InnerSimulator:
         return subprocess.run([SIM] + list(args) + ["--dir", INNER_DIR], capture_output=True, text=True, timeout=20)
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self.proc.stdout.close()
         return False
 

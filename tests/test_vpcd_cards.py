@@ -20,7 +20,7 @@ import unittest
 from smartcard import scard as S
 
 from pcsc import Context, OK, PCSCError
-from simharness import DIR, ROOT, PrivatePCSCD, reader_names, wait_for
+from simharness import DIR, ROOT, PrivatePCSCD, reader_names, stop, wait_for
 from test_usb import LIBCCID, named
 from test_pcscd import DESCRIPTORS
 
@@ -53,12 +53,7 @@ class CardProcess:
         return self
 
     def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, timeout=10)
         self.out.close()
         return False
 
