@@ -18,7 +18,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = ["ccid-messages", "class-descriptor", "atr", "pps", "relay-frames", "t1-host", "t0-character", "driver",
-           "wire-structures"]
+           "wire-structures", "t0-reader"]
 
 
 def main():

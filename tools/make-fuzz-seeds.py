@@ -84,6 +84,11 @@ write("t1-host", [bytes([32, 254, 0]) + chunks(block(0, 0x00, b"\x90\x00")),
 write("t0-character", [bytes([0x80, 0x34, 0x00, 0x10, 0x10]) + chunks(b"\x34", bytes(range(16)) + b"\x90", b"\x00"),
                        bytes([0x80, 0x32, 0x00, 0x00, 0x04]) + chunks(b"\x60", b"\xcd", b"\x90\x00"),
                        bytes([0x80, 0x34, 0x00, 0x10, 0x10]) + chunks(b"\x6c", b"\x10")])
+# An APDU-level reader's T=0 transport: the APDU's shape, then the card's answers.
+write("t0-reader", [b"\x00" + chunks(b"\x6c\x10", bytes(range(16)) + b"\x90\x00"),
+                    b"\x01" + chunks(b"\x61\x03", b"\x00\x01\x02\x90\x00"),
+                    b"\x02" + chunks(*([b"\x90\x00"] * 3), b"\x61\x00", bytes(256) + b"\x61\x2c", bytes(44) + b"\x90\x00"),
+                    b"\x00" + chunks(*([b"\x61\x00"] * 20))])
 # The driver: descriptor choice, then reader replies (odd lengths get the right bSeq).
 power = bytes.fromhex("80110000000000000000") + atrs[0]
 write("driver", [bytes([i]) + chunks(power + b"\x00", bytes.fromhex("82070000000001000000") + bytes.fromhex("1100fe00000000") + b"\x00",

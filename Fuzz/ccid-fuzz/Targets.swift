@@ -105,6 +105,34 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
             action = engine.received(reply)
         }
     },
+    "t0-reader": { data in
+        // An APDU-level reader carrying an APDU over T=0 (simulator side):
+        // whatever the card answers, the exchange ends within its limits.
+        guard let shape = data.first else { return }
+        let apdus: [[UInt8]] = [[0x80, 0x34, 0x00, 0x10, 0x10], [0x80, 0x36, 0x00, 0x03, 0x01, 0x00, 0x00],
+                                [0x80, 0x12, 0x01, 0x80, 0x00, 0x01, 0x2C] + Array(repeating: 0x5A, count: 300) + [0x00, 0x00]]
+        let apdu = apdus[Int(shape) % apdus.count]
+        guard let command = try? CommandAPDU(apdu) else { fatalError("fuzz target's own APDU does not parse") }
+        var chunks = Chunks(bytes: data.dropFirst())
+        var steps = 0
+        if command.isExtended {
+            var exchange = T0EnvelopeExchange(apdu: apdu, classByte: 0x80)
+            var action = exchange.start()
+            while case .send = action, let answer = chunks.next() {
+                steps += 1
+                action = exchange.received(answer)
+            }
+            guard steps <= 3 + T0EnvelopeExchange.fetchLimit else { fatalError("ENVELOPE exchange ran \(steps) rounds") }
+        } else {
+            var exchange = T0ReaderExchange(apdu: command)
+            var action = exchange.start()
+            while case .send = action, let answer = chunks.next() {
+                steps += 1
+                action = exchange.received(answer)
+            }
+            guard steps <= T0ReaderExchange.roundLimit else { fatalError("T=0 exchange ran \(steps) rounds") }
+        }
+    },
     "driver": { data in fuzzDriver(data) },
 ]
 

@@ -13,7 +13,7 @@ public struct T0ReaderExchange: Sendable {
     private var rounds = 0
     /// A card that keeps asking for GET RESPONSE or a new Le gets this many
     /// rounds (256 × 256 bytes is the most Le can ask for), then its status word.
-    static let roundLimit = 258
+    public static let roundLimit = 258
 
     public init(apdu: CommandAPDU) {
         command = apdu

@@ -30,7 +30,11 @@ public struct T0EnvelopeExchange: Sendable {
     private var pieces: [[UInt8]]
     private var response: [UInt8] = []
     private var fetching = false
+    private var fetches = 0
     static let responseLimit = 65536 + 2
+    /// A card that keeps saying 61xx without sending data gets this many GET
+    /// RESPONSEs (65,536 bytes come in 256 of them), then its status word.
+    public static let fetchLimit = 258
 
     public init(apdu: [UInt8], classByte: UInt8) {
         cla = classByte
@@ -61,6 +65,8 @@ public struct T0EnvelopeExchange: Sendable {
         } else {
             response += answer.dropLast(2)
             if response.count > Self.responseLimit { return .complete([0x6F, 0x00]) }
+            fetches += 1
+            if fetches >= Self.fetchLimit { return .complete(response + [sw1, sw2]) }
         }
         switch sw1 {
         case 0x61: return .send([cla, T0Transport.getResponseINS, 0x00, 0x00, sw2])

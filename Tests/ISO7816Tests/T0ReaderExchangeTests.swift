@@ -72,6 +72,20 @@ struct T0ReaderExchangeTests {
         #expect(action == .complete([0x6C, 0x05]))
     }
 
+    @Test func anEnvelopeCardThatKeepsSaying61WithoutDataIsCutOff() throws {
+        let apdu: [UInt8] = [0x80, 0x12, 0x01, 0x80, 0x00, 0x00, 0x02, 0x01, 0x02]
+        var exchange = T0EnvelopeExchange(apdu: apdu, classByte: 0x80)
+        var action = exchange.start()
+        var rounds = 0
+        while case .send = action, rounds < 10_000 {
+            // The first piece is accepted; the last one and every GET RESPONSE get 61 00 and no data.
+            action = exchange.received(rounds < 1 ? [0x90, 0x00] : [0x61, 0x00])
+            rounds += 1
+        }
+        #expect(rounds == 2 + T0EnvelopeExchange.fetchLimit)
+        #expect(action == .complete([0x61, 0x00]))
+    }
+
     @Test func aTruncatedAnswerEndsTheExchange() throws {
         #expect(try run([0x80, 0x40, 0x00, 0x00, 0x02], answers: [[0x6C]]).result == [0x6C])
     }
