@@ -68,6 +68,10 @@ extension ReaderModel {
             slots[slot].apdu.pendingResponse = Array(response[piece...])
             response = Array(response[..<piece])
             chain = 0x01
+        } else if response.count > piece {
+            // A card in another process may answer more than the reader's buffer holds (CCID §6.2.6).
+            steps.append(context.failed(.transferOverrun, after: remaining))
+            return steps
         }
         steps.append(context.dataBlock(response, chain: chain, after: remaining))
         return steps

@@ -170,3 +170,32 @@ struct VPCDCardTests {
         }
     }
 }
+
+/// A card that answers every command with `length` bytes and 9000.
+final class LongAnswerCard: SimulatedCard, Sendable {
+    let length: Int
+    init(length: Int) { self.length = length }
+    var name: String { "long-answer" }
+    var atr: [UInt8] { [0x3B, 0x80, 0x80, 0x01, 0x01] }
+    func reset() {}
+    func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer {
+        CardAnswer([UInt8](repeating: 0xAB, count: length) + [0x90, 0x00])
+    }
+}
+
+struct OversizedAnswerTests {
+    /// A short-APDU reader whose card answers more than its buffer holds
+    /// reports XFR_OVERRUN; the driver fails that APDU and the reader stays usable.
+    @Test func aShortAPDUReaderReportsOverrun() throws {
+        let h = try Harness(profile: "cherry-st-short", cards: [nil])
+        let long = LongAnswerCard(length: 300)
+        try h.sim.insert(long, slot: 0)
+        _ = try h.reader.powerOn(slot: 0)
+        _ = try h.reader.selectProtocol(slot: 0, requested: .any)
+        #expect(throws: DriverError.commandFailed(.transferOverrun)) { try h.reader.transmit(slot: 0, apdu: [0x00, 0xB0, 0x00, 0x00, 0x00]) }
+        try h.sim.insert(LongAnswerCard(length: 200), slot: 0)
+        _ = try h.reader.powerOn(slot: 0)
+        _ = try h.reader.selectProtocol(slot: 0, requested: .any)
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x00, 0xB0, 0x00, 0x00, 0xC8]) == [UInt8](repeating: 0xAB, count: 200) + [0x90, 0x00])
+    }
+}
