@@ -54,9 +54,8 @@ let package = Package(
         .target(name: "SimulatorGadget", dependencies: ["SimulatorCore", "CCID", "ThreadSupport"],
                 path: "Simulator/SimulatorGadget"),
         // pcsc-lite's client library, for cards in other PC/SC readers (--card pcsc:READER).
-        // (Not a pkg-config system library: its -pthread is a flag SwiftPM refuses.)
-        .target(name: "CPCSCClient", path: "Simulator/CPCSCClient", cSettings: [.unsafeFlags(["-I/usr/include/PCSC"])],
-                linkerSettings: [.linkedLibrary("pcsclite")]),
+        // Headers only: SimulatorPCSC opens libpcsclite when a pcsc: card is asked for.
+        .target(name: "CPCSCClient", path: "Simulator/CPCSCClient", cSettings: [.unsafeFlags(["-I/usr/include/PCSC"])]),
         .target(name: "SimulatorPCSC", dependencies: ["SimulatorCore", "CPCSCClient", "CCID", "ThreadSupport"],
                 path: "Simulator/SimulatorPCSC", swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]),
         .executableTarget(name: "ccid-sim",

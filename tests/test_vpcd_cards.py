@@ -166,13 +166,27 @@ def openpgp_script(test, reader):
 SHORT_APDU_ONLY = "cherry-st-short"
 # scdaemon asks for the login data with an extended Le (GET DATA 5E, Le 65535) since the card
 # offers extended lengths; a reader that carries short APDUs only must refuse it, and does under
-# both drivers: gpg then gives up on the card ("Card removed").
+# both drivers. gpg then gives up on the card ("Card removed") or, now and then, hangs after
+# scdaemon reports the removal (gnupg 2.2.40's doing): behind that reader the test sends the
+# refused APDU itself instead of running gpg.
 EXTENDED_REFUSED = "reader exchanges short APDUs only; this APDU is extended (Nc 0, Ne 65535)"
 
 
-def gpg_card_status(test, gnupghome, pcscd=None, profile=None):
-    """gpg --card-status through scdaemon's PC/SC access (its own CCID driver off).
-    Behind a short-APDU reader it must fail, for the reason above."""
+def extended_get_data_refused(test, reader, pcscd):
+    """scdaemon's GET DATA 5E with Le 65535 behind a short-APDU reader: refused by the driver."""
+    with Context() as c:
+        card = c.connect(reader)
+        test.assertEqual(card.transmit(OPENPGP_SELECT)[-2:], OK)
+        with test.assertRaises(PCSCError) as refused:
+            card.transmit(bytes.fromhex("00CA005E00FFFF"))
+        test.assertIn(refused.exception.rv, (S.SCARD_E_NOT_TRANSACTED, S.SCARD_E_INVALID_PARAMETER))
+        card.disconnect()
+    if "libswiftccid.so" in pcscd.log_text():
+        test.assertIn(EXTENDED_REFUSED, pcscd.log_text())
+
+
+def gpg_card_status(test, gnupghome):
+    """gpg --card-status through scdaemon's PC/SC access (its own CCID driver off)."""
     os.makedirs(gnupghome, mode=0o700, exist_ok=True)
     scd_log = os.path.join(gnupghome, "scdaemon.log")
     with open(os.path.join(gnupghome, "scdaemon.conf"), "w") as f:
@@ -185,12 +199,6 @@ def gpg_card_status(test, gnupghome, pcscd=None, profile=None):
             test.fail("gpg --card-status did not finish in 120 s; scdaemon's log ends:\n" + f.read()[-3000:])
     finally:
         subprocess.run(["gpgconf", "--kill", "all"], env=env, timeout=30)
-    if profile == SHORT_APDU_ONLY:
-        test.assertNotEqual(out.returncode, 0)
-        test.assertIn("OpenPGP card not available", out.stderr)
-        if pcscd is not None and "libswiftccid.so" in pcscd.log_text():
-            test.assertIn(EXTENDED_REFUSED, pcscd.log_text())
-        return None
     test.assertEqual(out.returncode, 0, out.stderr)
     fields = dict(line.split(":", 1) for line in out.stdout.splitlines() if ":" in line)
     fields = {k.rstrip(" ."): v.strip() for k, v in fields.items()}
@@ -254,7 +262,10 @@ class VpcdCardsOverRelay(unittest.TestCase):
                     reader = reader_names()[0]
                     wait_for(lambda: present(reader), what="the OpenPGP card inserted")
                     openpgp_script(self, reader)
-                    gpg_card_status(self, DIR + ".gnupg-%s" % profile, pcscd, profile)
+                    if profile == SHORT_APDU_ONLY:
+                        extended_get_data_refused(self, reader, pcscd)
+                    else:
+                        gpg_card_status(self, DIR + ".gnupg-%s" % profile)
                     openpgp_tools(self, pcscd, profile)
                     self.assertTrue(pcscd.pcscd_alive())
                     log = app.text()
@@ -359,7 +370,10 @@ class VpcdCardsOverUSB(unittest.TestCase):
             with OpenPGPCard(port):
                 wait_for(lambda: present(reader), timeout=20, what="the OpenPGP card inserted")
                 openpgp_script(self, reader)
-                gpg_card_status(self, "%s.gnupg-usb-%s-%s" % (DIR, profile, "libccid" if driver else "ours"), pcscd, profile)
+                if profile == SHORT_APDU_ONLY:
+                    extended_get_data_refused(self, reader, pcscd)
+                else:
+                    gpg_card_status(self, "%s.gnupg-usb-%s-%s" % (DIR, profile, "libccid" if driver else "ours"))
 
     def test_vicc_over_usb_with_our_driver(self):
         for profile in self.PROFILES:

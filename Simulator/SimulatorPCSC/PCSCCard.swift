@@ -40,12 +40,12 @@ final class PCSCCard: SimulatedCard, Sendable {
                 l.context = context
                 let protocols = PCSC.protocolT0 | PCSC.protocolT1
                 if l.card != 0 {
-                    try PCSCError.check(SCardReconnect(l.card, PCSC.shareShared, protocols, PCSC.resetCard, &l.activeProtocol), "SCardReconnect")
+                    try PCSCError.check(context.library.reconnect(l.card, PCSC.shareShared, protocols, PCSC.resetCard, &l.activeProtocol), "SCardReconnect")
                 } else {
-                    try PCSCError.check(SCardConnect(context.handle, reader, PCSC.shareShared, protocols, &l.card, &l.activeProtocol),
+                    try PCSCError.check(context.library.connect(context.handle, reader, PCSC.shareShared, protocols, &l.card, &l.activeProtocol),
                                         "SCardConnect")
                 }
-                l.atr = try status(l.card)
+                l.atr = try status(l.card, context.library)
                 return l.atr
             } catch {
                 log("\(name): power on: \(error)")
@@ -56,19 +56,20 @@ final class PCSCCard: SimulatedCard, Sendable {
 
     func powerDown() {
         link.withLock { l in
-            guard l.card != 0 else { return }
-            _ = SCardDisconnect(l.card, PCSC.unpowerCard)
+            guard l.card != 0, let library = l.context?.library else { return }
+            _ = library.disconnect(l.card, PCSC.unpowerCard)
             l.card = 0
         }
     }
 
     func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer {
         link.withLock { l in
-            guard l.card != 0 else { return .silent }
-            var pci = l.activeProtocol == PCSC.protocolT0 ? g_rgSCardT0Pci : g_rgSCardT1Pci
+            guard l.card != 0, let library = l.context?.library else { return .silent }
+            // What libpcsclite's g_rgSCardT0Pci / T1Pci hold.
+            var pci = SCARD_IO_REQUEST(dwProtocol: l.activeProtocol, cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
             var response = [UInt8](repeating: 0, count: Self.responseLimit)
             var length = DWORD(response.count)
-            let rv = SCardTransmit(l.card, &pci, apdu, DWORD(apdu.count), nil, &response, &length)
+            let rv = library.transmit(l.card, &pci, apdu, DWORD(apdu.count), nil, &response, &length)
             guard rv == PCSC.success, length >= 2 else {
                 log("\(name): transmit: \(PCSCError(call: "SCardTransmit", code: rv))")
                 return .silent
@@ -80,18 +81,18 @@ final class PCSCCard: SimulatedCard, Sendable {
     /// The card is gone from its reader: let go of the handle and the context.
     func close() {
         link.withLock { l in
-            if l.card != 0 { _ = SCardDisconnect(l.card, PCSC.leaveCard) }
+            if l.card != 0, let library = l.context?.library { _ = library.disconnect(l.card, PCSC.leaveCard) }
             l.card = 0
             l.context?.release()
             l.context = nil
         }
     }
 
-    private func status(_ card: SCARDHANDLE) throws(PCSCError) -> [UInt8] {
+    private func status(_ card: SCARDHANDLE, _ library: PCSCLibrary) throws(PCSCError) -> [UInt8] {
         var atr = [UInt8](repeating: 0, count: 33)
         var atrLength = DWORD(atr.count)
         var state: DWORD = 0, proto: DWORD = 0
-        try PCSCError.check(SCardStatus(card, nil, nil, &state, &proto, &atr, &atrLength), "SCardStatus")
+        try PCSCError.check(library.status(card, nil, nil, &state, &proto, &atr, &atrLength), "SCardStatus")
         return Array(atr.prefix(Int(min(atrLength, 33))))
     }
 }

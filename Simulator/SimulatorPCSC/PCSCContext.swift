@@ -4,23 +4,29 @@ import CPCSCClient
 /// system's by default): thin calls into libpcsclite, errors as `PCSCError`.
 struct PCSCContext: Sendable {
     let handle: SCARDCONTEXT
+    let library: PCSCLibrary
 
     static func establish() throws(PCSCError) -> PCSCContext {
+        let library: PCSCLibrary
+        switch PCSCLibrary.shared {
+        case .success(let l): library = l
+        case .failure(let e): throw e
+        }
         var handle: SCARDCONTEXT = 0
-        try PCSCError.check(SCardEstablishContext(PCSC.scopeSystem, nil, nil, &handle), "SCardEstablishContext")
-        return PCSCContext(handle: handle)
+        try PCSCError.check(library.establishContext(PCSC.scopeSystem, nil, nil, &handle), "SCardEstablishContext")
+        return PCSCContext(handle: handle, library: library)
     }
 
-    func release() { _ = SCardReleaseContext(handle) }
+    func release() { _ = library.releaseContext(handle) }
 
     /// Wakes a thread blocked in `waitForChange`.
-    func cancel() { _ = SCardCancel(handle) }
+    func cancel() { _ = library.cancel(handle) }
 
     func readers() -> [String] {
         var length: DWORD = 0
-        guard SCardListReaders(handle, nil, nil, &length) == PCSC.success, length > 0 else { return [] }
+        guard library.listReaders(handle, nil, nil, &length) == PCSC.success, length > 0 else { return [] }
         var buffer = [CChar](repeating: 0, count: Int(length))
-        guard SCardListReaders(handle, nil, &buffer, &length) == PCSC.success else { return [] }
+        guard library.listReaders(handle, nil, &buffer, &length) == PCSC.success else { return [] }
         return buffer.split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
     }
 
@@ -30,7 +36,7 @@ struct PCSCContext: Sendable {
             var state = SCARD_READERSTATE()
             state.szReader = name
             state.dwCurrentState = known
-            let rv = SCardGetStatusChange(handle, timeoutMs, &state, 1)
+            let rv = library.getStatusChange(handle, timeoutMs, &state, 1)
             return (rv, state)
         }
         if rv == PCSC.timeout { return (known, []) }
@@ -43,7 +49,10 @@ struct PCSCContext: Sendable {
 struct PCSCError: Error, CustomStringConvertible {
     let call: String
     let code: LONG
-    var description: String { "\(call): \(String(cString: pcsc_stringify_error(code))) (0x\(String(UInt32(bitPattern: Int32(truncatingIfNeeded: code)), radix: 16)))" }
+    var description: String {
+        let text = PCSCLibrary.loaded.flatMap { $0.stringifyError(code) }.map { String(cString: $0) } ?? "error"
+        return "\(call): \(text) (0x\(String(UInt32(truncatingIfNeeded: code), radix: 16)))"
+    }
 
     static func check(_ rv: LONG, _ call: String) throws(PCSCError) {
         guard rv == PCSC.success else { throw PCSCError(call: call, code: rv) }
@@ -55,6 +64,7 @@ enum PCSC {
     static let success: LONG = 0
     static let timeout = LONG(0x8010_000A)
     static let cancelled = LONG(0x8010_0002)
+    static let noService = LONG(0x8010_001D)
     static let scopeSystem: DWORD = 0x0002
     static let shareShared: DWORD = 2
     static let protocolT0: DWORD = 1, protocolT1: DWORD = 2

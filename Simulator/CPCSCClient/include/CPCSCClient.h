@@ -1,6 +1,6 @@
 #ifndef SWIFTCCID_CPCSCCLIENT_H
 #define SWIFTCCID_CPCSCCLIENT_H
-/* pcsc-lite's client library, for ccid-sim's `--card pcsc:READER` only: the
- * driver's bundle never links it. */
+/* The types of pcsc-lite's client API, for ccid-sim's `--card pcsc:READER`;
+ * the library itself is opened at run time (SimulatorPCSC/PCSCLibrary.swift). */
 #include <winscard.h>
 #endif
