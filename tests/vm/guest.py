@@ -302,7 +302,7 @@ def unplug_mid_apdu(args):
 
 def reference(args):
     reader = reader_for(args.marker)
-    return {"reader": reader, "script": [list(step) for step in reference_script(reader)]}
+    return {"reader": reader, "script": [list(step) for step in reference_script(reader, t0=not args.t1_only)]}
 
 
 def interfaces(args):
@@ -557,6 +557,7 @@ def main():
     a.add_argument("serial")
     a = sub.add_parser("reference")
     a.add_argument("marker")
+    a.add_argument("--t1-only", action="store_true", help="the reader's dwProtocols has T=1 only (a token)")
     a = sub.add_parser("interfaces")
     a.add_argument("serial")
     a = sub.add_parser("foreign")
