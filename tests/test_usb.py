@@ -276,6 +276,39 @@ class USBLastReaderGoes(unittest.TestCase):
                 self.assertTrue(pcscd.pcscd_alive())
 
 
+class USBPlugStorm(unittest.TestCase):
+    """Readers plugged and unplugged back to back, faster than pcscd reads its
+    udev monitor: umockdev used to exit the simulator when a listener's socket
+    queue was full (net.unix.max_dgram_qlen is 10); the simulator now waits
+    for room. 20 plugs: pcscd takes 16 (its reader limit), the rest wait."""
+
+    def storm(self, driver_args):
+        with PrivatePCSCD("--usb", *driver_args) as pcscd:
+            for i in range(20):
+                r = pcscd.sim("plug", "gemalto-ct30-tpdu" if i % 2 else "omnikey-3121-extended")
+                self.assertEqual(r.returncode, 0, "plug %d: %s %s" % (i + 1, r.stderr, pcscd.sim_log_text()[-500:]))
+            wait_for(lambda: len(reader_names()) == 16, timeout=30, what="pcscd's 16 readers")
+            with Context() as c:
+                card = c.connect(reader_names()[-1], S.SCARD_PROTOCOL_T1)
+                self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+                self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x33, 0x08]), [0x33] * 8 + OK)
+                card.disconnect()
+            for i in range(21):
+                r = pcscd.sim("unplug", str(i))
+                self.assertEqual(r.returncode, 0, "unplug %d: %s" % (i, r.stderr))
+            wait_for(lambda: not reader_names(), timeout=30, what="no readers")
+            self.assertEqual(len(pcscd.sim("list").stdout.splitlines()), 21)
+            self.assertNotIn("skipped", pcscd.sim_log_text())
+            self.assertTrue(pcscd.pcscd_alive())
+
+    def test_twenty_plugs_and_unplugs_with_our_driver(self):
+        self.storm([])
+
+    @unittest.skipUnless(os.path.isdir(LIBCCID), "Debian's libccid is not installed")
+    def test_twenty_plugs_and_unplugs_with_libccid(self):
+        self.storm(["--driver", LIBCCID])
+
+
 class LibCCIDReference(unittest.TestCase):
     """Debian's libccid and our driver on the same simulated USB readers give
     the same ATRs and responses (which also shows the simulated devices are

@@ -11,20 +11,29 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <linux/usbdevice_fs.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
 #include <umockdev.h>
 #include <unistd.h>
 
 struct usbmock_bed {
     UMockdevTestbed *testbed;
     char *root;
+    pthread_mutex_t uevent_lock;  // one uevent at a time, so room checked is room used
 };
+
+// How long a uevent waits for a listener that does not read its socket.
+#define UEVENT_PATIENCE_MS 10000
 
 typedef struct urb {
     struct urb *next;
@@ -81,10 +90,86 @@ usbmock_bed *usbmock_bed_new(char **error) {
     bed->testbed = umockdev_testbed_new();
     if (!bed->testbed) { free(bed); set_error(error, "umockdev_testbed_new", NULL); return NULL; }
     bed->root = umockdev_testbed_get_root_dir(bed->testbed);
+    pthread_mutex_init(&bed->uevent_lock, NULL);
     return bed;
 }
 
 const char *usbmock_bed_root(usbmock_bed *bed) { return bed->root; }
+
+// --- Paced uevents --------------------------------------------------------
+//
+// umockdev delivers a uevent to each listener (a libudev monitor, e.g.
+// pcscd's) on a nonblocking datagram socket, and exits this process when one
+// listener's queue is full (net.unix.max_dgram_qlen, 10 by default): plugging
+// readers faster than pcscd reads its monitor killed the simulator. A
+// datagram socket connected to a listener polls writable only while that
+// listener's queue has room, so each uevent first waits for room everywhere.
+
+static long elapsed_ms(const struct timespec *since) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+// Waits until `path`'s queue has room; 0 if it has (or the listener is gone), -1 after `patience_ms`.
+static int wait_for_room(const char *path, long patience_ms) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) return 0;
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return 0;
+    int rv = 0;
+    if (connect(fd, (struct sockaddr *) &addr, sizeof addr) == 0) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int ready;
+        do ready = poll(&p, 1, (int) (patience_ms > 0 ? patience_ms : 0)); while (ready < 0 && errno == EINTR);
+        rv = ready == 1 && (p.revents & POLLOUT) ? 0 : -1;
+    }
+    close(fd);
+    return rv;
+}
+
+// Takes the uevent lock and waits until every listener has room for one
+// more uevent: 0, or -1 (with a log line) if one stayed full. Call
+// paced_end() after the one testbed call that emits the uevent.
+static int paced_begin(usbmock_bed *bed, const char *what) {
+    pthread_mutex_lock(&bed->uevent_lock);
+    char *pattern = g_build_filename(bed->root, "event[0-9]*", NULL);
+    glob_t listeners;
+    int stuck = 0;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    if (glob(pattern, GLOB_NOSORT, NULL, &listeners) == 0) {
+        for (size_t i = 0; i < listeners.gl_pathc && !stuck; i++)
+            stuck = wait_for_room(listeners.gl_pathv[i], UEVENT_PATIENCE_MS - elapsed_ms(&start)) != 0;
+        globfree(&listeners);
+    }
+    g_free(pattern);
+    if (stuck)
+        fprintf(stderr, "usbmock: a uevent listener has not read its socket for %d s; %s skipped\n",
+                UEVENT_PATIENCE_MS / 1000, what);
+    return stuck ? -1 : 0;
+}
+
+static void paced_end(usbmock_bed *bed) { pthread_mutex_unlock(&bed->uevent_lock); }
+
+static void send_uevent(usbmock_bed *bed, const char *syspath, const char *action) {
+    if (paced_begin(bed, action) == 0) umockdev_testbed_uevent(bed->testbed, syspath, action);
+    paced_end(bed);
+}
+
+// Adding and removing a device emit a uevent of their own.
+static char *paced_add_device(usbmock_bed *bed, const char *name, const char *parent, gchar **attrs, gchar **props) {
+    char *path = NULL;
+    if (paced_begin(bed, "adding a device") == 0) path = umockdev_testbed_add_devicev(bed->testbed, "usb", name, parent, attrs, props);
+    paced_end(bed);
+    return path;
+}
+
+static void paced_remove_device(usbmock_bed *bed, const char *syspath) {
+    if (paced_begin(bed, "removing a device") == 0) umockdev_testbed_remove_device(bed->testbed, syspath);
+    paced_end(bed);
+}
 
 // --- FIFO readiness -------------------------------------------------------
 
@@ -381,11 +466,11 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
                       "manufacturer", man_attr, "product", prod_attr, "serial", serial_attr, NULL};
     gchar *props[] = {"DEVNAME", d->node, "DEVTYPE", "usb_device", "BUSNUM", sbusnum, "DEVNUM", sdevnum,
                       "PRODUCT", product_prop, "ID_VENDOR_ID", nvid, "ID_MODEL_ID", npid, NULL};
-    d->syspath = umockdev_testbed_add_devicev(bed->testbed, "usb", name, NULL, attrs, props);
+    d->syspath = paced_add_device(bed, name, NULL, attrs, props);
     g_free(man_attr);
     g_free(prod_attr);
     g_free(serial_attr);
-    if (!d->syspath) { if (error) *error = strdup("umockdev_testbed_add_devicev failed"); free(d); return NULL; }
+    if (!d->syspath) { if (error) *error = strdup("umockdev could not add the device, or a uevent listener is not reading"); free(d); return NULL; }
     umockdev_testbed_set_attribute_binary(bed->testbed, d->syspath, "descriptors", (guint8 *) descriptors, (gint) length);
 
     // Each interface (alternate setting 0) as the configuration describes it.
@@ -402,7 +487,7 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
         gchar *if_attrs[] = {"bInterfaceNumber", sifnum, "bAlternateSetting", " 0\n", "bInterfaceClass", sifclass,
                              "bInterfaceSubClass", sifsub, "bInterfaceProtocol", sifproto, "bNumEndpoints", snumep, NULL};
         gchar *if_props[] = {"DEVTYPE", "usb_interface", "PRODUCT", product_prop, NULL};
-        char *path = umockdev_testbed_add_devicev(bed->testbed, "usb", ifname, d->syspath, if_attrs, if_props);
+        char *path = paced_add_device(bed, ifname, d->syspath, if_attrs, if_props);
         if (path) d->interface_syspaths[d->interface_count++] = path;
     }
 
@@ -412,7 +497,7 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     if (!umockdev_testbed_attach_ioctl(bed->testbed, d->node, d->handler, &e)) {
         set_error(error, "umockdev_testbed_attach_ioctl", e);
         if (e) g_error_free(e);
-        umockdev_testbed_remove_device(bed->testbed, d->syspath);
+        paced_remove_device(bed, d->syspath);
         free(d);
         return NULL;
     }
@@ -428,8 +513,8 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     sync_fifo(d);
     pthread_mutex_unlock(&d->lock);
 
-    umockdev_testbed_uevent(bed->testbed, d->syspath, "add");
-    for (int i = 0; i < d->interface_count; i++) umockdev_testbed_uevent(bed->testbed, d->interface_syspaths[i], "add");
+    send_uevent(bed, d->syspath, "add");
+    for (int i = 0; i < d->interface_count; i++) send_uevent(bed, d->interface_syspaths[i], "add");
     return d;
 }
 
@@ -448,10 +533,10 @@ void usbmock_unplug(usbmock_device *d) {
     }
     sync_fifo(d);
     pthread_mutex_unlock(&d->lock);
-    for (int i = d->interface_count - 1; i >= 0; i--) umockdev_testbed_uevent(d->bed->testbed, d->interface_syspaths[i], "remove");
-    umockdev_testbed_uevent(d->bed->testbed, d->syspath, "remove");
-    for (int i = d->interface_count - 1; i >= 0; i--) umockdev_testbed_remove_device(d->bed->testbed, d->interface_syspaths[i]);
-    umockdev_testbed_remove_device(d->bed->testbed, d->syspath);
+    for (int i = d->interface_count - 1; i >= 0; i--) send_uevent(d->bed, d->interface_syspaths[i], "remove");
+    send_uevent(d->bed, d->syspath, "remove");
+    for (int i = d->interface_count - 1; i >= 0; i--) paced_remove_device(d->bed, d->interface_syspaths[i]);
+    paced_remove_device(d->bed, d->syspath);
 }
 
 const char *usbmock_device_node(usbmock_device *d) { return d->node; }

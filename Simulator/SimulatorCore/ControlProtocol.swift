@@ -6,6 +6,8 @@ import Relay
 public enum SimulatorRequest: Codable, Sendable, Equatable {
     /// One line per reader (see `Simulator.listing`).
     case list
+    /// One line per reader: CCID messages each way so far (`Simulator.messageCounts`).
+    case counts
     /// A new reader of a built-in profile; answers its listing line.
     case plug(profile: String, card: CardSpec?)
     case unplug(reader: String)

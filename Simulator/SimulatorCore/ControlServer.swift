@@ -50,6 +50,8 @@ final class ControlServer: Sendable {
         switch request {
         case .list:
             return .ok(simulator.listing())
+        case .counts:
+            return .ok(simulator.messageCounts())
         case .plug(let name, let card):
             guard let profile = ReaderProfile.named(name) else { return .failed("no profile '\(name)' (see `ccid-sim profiles`)") }
             do throws(SimulatorError) {

@@ -21,6 +21,16 @@ public final class SimulatedReader: RelayDevice, Sendable {
     private let relayConnection = Mutex<RelayServerConnection?>(nil)
     private let recorder: Recorder?
     private let trace: USBTrace?
+    private let traffic = Mutex(MessageCounts())
+
+    /// CCID messages through the bulk pipes since the reader was created, for
+    /// `ccid-sim list --counts` (a benchmark's cost per message).
+    public struct MessageCounts: Sendable, Equatable {
+        public var bulkOut = 0
+        public var bulkIn = 0
+    }
+
+    public var messageCounts: MessageCounts { traffic.withLock { $0 } }
 
     /// `recorder`: the slots' card events and exchanges go to it; `capture`:
     /// the reader's USB traffic, as device `deviceNumber` on bus 1.
@@ -120,6 +130,10 @@ public final class SimulatedReader: RelayDevice, Sendable {
     public func respond(to message: [UInt8]) -> [TimedReply] {
         trace?.bulkOut(message)
         let output = model.withLock { $0.respond(to: message) }
+        traffic.withLock {
+            $0.bulkOut &+= 1
+            $0.bulkIn &+= output.replies.count
+        }
         interrupt(output.interrupts)
         return output.replies
     }

@@ -269,6 +269,14 @@ public final class Simulator: Sendable {
             return "\(i)\t\(r.name)\t\(r.profile.name)\t\(friendlyName(i))\t\(cards)\t\(location(i) ?? "unplugged")"
         }
     }
+
+    /// One line per reader: number, name, bulk-out and bulk-in CCID messages so far.
+    public func messageCounts() -> [String] {
+        readers.enumerated().map { i, r in
+            let counts = r.messageCounts
+            return "\(i)\t\(r.name)\t\(counts.bulkOut)\t\(counts.bulkIn)"
+        }
+    }
 }
 
 public enum SimulatorError: Error, CustomStringConvertible {

@@ -51,9 +51,11 @@ struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the running simulator's readers: number, name, profile, PC/SC name, cards.")
     @OptionGroup var directory: DirectoryOption
+    @Flag(help: "Print each reader's CCID traffic instead: number, name, bulk-out and bulk-in messages since it was created.")
+    var counts = false
 
     func run() throws {
-        for line in try control(directory, .list) { print(line) }
+        for line in try control(directory, counts ? .counts : .list) { print(line) }
     }
 }
 
