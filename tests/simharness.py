@@ -19,24 +19,28 @@ os.environ["PCSCLITE_CSOCK_NAME"] = SOCKET
 
 
 class PrivatePCSCD:
-    """`ccid-sim pcscd` for the length of a `with` block."""
+    """`ccid-sim pcscd` for the length of a `with` block. With another
+    `directory` than DIR, this process's pyscard cannot reach it (libpcsclite
+    keeps one socket per process): use `socket` from a child process."""
 
-    def __init__(self, *args, env=None, wait_for_readers=True):
+    def __init__(self, *args, env=None, wait_for_readers=True, directory=DIR):
         self.args = list(args)
         self.env = dict(os.environ, **(env or {}))
-        self.log = DIR + ".pcscd.log"
+        self.dir = directory
+        self.socket = os.path.join(directory, "pcscd", "pcscd.comm")
+        self.log = directory + ".pcscd.log"
         # ccid-sim's own log lines go to a file: a pipe nobody reads could fill and stall it.
-        self.sim_log = DIR + ".ccid-sim.log"
+        self.sim_log = directory + ".ccid-sim.log"
         self.proc = None
         self.wait_for_readers = wait_for_readers
         self.umockdev_dir = None
 
     def __enter__(self):
-        cmd = [SIM, "pcscd", "--dir", DIR, "--pcscd-log", self.log] + self.args
+        cmd = [SIM, "pcscd", "--dir", self.dir, "--pcscd-log", self.log] + self.args
         with open(self.sim_log, "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=self.env)
         first = self.proc.stdout.readline().strip()
-        if first != "PCSCLITE_CSOCK_NAME=" + SOCKET:
+        if first != "PCSCLITE_CSOCK_NAME=" + self.socket:
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError("ccid-sim pcscd did not start: %r %s" % (first, self.sim_log_text()))
@@ -45,7 +49,7 @@ class PrivatePCSCD:
             if second.startswith("UMOCKDEV_DIR="):
                 self.umockdev_dir = second.split("=", 1)[1]
         try:
-            self.pcscd_pid = pcscd_pid()
+            self.pcscd_pid = pcscd_pid(self.dir)
             if self.wait_for_readers:
                 wait_for(lambda: len(reader_names()) > 0, what="pcscd lists readers")
         except Exception:
@@ -59,7 +63,7 @@ class PrivatePCSCD:
 
     def sim(self, *args):
         """Runs a `ccid-sim` subcommand against this simulator."""
-        return subprocess.run([SIM] + list(args) + ["--dir", DIR], capture_output=True, text=True, timeout=20)
+        return subprocess.run([SIM] + list(args) + ["--dir", self.dir], capture_output=True, text=True, timeout=20)
 
     def pcscd_alive(self):
         try:
@@ -93,8 +97,8 @@ def stop(proc, timeout=15):
         proc.wait()
 
 
-def pcscd_pid():
-    with open(os.path.join(DIR, "pcscd", "pcscd.pid")) as f:
+def pcscd_pid(directory=DIR):
+    with open(os.path.join(directory, "pcscd", "pcscd.pid")) as f:
         return int(f.read().strip("\0\n "))
 
 

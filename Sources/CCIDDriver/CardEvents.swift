@@ -3,7 +3,10 @@ import ThreadSupport
 
 /// Card events from the interrupt pipe, fanned out to one waiter per slot:
 /// pcscd runs a polling thread for each slot of a multi-slot reader, but the
-/// reader has a single interrupt pipe, so one thread reads it and counts.
+/// reader has a single interrupt pipe, so one thread (`pump`) reads it and
+/// counts. A single-slot reader needs no such thread: its one waiter, pcscd's
+/// polling thread, reads the pipe itself (`direct`), as libccid's does, which
+/// saves a thread and its stack per reader.
 final class CardEvents: Sendable {
     private struct State: Sendable {
         /// Events seen per slot, and what each waiter last saw.
@@ -16,53 +19,63 @@ final class CardEvents: Sendable {
     private let state: Mutex<State>
     /// Each slot's waiter sleeps on its own wakeup.
     private let wakeups: [Wakeup]
+    /// The interrupt pipe the waiter reads itself (a single-slot reader), or nil (a pump, or no pipe).
+    private let direct: CCIDTransport?
+    private let log: @Sendable (String) -> Void
     /// How long a wait holds on after the device went, for pcscd's stop.
     static let goneGrace: Duration = .seconds(2)
 
-    init(slotCount: Int) {
+    init(slotCount: Int, readDirectly transport: CCIDTransport? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
         let zeros = [UInt64](repeating: 0, count: slotCount)
         state = Mutex(State(generation: zeros, seen: zeros, stopRequested: Array(repeating: false, count: slotCount)))
         wakeups = (0..<slotCount).map { _ in Wakeup() }
+        direct = slotCount == 1 ? transport : nil
+        self.log = log
     }
 
     /// Runs on its own thread until the transport closes.
-    func pump(from transport: CCIDTransport, log: @Sendable (String) -> Void) {
-        while true {
-            let bytes: [UInt8]
-            do throws(TransportError) {
-                bytes = try transport.receiveInterrupt(deadline: .distantFuture)
-            } catch {
-                if error == .cancelled || error == .timeout { continue }
-                break
-            }
-            let message: InterruptMessage
-            do throws(CCIDDecodingError) { message = try InterruptMessage(decoding: bytes) } catch {
-                log("dropping interrupt message (\(error)): \(hexString(bytes.prefix(16)))")
-                continue
-            }
-            var changed: [Int] = []
-            switch message {
-            case .notifySlotChange(let changes):
-                changed = changes.enumerated().filter { $0.element.changed }.map(\.offset)
-            case .hardwareError(let slot, _, let code):
-                log("reader reports hardware error 0x\(hexString([code])) on slot \(slot)")
-                changed = [Int(slot)]
-            }
-            changed = changed.filter { wakeups.indices.contains($0) }
-            state.withLock { s in for slot in changed { s.generation[slot] &+= 1 } }
-            for slot in changed { wakeups[slot].signal() }
+    func pump(from transport: CCIDTransport) {
+        while receiveOne(from: transport, until: .distantFuture) {}
+    }
+
+    /// Waits for one interrupt message and counts it; false once the pipe has failed for good.
+    private func receiveOne(from transport: CCIDTransport, until deadline: Deadline) -> Bool {
+        let bytes: [UInt8]
+        do throws(TransportError) {
+            bytes = try transport.receiveInterrupt(deadline: deadline)
+        } catch {
+            if error == .cancelled || error == .timeout { return true }
+            state.withLock { $0.goneAt = .now() }
+            for w in wakeups { w.signal() }
+            return false
         }
-        state.withLock { $0.goneAt = .now() }
-        for w in wakeups { w.signal() }
+        let message: InterruptMessage
+        do throws(CCIDDecodingError) { message = try InterruptMessage(decoding: bytes) } catch {
+            log("dropping interrupt message (\(error)): \(hexString(bytes.prefix(16)))")
+            return true
+        }
+        var changed: [Int] = []
+        switch message {
+        case .notifySlotChange(let changes):
+            changed = changes.enumerated().filter { $0.element.changed }.map(\.offset)
+        case .hardwareError(let slot, _, let code):
+            log("reader reports hardware error 0x\(hexString([code])) on slot \(slot)")
+            changed = [Int(slot)]
+        }
+        changed = changed.filter { wakeups.indices.contains($0) }
+        state.withLock { s in for slot in changed { s.generation[slot] &+= 1 } }
+        for slot in changed { wakeups[slot].signal() }
+        return true
     }
 
     enum WaitResult { case changed, timeout, stopped, deviceGone }
 
-    /// Waits for an event on `slot` not yet reported to this slot's waiter.
+    /// Waits for an event on `slot` not yet reported to this slot's waiter;
+    /// with a `direct` pipe, reading it meanwhile (`stop` cancels the read).
     func wait(slot: Int, until deadline: Deadline) -> WaitResult {
         guard wakeups.indices.contains(slot) else { return .deviceGone }
         while true {
-            enum Next { case result(WaitResult), sleep(Deadline) }
+            enum Next { case result(WaitResult), sleep(Deadline), read(Deadline) }
             let next: Next = state.withLock { s in
                 if s.stopRequested[slot] {
                     s.stopRequested[slot] = false
@@ -81,11 +94,13 @@ final class CardEvents: Sendable {
                     let grace = Deadline.min(deadline, goneAt.advanced(by: Self.goneGrace))
                     return grace.hasPassed ? .result(.deviceGone) : .sleep(grace)
                 }
-                return deadline.hasPassed ? .result(.timeout) : .sleep(deadline)
+                if deadline.hasPassed { return .result(.timeout) }
+                return direct == nil ? .sleep(deadline) : .read(deadline)
             }
             switch next {
             case .result(let r): return r
             case .sleep(let until): wakeups[slot].wait(until: until)
+            case .read(let until): if let direct { _ = receiveOne(from: direct, until: until) }
             }
         }
     }
@@ -95,11 +110,13 @@ final class CardEvents: Sendable {
         guard wakeups.indices.contains(slot) else { return }
         state.withLock { $0.stopRequested[slot] = true }
         wakeups[slot].signal()
+        direct?.cancelInterruptWait()
     }
 
     func stopAll() {
         state.withLock { s in for i in s.stopRequested.indices { s.stopRequested[i] = true } }
         for w in wakeups { w.signal() }
+        direct?.cancelInterruptWait()
     }
 }
 

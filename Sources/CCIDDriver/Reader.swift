@@ -31,10 +31,13 @@ public final class Reader: Sendable {
         slotCount = transport.identity.classDescriptor.slotCount
         slots = Mutex(Array(repeating: SlotState(), count: transport.identity.classDescriptor.slotCount))
         slotGates = (0..<transport.identity.classDescriptor.slotCount).map { _ in SlotGate() }
-        events = CardEvents(slotCount: transport.identity.classDescriptor.slotCount)
-        if identity.hasInterruptEndpoint {
-            let events = self.events, transport = self.transport
-            if !startThread({ events.pump(from: transport, log: log) }) {
+        let slotCount = transport.identity.classDescriptor.slotCount
+        let pipe = identity.hasInterruptEndpoint ? transport : nil
+        events = CardEvents(slotCount: slotCount, readDirectly: pipe, log: log)
+        // A multi-slot reader's pipe is read by a thread of its own (see CardEvents).
+        if let pipe, slotCount != 1 {
+            let events = self.events
+            if !startThread({ events.pump(from: pipe) }) {
                 log("cannot start the interrupt thread; card events will be polled")
             }
         }

@@ -50,6 +50,11 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
     /// The largest bulk-in transfer: an extended APDU response (65,536 + SW)
     /// in a data block, rounded up to whole 512-byte packets.
     static let inCapacity = 66_048
+    /// This device's bulk-in transfer: its largest message (dwMaxCCIDMessageLength)
+    /// in whole packets, within inCapacity. A longer message (firmware that
+    /// exceeds its own limit) still arrives, over several transfers; sizing
+    /// the buffer to the device keeps pcscd's memory per reader low.
+    private let inTransfer: Int
     static let controlCapacity = 8 + 4096
 
     public init(name: USBDeviceName, log: @escaping @Sendable (String) -> Void) throws(USBOpenError) {
@@ -80,7 +85,11 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
         self.interrupt = interrupt
         self.controlTransfer = controlTransfer
         self.log = log
-        inBuffer = .allocate(byteCount: Self.inCapacity, alignment: 16)
+        let packet = max(8, identity.endpoints.bulkInPacketSize)
+        let wanted = min(Int(identity.classDescriptor.maxCCIDMessageLength), Self.inCapacity)
+        let whole = Self.inCapacity - Self.inCapacity % packet   // 0 for a packet size no real endpoint has
+        inTransfer = whole > 0 ? min(max(1, (wanted + packet - 1) / packet) * packet, whole) : Self.inCapacity
+        inBuffer = .allocate(byteCount: inTransfer, alignment: 16)
         interruptBuffer = .allocate(byteCount: 64, alignment: 16)
     }
 
@@ -206,8 +215,8 @@ public final class USBTransport: CCIDTransport, @unchecked Sendable {
             while true {
                 let outcome = bulkIn.run(context: context, handle: handle, endpoint: endpoint,
                                          type: UInt8(LIBUSB_TRANSFER_TYPE_BULK.rawValue), buffer: inBuffer,
-                                         length: Self.inCapacity, deadline: deadline)
-                let n = min(try check(outcome, endpoint: endpoint), Self.inCapacity)
+                                         length: inTransfer, deadline: deadline)
+                let n = min(try check(outcome, endpoint: endpoint), inTransfer)
                 if n == 0 && message.isEmpty { continue }
                 message += UnsafeRawBufferPointer(rebasing: inBuffer[0..<n])
                 if n == 0 || n % packet != 0 { break }

@@ -1,6 +1,9 @@
-/* The benchmark's floor: an IFD handler that does nothing. Every APDU is
- * answered 90 00 at once, so pcscd + libpcsclite + the client are all that
- * is measured. Built by tests/bench.py; never installed. */
+/* The benchmark's floor: an IFD handler that does nothing but answer, so
+ * pcscd + libpcsclite + the client are all that is measured. It answers the
+ * bench's commands as the compliance card does (same bytes, so the floor moves
+ * as much data as the reader): `80 00 04 XX Le` with Le bytes of XX,
+ * `80 34 P1 P2 Le` with 00 01 02…, everything else 90 00.
+ * Built by tests/bench.py; never installed. */
 #include <string.h>
 #include <ifdhandler.h>
 #include <reader.h>
@@ -48,14 +51,27 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 	return IFD_SUCCESS;
 }
 
+/* Le of a case 2 APDU (short or extended), else -1. */
+static long expected_length(const UCHAR *apdu, DWORD len)
+{
+	if (len == 5) return apdu[4] ? apdu[4] : 256;
+	if (len == 7 && apdu[4] == 0) { long le = (long)apdu[5] << 8 | apdu[6]; return le ? le : 65536; }
+	return -1;
+}
+
 RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer, DWORD TxLength,
 	PUCHAR RxBuffer, PDWORD RxLength, PSCARD_IO_HEADER RecvPci)
 {
-	(void)Lun; (void)SendPci; (void)TxBuffer; (void)TxLength; (void)RecvPci;
-	if (*RxLength < 2) return IFD_ERROR_INSUFFICIENT_BUFFER;
-	RxBuffer[0] = 0x90;
-	RxBuffer[1] = 0x00;
-	*RxLength = 2;
+	(void)Lun; (void)SendPci; (void)RecvPci;
+	long le = TxLength >= 4 && TxBuffer[0] == 0x80 && (TxBuffer[1] == 0x34 || (TxBuffer[1] == 0x00 && TxBuffer[2] == 0x04))
+		? expected_length(TxBuffer, TxLength) : -1;
+	DWORD n = le > 0 ? (DWORD)le : 0;
+	if (*RxLength < n + 2) return IFD_ERROR_INSUFFICIENT_BUFFER;
+	if (n && TxBuffer[1] == 0x34) for (DWORD i = 0; i < n; i++) RxBuffer[i] = (UCHAR)i;
+	else memset(RxBuffer, TxLength > 3 ? TxBuffer[3] : 0, n);
+	RxBuffer[n] = 0x90;
+	RxBuffer[n + 1] = 0x00;
+	*RxLength = n + 2;
 	return IFD_SUCCESS;
 }
 
