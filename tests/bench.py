@@ -13,6 +13,7 @@ nothing is asserted about time; every answer is still checked byte for byte.
 The VM's real-kernel-USB figures are `make vm-bench`."""
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,10 +63,17 @@ def message_counts():
     return [int(line.split("\t")[2]) for line in out.splitlines()]
 
 
+def cpu_per_apdu(ours, floor):
+    """Median CPU µs per APDU: pcscd in our rounds, pcscd in the floor's, ccid-sim in ours."""
+    def per(rows, i):
+        return statistics.median(r["cpu_us"][i] / r["apdus"] for r in rows)
+    return per(ours, 0), per(floor, 0), per(ours, 1)
+
+
 def throughput(tools, rounds, scale_factor):
     achieved = {}
     for title, profile, workloads in SESSIONS:
-        with simharness.PrivatePCSCD("--profile", profile, "--reader-conf", tools.null_conf):
+        with simharness.PrivatePCSCD("--profile", profile, "--reader-conf", tools.null_conf) as pcscd:
             readers = simharness.reader_names()
             ours = next(r for r in readers if "[sim0]" in r and r.endswith("00"))
             floor = next(r for r in readers if r.startswith("Null IFD"))
@@ -73,15 +81,17 @@ def throughput(tools, rounds, scale_factor):
             for (name, apdu, expect), protocol, count, clients, goal in workloads:
                 count = max(8, int(count * scale_factor))
                 before = message_counts()[0]
+                pids = (pcscd.pcscd_pid, pcscd.proc.pid)
                 ours_rounds, floor_rounds = load(tools, [ours, floor], apdu, expect, count, rounds, clients=clients,
-                                                 protocol=protocol, setup=(SELECT_TEST_APPLET, OK))
+                                                 protocol=protocol, setup=(SELECT_TEST_APPLET, OK), cpu_pids=pids)
                 sent = (rounds + 1) * count + clients
                 per_apdu = (message_counts()[0] - before) / sent
                 p = Paired(ours_rounds, floor_rounds)
                 label = "%s, T=%d%s" % (name, protocol, ", %d clients" % clients if clients > 1 else "")
-                note = "%.1f msg/APDU" % per_apdu
+                cpu = cpu_per_apdu(ours_rounds, floor_rounds)
+                note = "%.1f msg/APDU; CPU µs/APDU: pcscd %.0f (floor %.0f), ccid-sim %.0f" % (per_apdu, *cpu)
                 if per_apdu > 2.5:
-                    note += ", %.1f µs/msg above floor" % (p.extra / per_apdu)
+                    note += "; %.1f µs/msg above floor" % (p.extra / per_apdu)
                 print(pcscload.ratio_row(label, p, note), flush=True)
                 if goal:
                     achieved.setdefault(goal, []).append((title.split(" (")[0] + ": " + label, p))
@@ -107,6 +117,9 @@ def main():
               " median and range over the rounds." % args.rounds)
         print("Floor: a do-nothing IFD handler (tests/bench/nullifd.c) in the same pcscd, answering the same bytes.")
         print("Load: tests/bench/loadgen.c over libpcsclite; every answer checked byte for byte.")
+        print("CPU: per APDU, of pcscd (with our driver; with the floor's) and of ccid-sim, from their threads'"
+              " schedstat;\n both relay ends poll briefly before sleeping (SWIFTCCID_RELAY_SPIN_US, --spin-us), which"
+              " counts as CPU.")
         if "throughput" in parts:
             throughput(tools, args.rounds, args.scale)
         if "scale" in parts:

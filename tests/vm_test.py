@@ -17,6 +17,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vm"))
 import image  # noqa: E402
 import machine  # noqa: E402
+import vm_bench  # noqa: E402
 
 RELEASE = os.environ.get("SWIFTCCID_VM_RELEASE", "bookworm")
 if RELEASE not in image.RELEASES:
@@ -261,6 +262,18 @@ class VM(unittest.TestCase):
                 self.assertEqual(len(r["after"]["pcscd"]), 1)
                 for p in plugged:
                     self.unplug(p, mode, workers=workers)
+        self.assertNothingLeft()
+
+    def test_7b_bench_over_real_kernel_usb(self):
+        """make vm-bench's scenario, one small round: our direct and worker
+        modes and libccid each serve both workloads, every answer checked."""
+        counts = {"short": 50, "64k": 3}
+        results = vm_bench.run(self.vm, 1, counts["short"], counts["64k"])
+        for mode in vm_bench.MODES:
+            for workload, count in counts.items():
+                [r] = results[mode][workload]
+                self.assertEqual((r["apdus"], r["wrong"], r["error"]), (count, 0, ""))
+        vm_bench.report(results, RELEASE)
         self.assertNothingLeft()
 
     def test_8_pcscd_as_its_own_user(self):

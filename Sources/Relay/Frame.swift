@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CCID
 
 /// One relay frame (docs/relay-protocol.md): type (1 byte), payload length
@@ -30,6 +33,14 @@ public enum RelayFrame: Equatable, Sendable {
     }
 
     public func encoded() -> [UInt8] {
+        let (header, payload) = encodedParts()
+        return header + payload
+    }
+
+    /// The frame as its 5-byte header and its payload, to be written
+    /// together (`StreamSocket.writeAll(_:_:)`) without copying a 64 KiB
+    /// payload behind the header first.
+    public func encodedParts() -> (header: [UInt8], payload: [UInt8]) {
         var payload: [UInt8]
         switch self {
         case .hello(let h): payload = h.encoded()
@@ -48,10 +59,9 @@ public enum RelayFrame: Equatable, Sendable {
             payload.append(stalled ? 1 : 0)
             payload += data
         }
-        var out: [UInt8] = [frameType.rawValue]
-        out.reserveCapacity(Self.headerLength + payload.count)
-        out.appendBE(UInt32(truncatingIfNeeded: payload.count))
-        return out + payload
+        var header: [UInt8] = [frameType.rawValue]
+        header.appendBE(UInt32(truncatingIfNeeded: payload.count))
+        return (header, payload)
     }
 
     public init(type: UInt8, payload: [UInt8]) throws(RelayError) {
@@ -77,35 +87,73 @@ public enum RelayFrame: Equatable, Sendable {
     }
 }
 
-/// Splits a byte stream into frames. Feed it what the socket gave; take frames out.
+/// Splits a byte stream into frames. Feed it what the socket gave (or let
+/// it read the socket into its own buffer, `read(from:wait:)`); take frames out.
 public struct RelayFrameDecoder: Sendable {
-    private var buffer: [UInt8] = []
+    /// Bytes start..<end are received and not yet taken; the rest is room.
+    private var storage: [UInt8] = []
     private var start = 0
+    private var end = 0
+    /// Room kept free for one read: a 64 KiB frame arrives in a read or two.
+    static let readChunk = 64 * 1024
 
     public init() {}
 
-    public mutating func append(_ bytes: some Sequence<UInt8>) { buffer.append(contentsOf: bytes) }
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        let new = Array(bytes)
+        makeRoom(new.count)
+        storage.replaceSubrange(end..<end + new.count, with: new)
+        end += new.count
+    }
+
+    /// Reads what the socket has straight into the buffer, blocking if
+    /// `wait`: the count (0: the peer closed), or nil if nothing was there.
+    public mutating func read(from socket: StreamSocket, wait: Bool) throws(SocketError) -> Int? {
+        makeRoom(Self.readChunk)
+        let at = end
+        let outcome = storage.withUnsafeMutableBytes { raw -> Result<Int?, SocketError> in
+            do throws(SocketError) {
+                return .success(try socket.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[at...]), wait: wait))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let n = try outcome.get()
+        if let n { end += n }
+        return n
+    }
+
+    /// At least `count` bytes of room after `end`: taken bytes are dropped first, then the buffer grows.
+    private mutating func makeRoom(_ count: Int) {
+        if start == end {
+            start = 0
+            end = 0
+        } else if start > 0, storage.count - end < count {
+            storage.withUnsafeMutableBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                memmove(base, base + start, end - start)
+            }
+            end -= start
+            start = 0
+        }
+        if storage.count - end < count {
+            storage.append(contentsOf: repeatElement(0, count: max(count, storage.count) - (storage.count - end)))
+        }
+    }
 
     /// The next complete frame, nil if more bytes are needed; throws on a
     /// frame that can never be valid (the connection must then be dropped).
     public mutating func next() throws(RelayError) -> RelayFrame? {
-        let available = buffer.count - start
+        let available = end - start
         guard available >= RelayFrame.headerLength else { return nil }
-        let type = buffer[start]
-        var r = ByteReader(buffer[(start + 1)..<(start + 5)])
+        let type = storage[start]
+        var r = ByteReader(storage[(start + 1)..<(start + 5)])
         let length = Int(r.u32be() ?? 0)
         guard length <= RelayFrame.maximumPayloadLength else { throw .oversized(length) }
         guard available >= RelayFrame.headerLength + length else { return nil }
         let payloadStart = start + RelayFrame.headerLength
-        let payload = Array(buffer[payloadStart..<payloadStart + length])
+        let payload = Array(storage[payloadStart..<payloadStart + length])
         start = payloadStart + length
-        if start == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
-            start = 0
-        } else if start > 65536 {
-            buffer.removeFirst(start)
-            start = 0
-        }
         return try RelayFrame(type: type, payload: payload)
     }
 }

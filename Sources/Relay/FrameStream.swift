@@ -8,15 +8,14 @@ public final class FrameStream: Sendable {
     private let writer = Lock()
     private struct ReadSide: Sendable {
         var decoder = RelayFrameDecoder()
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
     }
     private let reader = Mutex(ReadSide())
 
     public init(socket: StreamSocket) { self.socket = socket }
 
     public func send(_ frame: RelayFrame) throws(SocketError) {
-        let bytes = frame.encoded()
-        try writer.withLock { () throws(SocketError) in try socket.writeAll(bytes) }
+        let (header, payload) = frame.encodedParts()
+        try writer.withLock { () throws(SocketError) in try socket.writeAll(header, payload) }
     }
 
     public enum ReadError: Error, Sendable {
@@ -45,19 +44,17 @@ public final class FrameStream: Sendable {
                 }
                 if !spinUntil.hasPassed {
                     let got: Int?
-                    do throws(SocketError) { got = try socket.readAvailable(into: &r.buffer) } catch { throw .socket(error) }
+                    do throws(SocketError) { got = try r.decoder.read(from: socket, wait: false) } catch { throw .socket(error) }
                     if let n = got {
                         if n == 0 { throw .closed }
-                        r.decoder.append(r.buffer[0..<n])
                         spinUntil = Deadline(nanoseconds: 0)
                     }
                     continue
                 }
                 if deadline != .distantFuture, !socket.waitReadable(until: deadline) { throw .timeout }
-                let n: Int
-                do throws(SocketError) { n = try socket.read(into: &r.buffer) } catch { throw .socket(error) }
+                let n: Int?
+                do throws(SocketError) { n = try r.decoder.read(from: socket, wait: true) } catch { throw .socket(error) }
                 if n == 0 { throw .closed }
-                r.decoder.append(r.buffer[0..<n])
             }
         }
     }

@@ -91,6 +91,18 @@ public struct StreamSocket: Sendable {
         }
     }
 
+    /// Reads into `buffer`: what is available, blocking for it if `wait`
+    /// (else nil when nothing is); 0 means the peer closed.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, wait: Bool) throws(SocketError) -> Int? {
+        while true {
+            let n = recv(fd, buffer.baseAddress, buffer.count, wait ? 0 : Int32(MSG_DONTWAIT))
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            if !wait, errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            throw SocketError(operation: "read", errno: errno)
+        }
+    }
+
     /// Reads what is available without blocking: nil if nothing is, 0 if the peer closed.
     public func readAvailable(into buffer: inout [UInt8]) throws(SocketError) -> Int? {
         while true {
@@ -107,6 +119,35 @@ public struct StreamSocket: Sendable {
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { raw in
                 send(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SocketError(operation: "write", errno: errno)
+            }
+            offset += n
+        }
+    }
+
+    /// `first` then `second`, in one sendmsg where the socket takes them at once.
+    public func writeAll(_ first: [UInt8], _ second: [UInt8]) throws(SocketError) {
+        let total = first.count + second.count
+        var offset = 0
+        while offset < total {
+            let n: Int = first.withUnsafeBytes { a in
+                second.withUnsafeBytes { b in
+                    // What is left of each part, from `offset` on.
+                    let skipA = min(offset, a.count), skipB = offset - skipA
+                    var parts = [iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress.map { $0 + skipA }),
+                                       iov_len: a.count - skipA),
+                                 iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress.map { $0 + skipB }),
+                                       iov_len: b.count - skipB)]
+                    return parts.withUnsafeMutableBufferPointer { iov in
+                        var message = msghdr()
+                        message.msg_iov = iov.baseAddress
+                        message.msg_iovlen = iov.count
+                        return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+                    }
+                }
             }
             if n < 0 {
                 if errno == EINTR { continue }

@@ -50,6 +50,34 @@ import ThreadSupport
         #expect(throws: TransportError.timeout) { try client.receiveBulk(deadline: .after(.milliseconds(100))) }
     }
 
+    /// Frames of every size, back to back, written header and payload in
+    /// one sendmsg and read straight into the decoder's buffer, which must
+    /// keep frames whole across reads and reuse its room.
+    @Test func framesOfEverySizeCrossTheSocketInOrder() throws {
+        let path = Self.tempPath("frames")
+        let server = try StreamSocket.listen(path: path, mode: 0o600)
+        defer { server.close() }
+        let client = try StreamSocket.connect(path: path)
+        defer { client.close() }
+        let peer = try server.accept()
+        defer { peer.close() }
+        let sizes = [0, 1, 4, 5, 271, 4096, 65535, 65554, 3, RelayFrame.maximumPayloadLength, 7, 65554, 65554, 65554, 2]
+        let frames = sizes.enumerated().map { i, n in
+            RelayFrame.bulkIn((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) })
+        }
+        let writer = FrameStream(socket: client)
+        let sent = Mutex<SocketError?>(nil)
+        #expect(startThread {
+            do throws(SocketError) { for f in frames { try writer.send(f) } } catch { sent.withLock { $0 = error } }
+        })
+        let reader = FrameStream(socket: peer)
+        for (i, expected) in frames.enumerated() {
+            let got = try reader.receive(until: .after(.seconds(5)), spin: i % 2 == 0 ? .zero : .microseconds(50))
+            #expect(got == expected, "frame \(i) of \(sizes[i]) bytes")
+        }
+        #expect(sent.withLock { $0 } == nil)
+    }
+
     @Test func unplugEndsTheConnection() throws {
         let path = Self.tempPath("unplug")
         let listener = try RelayListener(path: path, device: Self.reader(), log: { _ in })

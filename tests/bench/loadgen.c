@@ -10,6 +10,8 @@
  *
  * HEX may be @FILE, a file holding the hex digits. --together loads every
  * reader at once in each round and reports them as one (reader -1).
+ * --cpu-pid PID (up to 4) adds the CPU time each such process spent during
+ * the round ("cpu_us", from its threads' schedstat), e.g. pcscd and ccid-sim.
  *
  * Every reader gets K connections (each in its own context and thread) before
  * anything is timed; rounds then alternate between the readers, so drift on a
@@ -17,6 +19,7 @@
  * the K clients, and checks every response byte for byte. One JSON object per
  * round and reader goes to stdout. Exit status 1 if any answer was wrong.
  * Built by tests/bench.py; never installed. */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -159,10 +162,33 @@ static int list_mode(int wait)
 	}
 }
 
+/* CPU time of every thread of `pid` so far, in ns (0 if it cannot be read). */
+static double cpu_ns(long pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%ld/task", pid);
+	DIR *d = opendir(path);
+	if (!d) return 0;
+	double total = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.') continue;
+		char stat[128];
+		snprintf(stat, sizeof stat, "/proc/%ld/task/%.20s/schedstat", pid, e->d_name);
+		FILE *f = fopen(stat, "r");
+		if (!f) continue;   /* a thread that ended meanwhile */
+		double ns;
+		if (fscanf(f, "%lf", &ns) == 1) total += ns;
+		fclose(f);
+	}
+	closedir(d);
+	return total;
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: loadgen --rounds R --count N [--clients K] [--protocol 0|1] "
-		"[--together] [--setup HEX=EXPECTED] --apdu HEX --expect HEX READER... | --list | --first-reader\n");
+		"[--together] [--cpu-pid PID]... [--setup HEX=EXPECTED] --apdu HEX --expect HEX READER... | --list | --first-reader\n");
 	return 2;
 }
 
@@ -170,7 +196,8 @@ int main(int argc, char **argv)
 {
 	long rounds = 7, count = 1000, clients = 1, protocol = 1;
 	const char *readers[MAX_READERS];
-	int nreaders = 0, together = 0;
+	int nreaders = 0, together = 0, ncpu = 0;
+	long cpu_pids[4];
 	struct bytes setup = { 0 }, setup_expect = { 0 };
 
 	for (int i = 1; i < argc; i++) {
@@ -178,6 +205,7 @@ int main(int argc, char **argv)
 		if (!strcmp(a, "--list")) return list_mode(0);
 		else if (!strcmp(a, "--first-reader")) return list_mode(1);
 		else if (!strcmp(a, "--together")) together = 1;
+		else if (!strcmp(a, "--cpu-pid") && v && ncpu < 4) { cpu_pids[ncpu++] = atol(v); i++; }
 		else if (!strcmp(a, "--rounds") && v) { rounds = atol(v); i++; }
 		else if (!strcmp(a, "--count") && v) { count = atol(v); i++; }
 		else if (!strcmp(a, "--clients") && v) { clients = atol(v); i++; }
@@ -244,11 +272,17 @@ int main(int argc, char **argv)
 					c->error = SCARD_S_SUCCESS;
 				}
 			}
+			double cpu_before[4];
+			for (int p = 0; p < ncpu; p++) cpu_before[p] = cpu_ns(cpu_pids[p]);
 			double start = now();
 			for (long k = 0; k < group_size; k++)
 				if (pthread_create(&threads[k], NULL, run_client, &group[k])) return 1;
 			for (long k = 0; k < group_size; k++) pthread_join(threads[k], NULL);
 			double elapsed = now() - start;
+			char cpu[128] = "";
+			for (int p = 0, at = 0; p < ncpu && at < (int)sizeof cpu - 24; p++)
+				at += snprintf(cpu + at, sizeof cpu - (size_t)at, "%s%.1f", p ? ", " : "",
+					(cpu_ns(cpu_pids[p]) - cpu_before[p]) / 1e3);
 
 			long n = 0, wrong = 0;
 			LONG error = SCARD_S_SUCCESS;
@@ -262,9 +296,9 @@ int main(int argc, char **argv)
 			long p99 = (long)((double)n * 0.99);
 			if (p99 >= n) p99 = n - 1;
 			printf("{\"round\": %ld, \"reader\": %d, \"apdus\": %ld, \"seconds\": %.6f, \"rate\": %.1f, "
-				"\"p50_us\": %.1f, \"p99_us\": %.1f, \"wrong\": %ld, \"error\": \"%s\"}\n",
+				"\"p50_us\": %.1f, \"p99_us\": %.1f, \"wrong\": %ld, \"error\": \"%s\", \"cpu_us\": [%s]}\n",
 				round, together ? -1 : g, n, elapsed, (double)n / elapsed, merged[n / 2] * 1e6, merged[p99] * 1e6,
-				wrong, error == SCARD_S_SUCCESS ? "" : pcsc_stringify_error(error));
+				wrong, error == SCARD_S_SUCCESS ? "" : pcsc_stringify_error(error), cpu);
 			fflush(stdout);
 			total_wrong += wrong;
 		}

@@ -54,7 +54,7 @@ class WrongAnswers(Exception):
 
 
 def load(tools, readers, apdu, expect, count, rounds, clients=1, protocol=1, setup=None, env=None, together=False,
-         warmup=True):
+         warmup=True, cpu_pids=()):
     """Runs loadgen: `rounds` alternating rounds over `readers` (plus one
     warm-up round, dropped). Returns one list of round results per reader,
     or one list for all of them `together`. Raises WrongAnswers if any answer
@@ -66,6 +66,8 @@ def load(tools, readers, apdu, expect, count, rounds, clients=1, protocol=1, set
         cmd += ["--setup", "%s=%s" % (hexs(setup[0]), hexs(setup[1]))]
     if together:
         cmd.append("--together")
+    for pid in cpu_pids:
+        cmd += ["--cpu-pid", str(pid)]
     r = subprocess.run(cmd + list(readers), capture_output=True, text=True, env=env, timeout=1800)
     results = [json.loads(line) for line in r.stdout.splitlines()]
     wrong = [x for x in results if x["wrong"] or x["error"]]

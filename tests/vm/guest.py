@@ -21,7 +21,7 @@ import unittest
 from smartcard import scard as S
 
 from pcsc import Context, OK, PCSCError, SELECT_TEST_APPLET, check_cases_at_every_length, check_extended_apdus, \
-    reference_script, transmit_cut_short
+    reference_script, seq, transmit_cut_short
 
 DRIVERS = "/usr/lib/pcsc/drivers"
 PARKED = "/usr/lib/pcsc/drivers.parked"
@@ -164,6 +164,66 @@ def use(args):
         # A client's connection starts pcscd through its socket, with this driver and mode.
         wait(lambda: readers() is not None and service_active("pcscd.service"), 30, "pcscd started by a client")
     return {"drivers": sorted(os.listdir(DRIVERS)), "workers": os.path.exists(WORKERS)}
+
+
+# The VM bench (tests/vm_bench.py): tests/bench/loadgen.c, built on the host.
+LOADGEN = os.path.join(HERE, "loadgen")
+BENCH_WORKLOADS = {"short": ([0x80, 0x34, 0x00, 0x10, 0x10], seq(16) + OK),
+                   "64k": ([0x80, 0x00, 0x04, 0x5A, 0x00, 0xFF, 0xFF], [0x5A] * 65535 + OK)}
+
+
+def bench_mode(args):
+    """A plugged reader (`instance`) served by our direct mode, our worker mode
+    or libccid; returns once a client has used it."""
+    stop_pcscd()
+    # Direct mode and libccid claim the device themselves: no worker may hold it.
+    sh("systemctl", "stop", "swiftccid-attach@%s.service" % args.instance, check=False)
+    use(argparse.Namespace(driver="libccid" if args.mode == "libccid" else "ours", workers=args.mode == "workers",
+                           no_client=True))
+    if args.mode == "workers":
+        # udev started workers when readers were plugged; this one was plugged before worker mode.
+        sh("systemctl", "start", "swiftccid-attach@%s.service" % args.instance)
+    reader = wait(lambda: reader_for("(%s)" % args.serial), 60, "pcscd to list %s" % args.serial)
+    wait(lambda: usable(reader), 30, "%s usable" % reader)
+    return {"reader": reader, "workers": workers(), "pcscd": pcscd_pids()}
+
+
+def cpu_ns(pids):
+    """CPU time of every thread of `pids` so far (schedstat: ns, not ticks)."""
+    total = 0
+    for pid in pids:
+        for stat in glob.glob("/proc/%s/task/*/schedstat" % pid):
+            try:
+                with open(stat) as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass   # a thread that ended meanwhile
+    return total
+
+
+def bench(args):
+    """One round of a workload through the guest's pcscd (loadgen), with the
+    CPU that ccid-sim, pcscd and attach workers spent on it."""
+    apdu, expect = BENCH_WORKLOADS[args.workload]
+    reader = reader_for("(%s)" % args.serial)
+    if not reader:
+        raise AssertionError("no reader (%s)" % args.serial)
+    with open("/tmp/bench-apdu.hex", "w") as f:
+        f.write(bytes(apdu).hex())
+    with open("/tmp/bench-expect.hex", "w") as f:
+        f.write(bytes(expect).hex())
+    sim_pids = sh("pgrep", "-f", "/usr/bin/ccid-sim serve", check=False).stdout.split()
+    parts = {"ccid-sim": sim_pids, "pcscd": pcscd_pids(), "workers": workers()}
+    before = {k: cpu_ns(v) for k, v in parts.items()}
+    r = sh(LOADGEN, "--rounds", "1", "--count", str(args.count), "--apdu", "@/tmp/bench-apdu.hex",
+           "--expect", "@/tmp/bench-expect.hex", "--setup", "%s=%s" % (bytes(SELECT_TEST_APPLET).hex(), bytes(OK).hex()),
+           reader, check=False)
+    result = [json.loads(line) for line in r.stdout.splitlines()]
+    if r.returncode != 0 or len(result) != 1 or result[0]["wrong"] or result[0]["error"]:
+        raise AssertionError("loadgen: exit %d %s %s" % (r.returncode, r.stdout, r.stderr))
+    result = result[0]
+    result["cpu_us_per_apdu"] = {k: (cpu_ns(v) - before[k]) / 1e3 / result["apdus"] for k, v in parts.items()}
+    return result
 
 
 def restore_drivers(args):
@@ -575,12 +635,21 @@ def main():
     a.add_argument("path")
     a = sub.add_parser("doctor")
     a.add_argument("instance")
+    a = sub.add_parser("bench-mode")
+    a.add_argument("mode", choices=["direct", "workers", "libccid"])
+    a.add_argument("instance")
+    a.add_argument("serial")
+    a = sub.add_parser("bench")
+    a.add_argument("serial")
+    a.add_argument("workload", choices=sorted(BENCH_WORKLOADS))
+    a.add_argument("--count", type=int, default=100)
     args = p.parse_args()
     result = {"use": use, "simulator": simulator, "plug": plug, "unplug": unplug, "conformance": conformance,
               "card-events": card_events, "unplug-mid-apdu": unplug_mid_apdu, "reference": reference, "interfaces": interfaces, "foreign": foreign, "gone": gone,
               "churn": churn, "census": census, "install": install, "purge": purge, "restore-drivers": restore_drivers,
               "pcscd-state": pcscd_state, "first-client": first_client, "wait-exit": wait_exit,
-              "reload": reload, "unprivileged": unprivileged, "perms": perms, "doctor": doctor}[args.command](args)
+              "reload": reload, "unprivileged": unprivileged, "perms": perms, "doctor": doctor,
+              "bench-mode": bench_mode, "bench": bench}[args.command](args)
     json.dump(result, sys.stdout)
 
 

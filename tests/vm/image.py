@@ -252,7 +252,8 @@ def debs():
 
 def overlay(out):
     """Our Debian packages (the test installs them in the guest, as a user
-    would) and the guest's test scripts, as a second archive."""
+    would), the guest's test scripts and the bench's load generator, as a
+    second archive."""
     with tempfile.TemporaryDirectory(prefix="sccid-vm-overlay") as stage:
         lib = os.path.join(stage, "usr/lib/swiftccid-vm")
         os.makedirs(os.path.join(lib, "debs"))
@@ -261,6 +262,11 @@ def overlay(out):
         for name in ("agent.py", "guest.py"):
             shutil.copy(os.path.join(HERE, name), lib)
         shutil.copy(os.path.join(ROOT, "tests/pcsc.py"), lib)
+        # The bench's load generator, built here: the guest has libpcsclite but no compiler.
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libpcsclite"], capture_output=True, text=True,
+                               check=True).stdout.split()
+        run(["gcc", "-O2", "-Wall", "-Werror", "-o", os.path.join(lib, "loadgen"),
+             os.path.join(ROOT, "tests/bench/loadgen.c")] + flags + ["-lpthread"])
         pack(stage, out)
 
 
