@@ -34,7 +34,8 @@ CASE2 = ("case 2, 16 bytes out", [0x80, 0x34, 0x00, 0x10, 0x10], seq(16) + OK)
 CASE2E = ("case 2E, 65535 bytes out", [0x80, 0x00, 0x04, 0x5A, 0x00, N >> 8, N & 0xFF], [0x5A] * N + OK)
 CASE3E = ("case 3E, 65535 bytes in", [0x80, 0x12, 0x01, 0x80, 0x00, N >> 8, N & 0xFF] + seq(N), OK)
 
-# (title, profile, [(apdu, protocol, APDUs per round, clients, goal key)])
+# (title, profile, [(apdu, protocol, APDUs per round, clients, goal key)], environment and ccid-sim options)
+NO_POLLING = ({"SWIFTCCID_RELAY_SPIN_US": "0"}, ["--spin-us", "0"])
 SESSIONS = [
     ("Short APDU level (Cherry ST, cherry-st-short)", "cherry-st-short",
      [(CASE1, 1, 3000, 1, "apdu"), (CASE2, 1, 3000, 1, None)]),
@@ -48,6 +49,10 @@ SESSIONS = [
       (CASE1, 0, 3000, 1, None), (CASE2, 0, 3000, 1, None)]),
     ("Character level (O2Micro Oz776: the driver reads every byte the card sends)", "o2micro-oz776-char",
      [(CASE1, 1, 2000, 1, "char"), (CASE1, 0, 2000, 1, "char"), (CASE2, 0, 2000, 1, None)]),
+    # Without polling, CPU per APDU is work (and sleeping and waking), not waiting: the driver's own cost.
+    ("No polling at either relay end (SWIFTCCID_RELAY_SPIN_US=0, --spin-us 0): extended APDU level, 271-byte messages",
+     "omnikey-3121-extended", [(CASE1, 1, 3000, 1, None), (CASE2E, 1, 40, 1, None), (CASE3E, 1, 40, 1, None)],
+     NO_POLLING),
 ]
 
 GOALS = {"apdu": ("case 1 at APDU level (short and extended)", 0.90),
@@ -72,8 +77,9 @@ def cpu_per_apdu(ours, floor):
 
 def throughput(tools, rounds, scale_factor):
     achieved = {}
-    for title, profile, workloads in SESSIONS:
-        with simharness.PrivatePCSCD("--profile", profile, "--reader-conf", tools.null_conf) as pcscd:
+    for title, profile, workloads, *options in SESSIONS:
+        env, sim_args = options[0] if options else ({}, [])
+        with simharness.PrivatePCSCD("--profile", profile, "--reader-conf", tools.null_conf, *sim_args, env=env) as pcscd:
             readers = simharness.reader_names()
             ours = next(r for r in readers if "[sim0]" in r and r.endswith("00"))
             floor = next(r for r in readers if r.startswith("Null IFD"))

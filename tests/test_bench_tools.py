@@ -97,7 +97,7 @@ class OneRoundBench(unittest.TestCase):
                             "--sim", SIM], capture_output=True, text=True, timeout=900)
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         for heading in ("Short APDU level", "65,554-byte messages", "271-byte messages", "TPDU level",
-                        "Character level", "Goals", "Scale over the relay", "Scale under umockdev",
+                        "Character level", "No polling", "Goals", "Scale over the relay", "Scale under umockdev",
                         "pcscd's resources", "Startup"):
             self.assertIn(heading, r.stdout)
 
