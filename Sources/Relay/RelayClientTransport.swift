@@ -31,6 +31,12 @@ public final class RelayClientTransport: CCIDTransport, Sendable {
         var readerYields = false
         /// An exchange is in flight: the interrupt waiter leaves the socket alone.
         var exchangeInFlight = false
+        /// When the last exchange ended: the interrupt waiter takes the socket
+        /// back only after `linger` of quiet, not between the messages of a
+        /// chained APDU or back-to-back APDUs.
+        var lastExchangeEnded = Deadline(nanoseconds: 0)
+        /// The interrupt waiter sleeps until an exchange ends: its end wakes it.
+        var waiterAwaitsExchangeEnd = false
         /// When the last bulk message went out, to learn how fast the peer answers.
         var sentAt = Deadline(nanoseconds: 0)
         var spin: AdaptiveSpin
@@ -46,6 +52,13 @@ public final class RelayClientTransport: CCIDTransport, Sendable {
     static let interruptQueueLimit = 64
     /// Unread bulk replies kept; a device that streams replies is cut off.
     static let bulkQueueLimit = 16
+    /// Each time the interrupt waiter gives the socket up to an exchange it is
+    /// woken (a pipe) and wakes again to take it back: two context switches,
+    /// which cost more than the exchange itself on a busy machine (measured:
+    /// ~20 µs of pcscd CPU per CCID message). While exchanges keep coming it
+    /// stays away; frames they read on the way, interrupts included, are filed
+    /// and wake it as before. Short, as an interrupt nobody reads waits for it.
+    static let linger: Duration = .milliseconds(2)
 
     /// `spinBudget`: how long a thread waiting for a reply may poll before
     /// sleeping, while the peer keeps answering that fast (0: never).
@@ -108,12 +121,19 @@ public final class RelayClientTransport: CCIDTransport, Sendable {
                 if let value = try take(&s) { return .done(value) }
                 if s.closed { throw .noDevice }
                 if deadline.hasPassed { throw .timeout }
-                if !s.reading && !(yields && s.exchangeInFlight) {
+                let quietFrom = s.lastExchangeEnded.advanced(by: Self.linger)
+                if !s.reading && !(yields && (s.exchangeInFlight || !quietFrom.hasPassed)) {
                     s.reading = true
                     s.readerYields = yields
                     return .read
                 }
-                return .wait(seen: seen, poke: s.yieldingReader && !yields)
+                // The interrupt waiter kept off the socket looks again when the quiet
+                // begins, or when the exchange in flight ends.
+                var until = deadline
+                if yields && !s.reading {
+                    if s.exchangeInFlight { s.waiterAwaitsExchangeEnd = true } else { until = Deadline.min(deadline, quietFrom) }
+                }
+                return .wait(seen: seen, poke: s.yieldingReader && !yields, until: until)
             }
             switch step {
             case .done(let value): return value
@@ -125,14 +145,14 @@ public final class RelayClientTransport: CCIDTransport, Sendable {
                     file(outcome, into: &s)
                 }
                 changed.broadcast()
-            case .wait(let seen, let poke):
+            case .wait(let seen, let poke, let until):
                 if poke { self.poke() }
-                changed.wait(after: seen, until: deadline)
+                changed.wait(after: seen, until: until)
             }
         }
     }
 
-    private enum WaitStep<T> { case done(T), read, wait(seen: UInt64, poke: Bool) }
+    private enum WaitStep<T> { case done(T), read, wait(seen: UInt64, poke: Bool, until: Deadline) }
 
     private enum ReadOutcome {
         case frames([RelayFrame])
@@ -230,13 +250,18 @@ public final class RelayClientTransport: CCIDTransport, Sendable {
     }
 
     /// Runs `body` as an exchange in flight: the interrupt waiter leaves the
-    /// socket alone until it ends (also while waiting again after a time
-    /// extension, with nothing sent).
+    /// socket alone until it ends and `linger` after (also while waiting again
+    /// after a time extension, with nothing sent).
     private func inFlight<T>(_ body: () throws(TransportError) -> T) throws(TransportError) -> T {
         state.withLock { $0.exchangeInFlight = true }
         defer {
-            state.withLock { $0.exchangeInFlight = false }
-            changed.broadcast()
+            let wake = state.withLock { s in
+                s.exchangeInFlight = false
+                s.lastExchangeEnded = .now()
+                defer { s.waiterAwaitsExchangeEnd = false }
+                return s.waiterAwaitsExchangeEnd
+            }
+            if wake { changed.broadcast() }
         }
         return try body()
     }
