@@ -22,7 +22,7 @@ PYPI_OPENPGP := smartcard-app-openpgp==0.4.0 smartcard==0.3
 # What `make deb` and `make rpm-check` need besides.
 PACKAGING_PACKAGES := dpkg-dev debhelper lintian rpm rpmlint
 
-.PHONY: all deps pydeps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test vm-test vm-bench bench \
+.PHONY: all deps pydeps bundle sim attach demo fuzz fuzz-build fuzz-short sanitize soak test unit-test integration-test vm-test vm-bench bench corpus \
   install install-driver install-sim uninstall clean reader-list man deb rpm-check package-test
 
 PREFIX ?= /usr/local
@@ -128,6 +128,12 @@ sanitize: deps
 
 bench: bundle sim
 	$(PYTHON) tests/bench.py --sim $(SIM)
+
+# Every distinct descriptor of the reader corpus as a simulated reader through
+# pcscd: relay with our driver, USB (umockdev) with ours and with libccid
+# (tools/corpus.py; `make test` runs a fixed sample, tests/test_corpus_sample.py).
+corpus: bundle sim
+	$(PYTHON) tools/corpus.py --json $(BUILD)/corpus.json
 
 # Nothing is started or restarted: pcscd reads bundles when it starts; udev
 # starts attach workers for readers plugged in later (and only in worker mode).

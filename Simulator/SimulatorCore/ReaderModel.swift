@@ -172,13 +172,18 @@ public struct ReaderModel: Sendable {
         case .iccPowerOn:
             guard let atr = slots[slot].card?.powerUp() else { return fail(.iccMute) }
             slots[slot].poweredOn()
+            negotiateAfterATR(slot: slot)
             return ok(.dataBlock(chainParameter: 0, data: atr))
         case .setParameters(let p, let data):
             guard slots[slot].card != nil, slots[slot].powered else { return fail(.iccMute) }
             let offered = slots[slot].atr?.offeredProtocols ?? [0]
-            guard offered.contains(p), let parameters = ProtocolData(protocolNumber: p, bytes: data) else {
+            guard offered.contains(p), var parameters = ProtocolData(protocolNumber: p, bytes: data) else {
                 // bProtocolNum, offset 7.
                 return [context.failed(.badParameter(at: 7), type: .parameters)]
+            }
+            if negotiatesWithTheCard {
+                guard let agreed = negotiate(slot: slot, parameters, protocolType: p) else { return fail(.iccMute) }
+                parameters.fiDi = agreed
             }
             slots[slot].protocolType = p
             slots[slot].parameters = parameters

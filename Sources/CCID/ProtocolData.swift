@@ -76,9 +76,17 @@ public enum ProtocolData: Equatable, Sendable {
     }
 
     public var fiDi: UInt8 {
-        switch self {
-        case .t0(let p): p.fiDi
-        case .t1(let p): p.fiDi
+        get {
+            switch self {
+            case .t0(let p): p.fiDi
+            case .t1(let p): p.fiDi
+            }
+        }
+        set {
+            switch self {
+            case .t0(var p): p.fiDi = newValue; self = .t0(p)
+            case .t1(var p): p.fiDi = newValue; self = .t1(p)
+            }
         }
     }
 

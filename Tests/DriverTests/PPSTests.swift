@@ -58,4 +58,41 @@ struct DriverPPSTests {
         #expect(!h.log.all.contains { $0.contains("PPS") })
         #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x18)   // TA1 handed to the reader in SetParameters
     }
+
+    /// TPDU readers that negotiate with the card themselves (dwFeatures 0x80
+    /// or 0x40, as the SCM SCR3310 or the eToken 7300 declare): the driver
+    /// sends no PPS, the simulated reader runs it, and the card hears T=1 at
+    /// TA1's rate. Before the simulator did, every block was lost.
+    static func negotiating(_ feature: ClassDescriptor.Features) throws -> ReaderProfile {
+        var profile = try #require(ReaderProfile.named("gemalto-ct30-tpdu"))
+        profile.descriptor.features.insert(feature)
+        return profile
+    }
+
+    @Test(arguments: [ClassDescriptor.Features.automaticPPS, .automaticParameterNegotiation])
+    func tpduReaderThatNegotiatesRunsThePPSItself(feature: ClassDescriptor.Features) throws {
+        let h = try Harness(readerProfile: try Self.negotiating(feature))
+        try h.connect(protocolType: 1)
+        #expect(!h.log.all.contains { $0.contains("PPS") })
+        #expect(try h.reader.currentParameters(slot: 0).fiDi == 0x18)
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x00, 0x04, 0x02, 0x20]) == [UInt8](repeating: 2, count: 32) + [0x90, 0x00])
+        // And back to T=0, the card's first protocol, after a reset.
+        _ = try h.reader.powerOn(slot: 0)
+        #expect(try h.reader.selectProtocol(slot: 0, requested: .t0) == 0)
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x00, 0x04, 0x03, 0x08]) == [UInt8](repeating: 3, count: 8) + [0x90, 0x00])
+    }
+
+    @Test func cardKeepingItsRateIsFollowedByTheNegotiatingReader() throws {
+        let h = try Harness(readerProfile: try Self.negotiating(.automaticPPS))
+        _ = try h.sim.setFaults(slot: 0, ["pps=1"])
+        try h.connect(protocolType: 1)
+        #expect(try h.reader.transmit(slot: 0, apdu: [0x80, 0x00, 0x04, 0x04, 0x04]) == [4, 4, 4, 4, 0x90, 0x00])
+    }
+
+    @Test func cardRefusingTheReadersPPSFailsSetParameters() throws {
+        let h = try Harness(readerProfile: try Self.negotiating(.automaticPPS))
+        _ = try h.sim.setFaults(slot: 0, ["pps=2"])
+        _ = try h.reader.powerOn(slot: 0)
+        #expect(throws: DriverError.self) { try h.reader.selectProtocol(slot: 0, requested: .t1) }
+    }
 }
