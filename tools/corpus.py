@@ -50,8 +50,26 @@ class Descriptor:
 
     def config(self):
         e = self.entry
-        return {"descriptor": e["descriptor_hex"], "vendorID": e["idVendor"], "productID": e["idProduct"],
-                "manufacturer": "corpus", "product": e.get("iProduct") or self.file, "cards": ["compliance"]}
+        c = {"descriptor": e["descriptor_hex"], "vendorID": e["idVendor"], "productID": e["idProduct"],
+             "manufacturer": "corpus", "product": e.get("iProduct") or self.file, "cards": ["compliance"]}
+        if self.bcd_device is not None:
+            c["bcdDevice"] = "0x%04X" % self.bcd_device
+        return c
+
+    @property
+    def bcd_device(self):
+        """The reader's firmware release from its corpus file ("bcdDevice: 5.25" is 0x0525): drivers refuse
+        some old firmware, and the simulated reader should be the one the corpus describes."""
+        path = os.path.join(ROOT, "data", "ccid-readers", "txt", self.entry["file"])
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.strip().startswith("bcdDevice:"):
+                        major, _, minor = line.split(":", 1)[1].split()[0].partition(".")
+                        return int(major, 16) << 8 | int(minor or "0", 16)
+        except (OSError, ValueError):
+            return None
+        return None
 
     def cannot_carry(self, apdu_length, extended):
         """Why the descriptor says this APDU cannot go through, or None."""

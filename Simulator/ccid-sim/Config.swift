@@ -12,8 +12,9 @@ import SimulatorCore
 /// Any reader may also say how it sits on USB: "interfaceClass": 255 (vendor
 /// class), "interruptEndpoint": false, "descriptorAfterEndpoints": true; a
 /// composite token's HID interfaces, "hidInterfacesBefore": 2 (the CCID one
-/// then is interface 2), "hidInterfacesAfter": 1; and "contactless": true for
-/// a reader whose firmware answers FF CA (the card's UID).
+/// then is interface 2), "hidInterfacesAfter": 1; "contactless": true for
+/// a reader whose firmware answers FF CA (the card's UID); and its firmware
+/// release, "bcdDevice": "0x0525".
 struct SimulatorConfig: Decodable {
     var readers: [Reader]
 
@@ -26,6 +27,8 @@ struct SimulatorConfig: Decodable {
         var productID: String?
         var manufacturer: String?
         var product: String?
+        /// The firmware release, "0x0525" (a driver may treat firmware versions apart).
+        var bcdDevice: String?
         /// Per slot; null is an empty slot. Missing: the default card in slot 0.
         var cards: [CardSpec?]?
         var interfaceClass: Int?
@@ -71,6 +74,11 @@ struct SimulatorConfig: Decodable {
                 if key == "hidInterfacesBefore" { p.usbLayout.hidInterfacesBefore = UInt8(n) } else { p.usbLayout.hidInterfacesAfter = UInt8(n) }
             }
             if let c = r.contactless { p.contactless = c }
+            if let text = r.bcdDevice {
+                let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
+                guard let v = UInt16(digits, radix: 16) else { throw ValidationError("reader \(i): bcdDevice is hex, as \"0x0525\"") }
+                p.bcdDevice = v
+            }
             guard p.descriptor.exchangeLevel != .unknown else {
                 throw ValidationError("reader \(i): dwFeatures declares no known exchange level")
             }
