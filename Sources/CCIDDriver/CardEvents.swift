@@ -21,6 +21,8 @@ final class CardEvents: Sendable {
     private let wakeups: [Wakeup]
     /// The interrupt pipe the waiter reads itself (a single-slot reader), or nil (a pump, or no pipe).
     private let direct: CCIDTransport?
+    /// Whether `pipe` needs a thread of its own running `pump` (several slots share it).
+    static func needsPump(slotCount: Int) -> Bool { slotCount != 1 }
     private let log: @Sendable (String) -> Void
     /// How long a wait holds on after the device went, for pcscd's stop.
     static let goneGrace: Duration = .seconds(2)
@@ -29,7 +31,7 @@ final class CardEvents: Sendable {
         let zeros = [UInt64](repeating: 0, count: slotCount)
         state = Mutex(State(generation: zeros, seen: zeros, stopRequested: Array(repeating: false, count: slotCount)))
         wakeups = (0..<slotCount).map { _ in Wakeup() }
-        direct = slotCount == 1 ? transport : nil
+        direct = Self.needsPump(slotCount: slotCount) ? nil : transport
         self.log = log
     }
 

@@ -35,7 +35,7 @@ public final class Reader: Sendable {
         let pipe = identity.hasInterruptEndpoint ? transport : nil
         events = CardEvents(slotCount: slotCount, readDirectly: pipe, log: log)
         // A multi-slot reader's pipe is read by a thread of its own (see CardEvents).
-        if let pipe, slotCount != 1 {
+        if let pipe, CardEvents.needsPump(slotCount: slotCount) {
             let events = self.events
             if !startThread({ events.pump(from: pipe) }) {
                 log("cannot start the interrupt thread; card events will be polled")

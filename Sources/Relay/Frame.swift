@@ -110,15 +110,7 @@ public struct RelayFrameDecoder: Sendable {
     /// `wait`: the count (0: the peer closed), or nil if nothing was there.
     public mutating func read(from socket: StreamSocket, wait: Bool) throws(SocketError) -> Int? {
         makeRoom(Self.readChunk)
-        let at = end
-        let outcome = storage.withUnsafeMutableBytes { raw -> Result<Int?, SocketError> in
-            do throws(SocketError) {
-                return .success(try socket.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[at...]), wait: wait))
-            } catch {
-                return .failure(error)
-            }
-        }
-        let n = try outcome.get()
+        let n = try socket.read(into: &storage, at: end, wait: wait)
         if let n { end += n }
         return n
     }

@@ -83,33 +83,31 @@ public struct StreamSocket: Sendable {
 
     /// Reads what is available (blocking); 0 means the peer closed.
     public func read(into buffer: inout [UInt8]) throws(SocketError) -> Int {
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n >= 0 { return n }
-            if errno == EINTR { continue }
-            throw SocketError(operation: "read", errno: errno)
-        }
+        try read(into: &buffer, wait: true) ?? 0
     }
 
-    /// Reads into `buffer`: what is available, blocking for it if `wait`
-    /// (else nil when nothing is); 0 means the peer closed.
-    public func read(into buffer: UnsafeMutableRawBufferPointer, wait: Bool) throws(SocketError) -> Int? {
+    /// Reads what is available without blocking: nil if nothing is, 0 if the peer closed.
+    public func readAvailable(into buffer: inout [UInt8]) throws(SocketError) -> Int? {
+        try read(into: &buffer, wait: false)
+    }
+
+    /// Reads into `buffer` from `offset` on: what is available, blocking for
+    /// it if `wait` (else nil when nothing is); 0 means the peer closed.
+    public func read(into buffer: inout [UInt8], at offset: Int = 0, wait: Bool) throws(SocketError) -> Int? {
+        let outcome = buffer.withUnsafeMutableBytes { raw in
+            Result { () throws(SocketError) -> Int? in
+                try read(into: UnsafeMutableRawBufferPointer(rebasing: raw[min(offset, raw.count)...]), wait: wait)
+            }
+        }
+        return try outcome.get()
+    }
+
+    private func read(into buffer: UnsafeMutableRawBufferPointer, wait: Bool) throws(SocketError) -> Int? {
         while true {
             let n = recv(fd, buffer.baseAddress, buffer.count, wait ? 0 : Int32(MSG_DONTWAIT))
             if n >= 0 { return n }
             if errno == EINTR { continue }
             if !wait, errno == EAGAIN || errno == EWOULDBLOCK { return nil }
-            throw SocketError(operation: "read", errno: errno)
-        }
-    }
-
-    /// Reads what is available without blocking: nil if nothing is, 0 if the peer closed.
-    public func readAvailable(into buffer: inout [UInt8]) throws(SocketError) -> Int? {
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n >= 0 { return n }
-            if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
             throw SocketError(operation: "read", errno: errno)
         }
     }
