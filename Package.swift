@@ -28,7 +28,9 @@ let package = Package(
         // The relay's client side (in the bundle) and its server side (workers and the simulator only).
         .target(name: "Relay", dependencies: ["CCID", "ThreadSupport"]),
         .target(name: "RelayServer", dependencies: ["Relay", "CCID", "ThreadSupport"]),
-        .target(name: "CCIDDriver", dependencies: ["CCID", "ISO7816", "ThreadSupport"]),
+        // Real readers' firmware defects and what the driver does about them, as data.
+        .target(name: "ReaderQuirks", dependencies: ["CCID"]),
+        .target(name: "CCIDDriver", dependencies: ["CCID", "ISO7816", "ReaderQuirks", "ThreadSupport"]),
         // What PC/SC asks of a reader driver beyond CCID: Part 10 features, pure.
         .target(name: "PCSCSupport", dependencies: ["CCID"]),
         .target(name: "USBTransport", dependencies: ["CCID", "CLibUSB", "ThreadSupport"]),
@@ -37,9 +39,9 @@ let package = Package(
         // ccid-attach: one USB reader served as a relay socket, in its own sandboxed process.
         .target(name: "AttachWorker", dependencies: ["USBTransport", "Relay", "RelayServer", "CCID", "CUdev", "CSystemd", "ThreadSupport"]),
         .executableTarget(name: "ccid-attach",
-                          dependencies: ["AttachWorker", "USBTransport", "Relay", "RelayServer",
+                          dependencies: ["AttachWorker", "USBTransport", "Relay", "RelayServer", "ReaderQuirks", "DriverSettings",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "IFDHandler", dependencies: ["CCIDDriver", "PCSCSupport", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "CStayLoaded",
+        .target(name: "IFDHandler", dependencies: ["CCIDDriver", "ReaderQuirks", "PCSCSupport", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "CStayLoaded",
                                                    "ThreadSupport", "DriverSettings"],
                 swiftSettings: [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])]),
         // umockdev's C API, for the simulator's USB mode only (never in the bundle).
@@ -71,7 +73,7 @@ let package = Package(
         .testTarget(name: "AttachWorkerTests", dependencies: ["AttachWorker"]),
         .testTarget(name: "SimulatorGadgetTests", dependencies: ["SimulatorGadget", "SimulatorCore", "CCID"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "RelayServer", "CCID", "SimulatorCore", "ThreadSupport", "TestSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "PCSCSupport", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport", "TestSupport"]),
+        .testTarget(name: "DriverTests", dependencies: ["CCIDDriver", "ReaderQuirks", "PCSCSupport", "SimulatorCore", "Relay", "CCID", "ISO7816", "ThreadSupport", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -48,7 +48,8 @@ SESSIONS = [
      [(CASE1, 1, 3000, 1, "t1"), (CASE2E, 1, 40, 1, None), (CASE3E, 1, 40, 1, None),
       (CASE1, 0, 3000, 1, None), (CASE2, 0, 3000, 1, None)]),
     ("Character level (O2Micro Oz776: the driver reads every byte the card sends)", "o2micro-oz776-char",
-     [(CASE1, 1, 2000, 1, "char"), (CASE1, 0, 2000, 1, "char"), (CASE2, 0, 2000, 1, None)]),
+     [(CASE1, 1, 2000, 1, "char"), (CASE1, 0, 2000, 1, "char"), (CASE2, 0, 2000, 1, None)],
+     (simharness.TEXTBOOK_CHARACTER_READER, [])),
     # Without polling, CPU per APDU is work (and sleeping and waking), not waiting: the driver's own cost.
     ("No polling at either relay end (SWIFTCCID_RELAY_SPIN_US=0, --spin-us 0): extended APDU level, 271-byte messages",
      "omnikey-3121-extended", [(CASE1, 1, 3000, 1, None), (CASE2E, 1, 40, 1, None), (CASE3E, 1, 40, 1, None)],

@@ -17,6 +17,12 @@ DIR = "/tmp/sccid-it-%d" % os.getpid()
 SOCKET = os.path.join(DIR, "pcscd", "pcscd.comm")
 os.environ["PCSCLITE_CSOCK_NAME"] = SOCKET
 
+# The built-in "o2micro-oz776-char" profile has the Oz776's descriptor but not
+# its firmware's defects (only 9600 bps, no PPS). Where a test drives it as a
+# textbook character-level reader (PPS, T=1), the driver's quirks for those
+# defects (D4, R3) are switched off; tests/test_quirks.py shows them at work.
+TEXTBOOK_CHARACTER_READER = {"SWIFTCCID_QUIRKS_OFF": "D4+R3"}
+
 
 class PrivatePCSCD:
     """`ccid-sim pcscd` for the length of a `with` block. With another

@@ -266,6 +266,10 @@ class WorkerMode(unittest.TestCase):
         self.assertIn("/dev/bus/usb/001/002 076b:3031", out)
         self.assertIn("an attach worker serves it on %s/usb-001-002.sock" % WORKERS, out)
         self.assertNotIn("not in the bundle", out)
+        # The OMNIKEY 3x21's quirks are named (its descriptor already says what they fix).
+        self.assertIn("  - quirk D10a hid-fake-pinpad applies: HID AVIATOR, OMNIKEY 3x21 / 6121, Cherry ST-1144, "
+                      "Fujitsu D323: claim PIN verify and modify, have no keypad\n", out)
+        self.assertIn("  - quirk D10b hid-chaining applies: ", out)
         out = subprocess.run([ATTACH, "doctor", "--drivers", "/nonexistent", "001-002"],
                              capture_output=True, text=True, env=env, timeout=30).stdout
         self.assertIn("ifd-swiftccid.bundle is not installed in /nonexistent", out)

@@ -13,7 +13,7 @@ import unittest
 from smartcard import scard as S
 
 from pcsc import Context, OK, SELECT_TEST_APPLET, PCSCError, seq
-from simharness import DIR, PrivatePCSCD, reader_names, wait_for
+from simharness import DIR, TEXTBOOK_CHARACTER_READER, PrivatePCSCD, reader_names, wait_for
 
 CAP_MS = 1000
 # Within the cap, plus what pcscd and the Abort that follows a deadline add.
@@ -70,7 +70,7 @@ def answered(test, card, apdu, expected, errors):
 
 class HostileReaderAndCard(unittest.TestCase):
     def check_level(self, profile, reader, protocols=(S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0)):
-        with PrivatePCSCD("--profile", profile, env={"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}) as pcscd:
+        with PrivatePCSCD("--profile", profile, env=dict(TEXTBOOK_CHARACTER_READER, SWIFTCCID_MAX_EXCHANGE_MS=str(CAP_MS))) as pcscd:
             for settings, what in MISBEHAVIOURS:
                 for protocol in protocols:
                     with self.subTest(profile=profile, fault=" ".join(settings), protocol=protocol):
@@ -132,7 +132,7 @@ class HangUpAtEveryStep(unittest.TestCase):
         for profile, reader in LEVELS:
             for k in range(1, 9):
                 with self.subTest(profile=profile, step=k):
-                    with PrivatePCSCD("--profile", profile, env={"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}) as pcscd:
+                    with PrivatePCSCD("--profile", profile, env=dict(TEXTBOOK_CHARACTER_READER, SWIFTCCID_MAX_EXCHANGE_MS=str(CAP_MS))) as pcscd:
                         # Power the card down first, so the count starts at the next power-up.
                         with Context() as c:
                             c.connect(reader, S.SCARD_PROTOCOL_T0 | S.SCARD_PROTOCOL_T1).disconnect(S.SCARD_UNPOWER_CARD)
@@ -195,7 +195,7 @@ class LyingDescriptors(unittest.TestCase):
         with open(self.CONFIG, "w") as f:
             json.dump({"readers": readers}, f)
         try:
-            with PrivatePCSCD("--config", self.CONFIG, env={"SWIFTCCID_MAX_EXCHANGE_MS": str(CAP_MS)}) as pcscd:
+            with PrivatePCSCD("--config", self.CONFIG, env=dict(TEXTBOOK_CHARACTER_READER, SWIFTCCID_MAX_EXCHANGE_MS=str(CAP_MS))) as pcscd:
                 wait_for(lambda: len(reader_names()) >= 3, what="the lying readers")
                 names = reader_names()
                 with Context() as c:

@@ -10,7 +10,7 @@ import unittest
 from smartcard import scard as S
 
 from pcsc import Context, OK, SELECT_TEST_APPLET, features, tlv_properties, PCSCError, check_cases_at_every_length
-from simharness import PrivatePCSCD, seq, wait_for, reader_names
+from simharness import TEXTBOOK_CHARACTER_READER, PrivatePCSCD, seq, wait_for, reader_names
 
 ATR1 = [0x3B, 0xD6, 0x18, 0x00, 0x80, 0xB1, 0x80, 0x6D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9E]
 ATR2 = [0x3F, 0x96, 0x18, 0x80, 0x01, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9F]
@@ -318,8 +318,10 @@ class ManyReaders(unittest.TestCase):
 
 
 class CharacterReader(TPDUReader):
-    """A character-level reader (O2Micro Oz776S profile): the driver reads T=0 procedure bytes and T=1 blocks."""
+    """A character-level reader (O2Micro Oz776S profile): the driver reads T=0 procedure bytes and T=1 blocks.
+    Its firmware's defects are not modelled, so the quirks for them are off (see TEXTBOOK_CHARACTER_READER)."""
     ARGS = ("--profile", "o2micro-oz776-char")
+    ENV = dict(TPDUReader.ENV, **TEXTBOOK_CHARACTER_READER)
     READER = "O2Micro CCID SC Reader [sim0] 00 00"
     VENDOR = b"O2Micro"
     IDS = (0x0B97, 0x7762)

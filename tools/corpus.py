@@ -5,7 +5,8 @@ compliance card, through a real pcscd: over the relay with our driver, and as
 USB devices (umockdev) with our driver and with Debian's libccid. Each reader
 gets SELECT, cases 1 to 4 and a 4 KiB case 2E, every answer checked.
 
-A reader passes, is rightly refused (its descriptor says it cannot carry what
+A reader passes, is rightly refused (its firmware is one the driver's quirk
+table refuses, or its descriptor says it cannot carry what
 was asked: a short-APDU reader and the 4 KiB APDU, messages too small for a
 short APDU), or fails. Prints one line per descriptor and mode, then totals.
 `--sample` runs a fixed sample (tests/test_corpus_sample.py uses it)."""
@@ -171,6 +172,19 @@ def batches(descriptors):
         yield batch
 
 
+def firmware_refusal(pcscd, mode, d, i):
+    """("refused", why) when our driver refused reader `i` of the batch at open
+    for its firmware (the quirk table's O1 gate, as the reference driver does), from pcscd's log."""
+    if mode.endswith("libccid"):
+        return None
+    key = "sim%d.sock:" % i if mode.startswith("relay") else \
+        "usb:%s/%s:" % (d.entry["idVendor"][2:].lower(), d.entry["idProduct"][2:].lower())
+    for line in pcscd.log_text().splitlines():
+        if key in line and " is older than " in line:
+            return "refused", line[line.index("firmware "):line.index(")") + 1]
+    return None
+
+
 def run_mode(mode, descriptors, workdir, log):
     """Results by descriptor name. Over USB, pcscd gives a device only to a
     driver listing its VID:PID: the others are "not claimed", not tried."""
@@ -201,7 +215,8 @@ def run_mode(mode, descriptors, workdir, log):
                 names = simharness.reader_names()
                 for i, d in enumerate(batch):
                     reader = slot0(names, i)
-                    results[d.file] = check(d, reader) if reader else ("fail", "not listed by pcscd")
+                    results[d.file] = check(d, reader) if reader else firmware_refusal(pcscd, mode, d, i) \
+                        or ("fail", "not listed by pcscd")
                     log(mode, d, *results[d.file])
         except RuntimeError as e:
             for d in batch:

@@ -14,7 +14,12 @@ extension ReaderModel {
     mutating func apduTransfer(card: SimulatedCard, slot: Int, context: ReplyContext, level: UInt16, data: [UInt8]) -> [TimedReply] {
         let refused = [context.failed(Self.badLevelParameter)]
         guard descriptor.exchangeLevel == .extendedAPDU else {
-            guard level == 0, let apdu = try? CommandAPDU(data), !apdu.isExtended else { return refused }
+            if level == LevelParameter.emptyContinuation.rawValue, let rest = firmwareContinuation(slot: slot, context: context) {
+                return rest
+            }
+            // Firmware that chains long responses also takes an extended APDU that fits one message.
+            guard level == 0, let apdu = try? CommandAPDU(data),
+                  !apdu.isExtended || profile.firmwareBugs.chainsResponsesOver != nil else { return refused }
             return run(card: card, slot: slot, context: context, apdu: data, carried: true)
         }
         switch LevelParameter(rawValue: level) {
@@ -61,6 +66,9 @@ extension ReaderModel {
             steps.append(context.timeExtension(after: Self.timeExtensionInterval))
             remaining -= Self.timeExtensionInterval
         }
+        if carried, let spoilt = firmwareResponse(answer.response, slot: slot, context: context, after: remaining) {
+            return steps + [spoilt]
+        }
         let piece = max(1, descriptor.maxMessageDataLength)
         var response = answer.response
         var chain: UInt8 = 0
@@ -104,7 +112,8 @@ extension ReaderModel {
         let malformed = [context.failed(.badParameter(at: 10))]
         guard let operation = data.first else { return malformed }
         let support = descriptor.pinSupport
-        guard operation == 0 && support.contains(.verification) || operation == 1 && support.contains(.modification) else {
+        guard !profile.firmwareBugs.noKeypad,
+              operation == 0 && support.contains(.verification) || operation == 1 && support.contains(.modification) else {
             return [context.failed(.commandNotSupported)]
         }
         guard let entry = PINEntry(ccid: data) else { return malformed }

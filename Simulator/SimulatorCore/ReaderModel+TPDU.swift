@@ -15,6 +15,10 @@ extension ReaderModel {
             return [context.mute()]
         }
         slots[slot].session.ppsAllowed = false
+        if profile.firmwareBugs.stallsAfterIFSRequest, slots[slot].protocolType == 1, data.count > 1, data[1] == Self.ifsRequestPCB {
+            slots[slot].stalledByIFS = true
+        }
+        if slots[slot].stalledByIFS { return [context.mute()] }
         guard slots[slot].protocolType == 1 else {
             // T=0: the reader runs the procedure bytes; a busy card earns CCID time extensions.
             return slots[slot].faults.mute ? [context.mute()] : run(card: card, slot: slot, context: context, apdu: data)
@@ -30,7 +34,7 @@ extension ReaderModel {
     mutating func pps(card: SimulatedCard, slot: Int, context: ReplyContext, request: [UInt8]) -> [TimedReply] {
         let allowed = slots[slot].session.ppsAllowed
         slots[slot].session.ppsAllowed = false
-        guard allowed, let asked = try? PPS(decoding: request),
+        guard allowed, !profile.firmwareBugs.noPPS, let asked = try? PPS(decoding: request),
               slots[slot].atr?.offeredProtocols.contains(asked.protocolType) == true,
               slots[slot].faults.ppsAnswer != 2 else {
             return [context.mute()]
@@ -40,6 +44,9 @@ extension ReaderModel {
         slots[slot].session.fiDi = answer.effectiveFiDi
         return [context.dataBlock(answer.encoded())]
     }
+
+    /// S(IFS request), ISO/IEC 7816-3 §11.3.2.2.
+    static let ifsRequestPCB: UInt8 = 0xC1
 
     enum T1Outcome { case block([UInt8], delay: Duration), parityError(delay: Duration), mute }
 

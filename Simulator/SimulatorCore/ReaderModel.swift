@@ -39,6 +39,8 @@ public struct ReaderModel: Sendable {
     /// For the `garbage` fault: seeded, so a run can be repeated.
     var random: SplitMix64
     let timing: ReaderTiming
+    /// For the `emv-mode` bug: Escape 1F 01 switched the reader to ISO mode.
+    var isoMode = false
 
     /// Time extensions are sent at this interval while the card is busy.
     static let timeExtensionInterval: Duration = .milliseconds(200)
@@ -122,7 +124,8 @@ public struct ReaderModel: Sendable {
         let clock = UInt64(descriptor.defaultClock) * 1000
         let all = [1, 2, 4, 8, 12, 16, 20, 32].map { UInt32(clamping: clock * UInt64($0) / 372) }
             .filter { $0 <= descriptor.maxDataRate }
-        return Array(all.prefix(Int(descriptor.numDataRatesSupported)))
+        let listed = Array(all.prefix(Int(descriptor.numDataRatesSupported)))
+        return profile.firmwareBugs.listsFakeRates ? listed + FirmwareBugs.fakeRates : listed
     }
 
     // MARK: Bulk-out messages
@@ -163,13 +166,16 @@ public struct ReaderModel: Sendable {
         case .abort:
             slots[slot].discardTransfer()
             return ok(.slotStatus(clockStatus: 0))
-        case .getSlotStatus, .iccClock, .t0APDU:
+        case .getSlotStatus:
+            return [context.reply(.slotStatus(clockStatus: 0), after: profile.firmwareBugs.slowSlotStatus ?? .zero)]
+        case .iccClock, .t0APDU:
             return ok(.slotStatus(clockStatus: 0))
         case .iccPowerOff:
             if slots[slot].powered { slots[slot].card?.powerDown() }
             slots[slot].poweredOff()
             return ok(.slotStatus(clockStatus: 0))
         case .iccPowerOn:
+            if let refusal = firmwareRefusesPowerUp(slot: slot) { return fail(refusal) }
             guard let atr = slots[slot].card?.powerUp() else { return fail(.iccMute) }
             slots[slot].poweredOn()
             negotiateAfterATR(slot: slot)
@@ -206,7 +212,9 @@ public struct ReaderModel: Sendable {
         case .secure(_, _, let data):
             guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
             return secure(card: card, slot: slot, context: context, data: data)
-        case .escape, .mechanical:
+        case .escape(let data):
+            return firmwareEscape(data).map { ok(.escape(data: $0)) } ?? fail(.commandNotSupported)
+        case .mechanical:
             return fail(.commandNotSupported)
         case .setDataRateAndClockFrequency:
             return ok(.dataRateAndClockFrequency(clockFrequency: descriptor.defaultClock, dataRate: descriptor.dataRate))
@@ -215,6 +223,7 @@ public struct ReaderModel: Sendable {
 
     /// One XfrBlock at the reader's exchange level.
     private mutating func transfer(card: SimulatedCard, slot: Int, context: ReplyContext, level: UInt16, data: [UInt8]) -> [TimedReply] {
+        if firmwareTooFast(slot: slot) { return [context.mute()] }
         switch descriptor.exchangeLevel {
         case .shortAPDU, .extendedAPDU:
             return slots[slot].faults.mute ? [context.mute()] : apduTransfer(card: card, slot: slot, context: context, level: level, data: data)

@@ -16,6 +16,8 @@ public struct ReaderProfile: Equatable, Sendable {
     public var usbLayout = USBDescriptorSet.Layout()
     /// A contactless reader: its firmware answers PC/SC Part 3 pseudo-APDUs (FF CA: the card's UID).
     public var contactless = false
+    /// What this firmware gets wrong (the defects drivers carry quirks for).
+    public var firmwareBugs = FirmwareBugs()
 
     public init(name: String, vendorID: UInt16, productID: UInt16, bcdDevice: UInt16 = 0x0100,
                 manufacturer: String, product: String, descriptor: ClassDescriptor, summary: String) {

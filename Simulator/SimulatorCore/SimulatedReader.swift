@@ -22,6 +22,8 @@ public final class SimulatedReader: RelayDevice, Sendable {
     private let recorder: Recorder?
     private let trace: USBTrace?
     private let traffic = Mutex(MessageCounts())
+    /// Until when a firmware with `boot-silence` ignores commands.
+    private let silentUntil = Mutex<Deadline?>(nil)
 
     /// CCID messages through the bulk pipes since the reader was created, for
     /// `ccid-sim list --counts` (a benchmark's cost per message).
@@ -47,6 +49,13 @@ public final class SimulatedReader: RelayDevice, Sendable {
         model = Mutex(ReaderModel(profile: profile, timing: timing))
         slotCount = profile.descriptor.slotCount
         trace = capture?.device(deviceNumber, descriptors: descriptors)
+        startBootSilence()
+    }
+
+    /// The firmware (re)starts: with `boot-silence`, commands go unanswered for a while.
+    private func startBootSilence() {
+        guard let silence = profile.firmwareBugs.bootSilence else { return }
+        silentUntil.withLock { $0 = .after(silence) }
     }
 
     /// A bus's sink for this reader's bulk-in replies, seen by the capture on the way.
@@ -129,6 +138,10 @@ public final class SimulatedReader: RelayDevice, Sendable {
     /// are returned for the bus's scheduler.
     public func respond(to message: [UInt8]) -> [TimedReply] {
         trace?.bulkOut(message)
+        if let until = silentUntil.withLock({ $0 }), !until.hasPassed {
+            traffic.withLock { $0.bulkOut &+= 1 }
+            return []
+        }
         let output = model.withLock { $0.respond(to: message) }
         traffic.withLock {
             $0.bulkOut &+= 1
@@ -153,6 +166,7 @@ public final class SimulatedReader: RelayDevice, Sendable {
 
     public func connected(_ connection: RelayServerConnection) {
         relayConnection.withLock { $0 = connection }
+        startBootSilence()
         relay.attach(sink(send: { connection.send(.bulkIn($0)) }, hangUp: { connection.hangUp() }))
     }
 

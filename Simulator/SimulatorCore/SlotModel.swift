@@ -16,6 +16,10 @@ struct SlotModel: Sendable {
     var apdu = APDUExchange()
     var session = CardSession()
     var character = CharacterExchange()
+    /// For the `poweroff-first` bug: a power-off came since the last power-up.
+    var poweredOffSincePowerUp = false
+    /// For the `ifs-stall` bug: the host sent S(IFS request); the card is mute until the next power-up.
+    var stalledByIFS = false
 
     init(card: SimulatedCard? = nil) { self.card = card }
 
@@ -28,6 +32,8 @@ struct SlotModel: Sendable {
     mutating func poweredOn() {
         let parsed = atr
         powered = true
+        poweredOffSincePowerUp = false
+        stalledByIFS = false
         protocolType = parsed?.defaultProtocol ?? 0
         parameters = nil
         apdu = APDUExchange()
@@ -37,6 +43,7 @@ struct SlotModel: Sendable {
 
     mutating func poweredOff() {
         powered = false
+        poweredOffSincePowerUp = true
         apdu = APDUExchange()
     }
 

@@ -14,7 +14,8 @@ import SimulatorCore
 /// composite token's HID interfaces, "hidInterfacesBefore": 2 (the CCID one
 /// then is interface 2), "hidInterfacesAfter": 1; "contactless": true for
 /// a reader whose firmware answers FF CA (the card's UID); and its firmware
-/// release, "bcdDevice": "0x0525".
+/// release, "bcdDevice": "0x0525"; and what its firmware gets wrong,
+/// "firmwareBugs": ["slow-status=350", "emv-mode"] (`FirmwareBugs.table`).
 struct SimulatorConfig: Decodable {
     var readers: [Reader]
 
@@ -37,6 +38,7 @@ struct SimulatorConfig: Decodable {
         var hidInterfacesBefore: Int?
         var hidInterfacesAfter: Int?
         var contactless: Bool?
+        var firmwareBugs: [String]?
     }
 
     /// One entry of a descriptors.json file (the corpus's form).
@@ -74,6 +76,11 @@ struct SimulatorConfig: Decodable {
                 if key == "hidInterfacesBefore" { p.usbLayout.hidInterfacesBefore = UInt8(n) } else { p.usbLayout.hidInterfacesAfter = UInt8(n) }
             }
             if let c = r.contactless { p.contactless = c }
+            for bug in r.firmwareBugs ?? [] {
+                guard p.firmwareBugs.apply(bug) else {
+                    throw ValidationError("reader \(i): firmware bug '\(bug)' is not one of:\n\(FirmwareBugs.help)")
+                }
+            }
             if let text = r.bcdDevice {
                 let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
                 guard let v = UInt16(digits, radix: 16) else { throw ValidationError("reader \(i): bcdDevice is hex, as \"0x0525\"") }

@@ -9,6 +9,8 @@ public struct USBDeviceProperties: Equatable, Sendable {
     public var devnode: String
     public var vendorID: UInt16
     public var productID: UInt16
+    /// The firmware release (bcdDevice).
+    public var bcdDevice: UInt16
     public var product: String
     /// ID_USB_INTERFACES, e.g. ":0b0000:" for a CCID device.
     public var interfaces: String
@@ -47,7 +49,9 @@ public enum DeviceLookup {
                   let vid = attr("idVendor").flatMap({ UInt16($0, radix: 16) }),
                   let pid = attr("idProduct").flatMap({ UInt16($0, radix: 16) }) else { continue }
             found.append(USBDeviceProperties(syspath: String(cString: path), devnode: property("DEVNAME") ?? "",
-                                             vendorID: vid, productID: pid, product: attr("product") ?? "",
+                                             vendorID: vid, productID: pid,
+                                             bcdDevice: attr("bcdDevice").flatMap { UInt16($0, radix: 16) } ?? 0,
+                                             product: attr("product") ?? "",
                                              interfaces: property("ID_USB_INTERFACES") ?? "", bus: bus, address: address))
         }
         return found

@@ -16,6 +16,8 @@ public enum DriverError: Error, Equatable, Sendable, CustomStringConvertible {
     case insufficientBuffer(needed: Int)
     /// The transmission protocol with the card failed (T=1 recovery exhausted, S(ABORT), …).
     case cardProtocol(String)
+    /// The device is not used: firmware too old, or it does not answer at open.
+    case refused(String)
 
     public var description: String {
         switch self {
@@ -31,6 +33,7 @@ public enum DriverError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidAPDU(let why): "invalid APDU: \(why)"
         case .insufficientBuffer(let n): "answer of \(n) bytes does not fit the caller's buffer"
         case .cardProtocol(let why): why
+        case .refused(let why): why
         }
     }
 

@@ -11,8 +11,21 @@ extension Reader {
     private func powerOnLocked(slot s: UInt8) throws(DriverError) -> [UInt8] {
         let slot = Int(s)
         var lastError: DriverError = .noCard
+        var isoModeTried = false
         for voltage in voltageSequence {
-            let reply = try exchange(.iccPowerOn(voltage: voltage), slot: s, waitingTime: .seconds(2))
+            if quirks.powerOffBeforePowerOn {
+                // Quirk W2: this reader's card misbehaves unless powered off first.
+                _ = try exchange(.iccPowerOff, slot: s, waitingTime: controlWaitingTime)
+            }
+            var reply = try exchange(.iccPowerOn(voltage: voltage), slot: s, waitingTime: .seconds(2))
+            if let emv = quirks.isoModeEscapeError, !isoModeTried, reply.status.command == .failed, reply.error == emv {
+                // Quirk W1: the reader is in EMV mode; Escape 1F 01 switches it to ISO mode, then once more.
+                isoModeTried = true
+                log("slot \(slot): power-up refused in EMV mode (bError 0x\(hexString([emv]))); switching the reader to ISO mode")
+                let escape = try exchange(.escape(data: [0x1F, 0x01]), slot: s, waitingTime: controlWaitingTime)
+                if escape.status.command == .failed { log("slot \(slot): the ISO-mode escape failed (\(escape.slotError))") }
+                reply = try exchange(.iccPowerOn(voltage: voltage), slot: s, waitingTime: .seconds(2))
+            }
             do throws(DriverError) {
                 try check(reply)
             } catch {
@@ -123,11 +136,19 @@ extension Reader {
                 ?? usable.first else {
             throw .protocolNotSupported("no common protocol: card offers \(offered.map { "T=\($0)" }), asked for \(requested)")
         }
+        // Quirk R3: a reader that cannot send PPS leaves the card in its default protocol.
+        if quirks.noPPS, atr?.specificMode == nil, chosen != (atr?.defaultProtocol ?? 0) {
+            throw .protocolNotSupported("this reader cannot switch the card from T=\(atr?.defaultProtocol ?? 0) (no PPS)")
+        }
         let readerNegotiates = descriptor.features.contains(.automaticPPS)
             || descriptor.features.contains(.automaticParameterNegotiation)
         var parameters = ProtocolParameters(atr: atr, protocolType: chosen, readerNegotiates: readerNegotiates)
+        if readerNegotiates, atr?.specificMode == nil {
+            // The reader runs PPS at the rate SetParameters names: one it can run (TA1 with Di lowered if need be).
+            parameters.fiDi = wantedFiDi(atr)
+        }
         // At TPDU and character level the driver negotiates, unless the reader does or the card is in specific mode.
-        if !readerNegotiates, atr?.specificMode == nil,
+        if !readerNegotiates, !quirks.noPPS, atr?.specificMode == nil,
            descriptor.exchangeLevel == .tpdu || descriptor.exchangeLevel == .character {
             parameters.fiDi = try negotiatePPS(slot: s, atr: atr, protocolType: chosen)
         }
@@ -162,6 +183,7 @@ extension Reader {
     /// Fi/Di to ask for: the card's TA1, with Di lowered until the reader can
     /// run the resulting rate at its default clock: within dwMaxDataRate and,
     /// if the reader lists its rates, one of them (±2 %, as readers round).
+    /// Never slower than the default 372/1: then the default it is.
     func wantedFiDi(_ atr: ATR?) -> UInt8 {
         guard let atr, let fi = atr.fi, let di = atr.di else { return 0x11 }
         let listed = supportedDataRates()
@@ -174,7 +196,7 @@ extension Reader {
         }.sorted { $0.1 > $1.1 }
         for (index, d) in candidates {
             let rate = clockHz * UInt64(d) / UInt64(max(fi, 1))
-            guard rate <= UInt64(descriptor.maxDataRate) else { continue }
+            guard rate <= UInt64(descriptor.maxDataRate), rate > clockHz / 372 else { continue }
             if !listed.isEmpty, !listed.contains(where: { abs(Double($0) - Double(rate)) <= Double(rate) * 0.02 }) { continue }
             return fiIndex << 4 | index
         }

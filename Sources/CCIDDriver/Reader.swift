@@ -1,5 +1,6 @@
 import CCID
 import ISO7816
+import ReaderQuirks
 import ThreadSupport
 
 /// One CCID reader: its slots, the bulk exchange with sequence numbers and
@@ -7,7 +8,10 @@ import ThreadSupport
 /// pcscd's reader, event and hotplug threads at once.
 public final class Reader: Sendable {
     public let transport: CCIDTransport
+    /// The device as it really behaves: its descriptor with the quirks' rewrites applied.
     public let identity: DeviceIdentity
+    /// What the driver does differently for this device (ReaderQuirks).
+    public let quirks: AppliedQuirks
     public var descriptor: ClassDescriptor { identity.classDescriptor }
     public let timeouts: ExchangeTimeouts
     let log: @Sendable (String) -> Void
@@ -22,16 +26,17 @@ public final class Reader: Sendable {
     let slotGates: [SlotGate]
     let events: CardEvents
 
-    public init(transport: CCIDTransport, timeouts: ExchangeTimeouts = ExchangeTimeouts(),
+    public init(transport: CCIDTransport, timeouts: ExchangeTimeouts = ExchangeTimeouts(), quirks: AppliedQuirks = .none,
                 log: @escaping @Sendable (String) -> Void) {
         self.transport = transport
-        identity = transport.identity
+        identity = quirks.adjusted(transport.identity)
+        self.quirks = quirks
         self.timeouts = timeouts
         self.log = log
-        slotCount = transport.identity.classDescriptor.slotCount
-        slots = Mutex(Array(repeating: SlotState(), count: transport.identity.classDescriptor.slotCount))
-        slotGates = (0..<transport.identity.classDescriptor.slotCount).map { _ in SlotGate() }
-        let slotCount = transport.identity.classDescriptor.slotCount
+        let slotCount = identity.classDescriptor.slotCount
+        self.slotCount = slotCount
+        slots = Mutex(Array(repeating: SlotState(), count: slotCount))
+        slotGates = (0..<slotCount).map { _ in SlotGate() }
         let pipe = identity.hasInterruptEndpoint ? transport : nil
         events = CardEvents(slotCount: slotCount, readDirectly: pipe, log: log)
         // A multi-slot reader's pipe is read by a thread of its own (see CardEvents).

@@ -11,6 +11,8 @@ extension Reader {
     private func transmitLocked(slot s: UInt8, apdu: [UInt8]) throws(DriverError) -> [UInt8] {
         let slot = Int(s)
         guard let state = state(of: slot), state.powered else { throw .noCard }
+        // Quirk O2: the vendor's reader-information APDUs are answered here, not by the card.
+        if let answer = quirks.readerInformation?.answer(to: apdu, bcdDevice: identity.bcdDevice) { return answer }
         let shape: CommandAPDU
         do throws(APDUError) { shape = try CommandAPDU(apdu) } catch { throw .invalidAPDU(error.description) }
         let waitingTime = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: state.protocolType,

@@ -9,6 +9,9 @@
 ///   on while /etc/swiftccid/usb-workers exists, the file the worker unit
 ///   also checks) and `max-exchange-ms=N`, the cap on any one exchange
 ///   (overridden by `SWIFTCCID_MAX_EXCHANGE_MS`; default 30 000, at most one hour).
+///   `quirks-off=ID[+ID…]` (and `SWIFTCCID_QUIRKS_OFF`, which adds to it):
+///   quirk table entries not to apply, by id ("D9", "O1" to use firmware the
+///   table refuses), for a device whose firmware was fixed, or to prove a quirk matters.
 public struct DriverSettings: Equatable, Sendable {
     public struct LogMask: OptionSet, Equatable, Sendable {
         public let rawValue: UInt32
@@ -28,6 +31,8 @@ public struct DriverSettings: Equatable, Sendable {
     public var log: LogMask = .default
     public var usbWorkers: WorkerMode = .auto
     public var maxExchangeMs: Int64 = DriverSettings.defaultMaxExchangeMs
+    /// Quirk ids not applied (quirks-off).
+    public var quirksOff: Set<String> = []
     /// What was set and not understood, for the log (never fatal).
     public var problems: [String] = []
 
@@ -42,6 +47,7 @@ public struct DriverSettings: Equatable, Sendable {
             usbWorkers = ["1", "yes", "true"].contains(raw.lowercased()) ? .yes : .no
         }
         if let raw = environment("SWIFTCCID_MAX_EXCHANGE_MS") { setCap(raw, from: "SWIFTCCID_MAX_EXCHANGE_MS") }
+        if let raw = environment("SWIFTCCID_QUIRKS_OFF") { quirksOff.formUnion(Self.ids(raw)) }
     }
 
     /// Worker mode as the driver applies it; `switchFileExists` is asked only for `auto`.
@@ -85,10 +91,18 @@ public struct DriverSettings: Equatable, Sendable {
                 usbWorkers = mode
             case "max-exchange-ms":
                 setCap(parts[1], from: "ifdDriverOptions max-exchange-ms")
+            case "quirks-off":
+                quirksOff.formUnion(Self.ids(parts[1]))
             default:
                 problems.append("ifdDriverOptions: unknown setting '\(parts[0])'")
             }
         }
+    }
+
+    /// "D9+O1" or "D9;O1" (the option list itself is split at commas and spaces,
+    /// so several ids in ifdDriverOptions are written quirks-off=D9 quirks-off=O1, or with + or ;).
+    static func ids(_ raw: String) -> Set<String> {
+        Set(raw.split(whereSeparator: { ",;+ \t".contains($0) }).map(String.init))
     }
 
     /// "0x1F", "31".

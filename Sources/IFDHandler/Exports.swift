@@ -29,7 +29,7 @@ private func map(_ error: DriverError, context: String, lun: DWORD) -> RESPONSEC
     case .protocolNotSupported: return code(IFD_PROTOCOL_NOT_SUPPORTED)
     case .insufficientBuffer: return code(IFD_ERROR_INSUFFICIENT_BUFFER)
     case .notSupported: return code(IFD_COMMUNICATION_ERROR)
-    case .invalidSlot, .commandFailed, .protocolViolation, .invalidAPDU, .cardProtocol: return code(IFD_COMMUNICATION_ERROR)
+    case .invalidSlot, .commandFailed, .protocolViolation, .invalidAPDU, .cardProtocol, .refused: return code(IFD_COMMUNICATION_ERROR)
     }
 }
 

@@ -1,4 +1,5 @@
 import CCIDDriver
+import ReaderQuirks
 import CCID
 import ThreadSupport
 #if canImport(Glibc)
@@ -57,10 +58,16 @@ final class Registry: Sendable {
         }
         if state.withLock({ $0.luns[lun] != nil }) { throw .inUse }
         let transport = try connect()
-        let reader = Reader(transport: transport, timeouts: timeouts, log: { Log.error("\(displayName): \($0)") })
+        let quirks = AppliedQuirks(for: transport.identity, off: Settings.quirksOff)
+        let reader = Reader(transport: transport, timeouts: timeouts, quirks: quirks, log: { Log.error("\(displayName): \($0)") })
         guard slot < reader.slotCount else {
             reader.close()
             throw .badSlot(slot)
+        }
+        do throws(DriverError) { try reader.startUp() } catch {
+            reader.close()
+            if error == .noDevice { throw .gone("\(error)") }
+            throw .connect("\(displayName): \(error)")
         }
         let entry = Entry(reader: reader, slot: slot, key: key, hotplugged: name.isUSB)
         state.withLock { s in

@@ -13,6 +13,9 @@ enum Settings {
         return t
     }()
 
+    /// Quirk ids not applied: ifdDriverOptions quirks-off, SWIFTCCID_QUIRKS_OFF.
+    static var quirksOff: Set<String> { Configuration.current.quirksOff }
+
     /// SWIFTCCID_RELAY_SPIN_US: how long a relay exchange polls for its reply
     /// before sleeping, while the peer answers that fast (default 50, 0 = never, at most 1000). Read once.
     static let relaySpin: Duration = {

@@ -39,6 +39,16 @@ public struct Deadline: Comparable, Sendable, CustomStringConvertible {
 
     public var hasPassed: Bool { Deadline.now() >= self }
 
+    /// Sleeps until the deadline (through signals: nanosleep is resumed with what is left).
+    public func sleepUntil() {
+        while true {
+            let left = remaining.nanosecondsClamped
+            guard left > 0 else { return }
+            var ts = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
+            _ = nanosleep(&ts, nil)
+        }
+    }
+
     public static func < (lhs: Deadline, rhs: Deadline) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
     public static func min(_ a: Deadline, _ b: Deadline) -> Deadline { a < b ? a : b }
     public static func max(_ a: Deadline, _ b: Deadline) -> Deadline { a < b ? b : a }

@@ -3,19 +3,25 @@ import Glibc
 #endif
 import ArgumentParser
 import AttachWorker
+import DriverSettings
+import ReaderQuirks
 import USBTransport
 
 /// Explains why a reader is not in use, one finding per line.
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Explain why a USB reader is not in use (bundle list, class, permissions, pcscd, claims, worker).")
+        abstract: "Explain why a USB reader is not in use (bundle list, class, firmware, permissions, pcscd, claims, worker), "
+            + "and name the quirks the driver applies to it.")
     @Argument(help: "The device: BBB-DDD (default: every USB device with a CCID interface or a listed VID:PID).")
     var device: String?
     @Option(help: "pcscd's bundle directory.") var drivers = "/usr/lib/pcsc/drivers"
     @Option(help: "Worker socket directory.") var dir = defaultSocketDirectory
 
     func run() throws {
-        let listed = BundleList.load("\(drivers)/ifd-swiftccid.bundle/Contents/Info.plist")
+        let plist = "\(drivers)/ifd-swiftccid.bundle/Contents/Info.plist"
+        let listed = BundleList.load(plist)
+        let quirksOff = DriverSettings(plist: readTextFile(plist, limit: 4 << 20).map(InfoPlist.strings) ?? [:],
+                                       environment: { _ in nil }).quirksOff
         var devices = DeviceLookup.all()
         if let device {
             let wanted: AttachInstance
@@ -33,12 +39,18 @@ struct Doctor: ParsableCommand {
         for d in devices {
             let id = "\(USBDeviceName.hex(d.vendorID)):\(USBDeviceName.hex(d.productID))"
             print("\(d.devnode.isEmpty ? "bus \(d.bus) device \(d.address)" : d.devnode) \(id) \(d.product)")
-            for finding in findings(d, listed: listed, pcscd: pcscd) { print("  - \(finding)") }
+            let quirks = AppliedQuirks(vendorID: d.vendorID, productID: d.productID, bcdDevice: d.bcdDevice, off: quirksOff)
+            for finding in findings(d, listed: listed, quirks: quirks, pcscd: pcscd) { print("  - \(finding)") }
         }
     }
 
-    func findings(_ d: USBDeviceProperties, listed: Set<Pair>?, pcscd: PCSCDState) -> [String] {
+    func findings(_ d: USBDeviceProperties, listed: Set<Pair>?, quirks: AppliedQuirks, pcscd: PCSCDState) -> [String] {
         var out: [String] = []
+        if let refusal = quirks.refusal, case .firmwareRefused(let firstGood) = refusal.behaviour {
+            out.append("firmware \(DeviceMatch.release(d.bcdDevice)) is older than \(DeviceMatch.release(firstGood)) "
+                       + "(quirk O1: \(refusal.reason)): the driver refuses the device; to use it anyway, add quirks-off=O1 "
+                       + "to ifdDriverOptions in the bundle's Info.plist, or set SWIFTCCID_QUIRKS_OFF=O1 in pcscd's environment")
+        }
         switch listed {
         case nil: out.append("ifd-swiftccid.bundle is not installed in \(drivers) (make install)")
         case let set?:
@@ -81,6 +93,10 @@ struct Doctor: ParsableCommand {
         }
         if workerMode { out.append("an attach worker serves it on \(socket)") }
         if out.isEmpty { out.append("nothing wrong found") }
+        for q in quirks.quirks where q != quirks.refusal { out.append("quirk \(q.id) \(q.name) applies: \(q.reason)") }
+        for id in quirks.switchedOff {
+            out.append("quirk \(id) matches this device but the bundle's ifdDriverOptions switch it off (quirks-off)")
+        }
         return out
     }
 

@@ -60,7 +60,8 @@ class Side:
 
     def __init__(self, tools, label, args, directory):
         self.tools, self.label = tools, label
-        self.pcscd = simharness.PrivatePCSCD(*args, wait_for_readers=False, directory=directory)
+        self.pcscd = simharness.PrivatePCSCD(*args, wait_for_readers=False, directory=directory,
+                                             env=simharness.TEXTBOOK_CHARACTER_READER)
         self.env = None
 
     def __enter__(self):

@@ -70,6 +70,8 @@ public final class ComplianceTestCard: SimulatedCard, Sendable {
         /// The same applet on an ISO/IEC 14443-4 (type A) card in a contactless
         /// reader: PC/SC Part 3's ATR, built from the ATS's historical bytes, and a UID.
         case contactless = "compliance-contactless"
+        /// The same card asking for a fast rate: TA1 96 (Fi 512, Di 32: 250 kbps at 4 MHz).
+        case fast = "compliance-fast"
 
         public var atr: [UInt8] {
             switch self {
@@ -77,6 +79,7 @@ public final class ComplianceTestCard: SimulatedCard, Sendable {
             case .inverse: [0x3F, 0x96, 0x18, 0x80, 0x01, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9F]
             case .crypto: [0x3B, 0xD6, 0x18, 0x00, 0x81, 0xB1, 0x80, 0x7D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x8F]
             case .contactless: Self.contactlessATR
+            case .fast: [0x3B, 0xD6, 0x96, 0x00, 0x80, 0xB1, 0x80, 0x6D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x10]
             }
         }
 

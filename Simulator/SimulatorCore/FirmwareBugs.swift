@@ -1,0 +1,86 @@
+/// Defects of a real reader's firmware, fixed for the life of a simulated
+/// reader (its profile's, unlike `Faults`, which a test switches at run time):
+/// the misbehaviour a driver's quirk exists for, so a test can show the quirk
+/// matters. Each is one row of `FirmwareBugs.table`, named as in `--config`'s
+/// "firmwareBugs": ["slow-status=350", "emv-mode"].
+public struct FirmwareBugs: Sendable, Equatable {
+    /// For this long after the host opens the device (relay: connects; USB: from the
+    /// plug) no bulk-out command is answered (id3 CL1356: about 1 s).
+    public var bootSilence: Duration? = nil
+    /// Every GetSlotStatus is answered this late (SCM SCL011: ~350 ms; Elatec TWN4: up to 1 s).
+    public var slowSlotStatus: Duration? = nil
+    /// At APDU level, responses longer than this come in chained pieces of this size,
+    /// whatever level the descriptor claims (HID OMNIKEY 3x21, Cherry KC 1000 SC 1.00: 128).
+    public var chainsResponsesOver: Int? = nil
+    /// Responses longer than this come back as garbage with half a status word (KOBIL TriB@nk: ~296).
+    public var garbleResponsesOver: Int? = nil
+    /// PIN entry is advertised, but there is no keypad: every Secure fails.
+    public var noKeypad = false
+    /// The card is mute after the host sent S(IFS request) (SafeNet eToken 5100 0.12/0.13).
+    public var stallsAfterIFSRequest = false
+    /// Any PPS goes unanswered (O2 Micro Oz776).
+    public var noPPS = false
+    /// A power-up not preceded by a power-off since the last one leaves the card mute (KOBIL IDToken).
+    public var needsPowerOffFirst = false
+    /// The reader cannot talk to the card faster than this (bps at its default clock):
+    /// once SetParameters sets any Fi/Di but the default 372/1 that is faster, the
+    /// card is mute (O2 Micro Oz776: 9600, i.e. nothing but the default).
+    public var maxWorkingRate: UInt32? = nil
+    /// GET_DATA_RATES also lists rates the reader cannot run (Alcor AU9540: 231250, 250000, 344086 bps).
+    public var listsFakeRates = false
+    /// The reader starts in EMV mode: power-up fails with bError 0xBB until Escape 1F 01 (Gemplus 433-Swap, Cherry XX33).
+    public var startsInEMVMode = false
+
+    public init() {}
+
+    /// What the `fake-rates` bug adds to GET_DATA_RATES.
+    static let fakeRates: [UInt32] = [231_250, 250_000, 344_086]
+
+    public struct Row: Sendable {
+        public let name: String
+        public let syntax: String
+        public let effect: String
+        let set: @Sendable (inout FirmwareBugs, Int?) -> Bool
+    }
+
+    public static let table: [Row] = [
+        Row(name: "boot-silence", syntax: "boot-silence=MS", effect: "no command is answered for MS after the host opens the device",
+            set: { b, v in guard let v, (1...60_000).contains(v) else { return false }; b.bootSilence = .milliseconds(v); return true }),
+        Row(name: "slow-status", syntax: "slow-status=MS", effect: "every GetSlotStatus is answered MS late",
+            set: { b, v in guard let v, (1...60_000).contains(v) else { return false }; b.slowSlotStatus = .milliseconds(v); return true }),
+        Row(name: "chain-over", syntax: "chain-over=N", effect: "APDU responses over N bytes come chained in pieces of N (01/03/02)",
+            set: { b, v in guard let v, (16...65_536).contains(v) else { return false }; b.chainsResponsesOver = v; return true }),
+        Row(name: "garble-over", syntax: "garble-over=N", effect: "APDU responses over N bytes come back as garbage with half a status word",
+            set: { b, v in guard let v, (2...65_536).contains(v) else { return false }; b.garbleResponsesOver = v; return true }),
+        Row(name: "max-rate", syntax: "max-rate=BPS", effect: "once SetParameters sets a rate above BPS (other than 372/1) the card is mute",
+            set: { b, v in guard let v, (1...10_000_000).contains(v) else { return false }; b.maxWorkingRate = UInt32(v); return true }),
+        flag("fake-rates", \.listsFakeRates, "GET_DATA_RATES also lists 231250, 250000 and 344086 bps"),
+        flag("no-keypad", \.noKeypad, "PIN entry is advertised but every Secure fails (no keypad)"),
+        flag("ifs-stall", \.stallsAfterIFSRequest, "after the host's S(IFS request) the card is mute"),
+        flag("no-pps", \.noPPS, "PPS goes unanswered"),
+        flag("poweroff-first", \.needsPowerOffFirst, "a power-up not preceded by a power-off leaves the card mute"),
+        flag("emv-mode", \.startsInEMVMode, "power-up fails with bError 0xBB until Escape 1F 01 (ISO mode)"),
+    ]
+
+    private static func flag(_ name: String, _ field: WritableKeyPath<FirmwareBugs, Bool> & Sendable, _ effect: String) -> Row {
+        Row(name: name, syntax: name, effect: effect, set: { b, v in
+            guard v == nil else { return false }
+            b[keyPath: field] = true
+            return true
+        })
+    }
+
+    /// Applies "name[=value]"; false if the table has no such row or the value is not one it takes.
+    public mutating func apply(_ setting: String) -> Bool {
+        let parts = setting.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard let row = Self.table.first(where: { $0.name == parts.first }) else { return false }
+        var value: Int? = nil
+        if parts.count > 1 {
+            guard let v = Int(parts[1]) else { return false }
+            value = v
+        }
+        return row.set(&self, value)
+    }
+
+    public static var help: String { table.map { "\($0.syntax): \($0.effect)" }.joined(separator: "\n") }
+}

@@ -1,0 +1,45 @@
+import CCID
+import ReaderQuirks
+import ThreadSupport
+
+extension Reader {
+    /// The probes' short wait, before a quirk's factor: a reader that takes
+    /// longer to say what is in its slot is out of step or broken.
+    static let shortProbe: Duration = .milliseconds(100)
+
+    /// The open sequence, as the reference driver's: a firmware too old to use
+    /// is refused; a reader that needs time after opening gets it; then one
+    /// GetSlotStatus with the full waiting time (only a gone device ends the
+    /// open: a reader may first answer a command left from before), and two
+    /// with a short one. The open fails only if both short probes fail.
+    public func startUp() throws(DriverError) {
+        if let refusal = quirks.refusal, case .firmwareRefused(let firstGood) = refusal.behaviour {
+            throw .refused("firmware \(DeviceMatch.release(identity.bcdDevice)) is older than \(DeviceMatch.release(firstGood)) (quirk O1: \(refusal.reason)); "
+                           + "set ifdDriverOptions quirks-off=O1 or SWIFTCCID_QUIRKS_OFF=O1 to use it anyway")
+        }
+        for line in quirks.descriptions { log(line) }
+        if let delay = quirks.openDelay { Deadline.after(delay).sleepUntil() }
+        do throws(DriverError) {
+            _ = try exchange(.getSlotStatus, slot: 0, waitingTime: controlWaitingTime)
+        } catch .noDevice {
+            throw .noDevice
+        } catch {
+            log("first GetSlotStatus at open: \(error)")
+        }
+        let short = Self.shortProbe * quirks.slotStatusFactor
+        var failures: [DriverError] = []
+        for _ in 0..<2 {
+            do throws(DriverError) {
+                _ = try exchange(.getSlotStatus, slot: 0, waitingTime: .zero, cap: .after(short))
+                return
+            } catch .noDevice {
+                throw .noDevice
+            } catch {
+                failures.append(error)
+            }
+        }
+        let ms = Int(short / .milliseconds(1))
+        throw .refused("no answer to GetSlotStatus within \(ms) ms at open (\(failures.map { "\($0)" }.joined(separator: ", ")))")
+    }
+
+}

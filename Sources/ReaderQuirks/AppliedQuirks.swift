@@ -1,0 +1,91 @@
+import CCID
+
+/// The quirks that apply to one device, as the driver needs them: the
+/// descriptor as the device really behaves, and the few behaviours that are
+/// not descriptor values. Built once at open; a pure value.
+public struct AppliedQuirks: Equatable, Sendable {
+    /// The table's entries for this device, in table order (switched-off ones excluded).
+    public let quirks: [Quirk]
+    /// Ids matched but switched off by the user (`quirks-off`).
+    public let switchedOff: [String]
+
+    public static let none = AppliedQuirks(quirks: [], switchedOff: [])
+
+    init(quirks: [Quirk], switchedOff: [String]) {
+        self.quirks = quirks
+        self.switchedOff = switchedOff
+    }
+
+    /// The entries of `table` for this device; `off` lists ids the user switched off ("D9", "O1").
+    public init(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16, off: Set<String> = [],
+                table: [Quirk] = QuirkTable.entries) {
+        let matched = table.filter { $0.applies(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice) }
+        let off = Set(off.map { $0.uppercased() })
+        quirks = matched.filter { !off.contains($0.id.uppercased()) }
+        var seen = Set<String>()
+        switchedOff = matched.map(\.id).filter { off.contains($0.uppercased()) && seen.insert($0).inserted }
+    }
+
+    public init(for identity: DeviceIdentity, off: Set<String> = []) {
+        self.init(vendorID: identity.vendorID, productID: identity.productID, bcdDevice: identity.bcdDevice, off: off)
+    }
+
+    /// The identity with the descriptor the device really has.
+    public func adjusted(_ identity: DeviceIdentity) -> DeviceIdentity {
+        var out = identity
+        var d = identity.classDescriptor
+        for q in quirks {
+            switch q.behaviour {
+            case .exchangeLevel(let level) where level != .unknown:
+                d.features = .init(rawValue: d.features.rawValue & ~ClassDescriptor.Features.exchangeLevelMask | level.rawValue)
+            case .noPINPad:
+                d.pinSupport = []
+            case .maxDataRate(let rate):
+                d.maxDataRate = min(d.maxDataRate == 0 ? rate : d.maxDataRate, rate)
+                if d.dataRate > rate { d.dataRate = rate }
+            case .automaticIFSD:
+                d.features.insert(.automaticIFSDExchange)
+            default:
+                break
+            }
+        }
+        out.classDescriptor = d
+        return out
+    }
+
+    /// The first firmware-gate entry that refuses this device, if any.
+    public var refusal: Quirk? {
+        quirks.first { if case .firmwareRefused = $0.behaviour { true } else { false } }
+    }
+
+    public var openDelay: Duration? {
+        quirks.lazy.compactMap { if case .openDelay(let d) = $0.behaviour { d } else { nil } }.max()
+    }
+
+    /// How much slower than the norm the reader answers GetSlotStatus (1: not slower).
+    public var slotStatusFactor: Int {
+        quirks.lazy.compactMap { if case .slowSlotStatus(let f) = $0.behaviour { max(1, f) } else { nil } }.max() ?? 1
+    }
+
+    /// Listed data rates above this are not used.
+    public var maxDataRate: UInt32? {
+        quirks.lazy.compactMap { if case .maxDataRate(let r) = $0.behaviour { r } else { nil } }.min()
+    }
+
+    public var noPPS: Bool { quirks.contains { $0.behaviour == .noPPS } }
+    public var powerOffBeforePowerOn: Bool { quirks.contains { $0.behaviour == .powerOffBeforePowerOn } }
+
+    public var isoModeEscapeError: UInt8? {
+        quirks.lazy.compactMap { if case .isoModeEscape(let e) = $0.behaviour { e } else { nil } }.first
+    }
+
+    public var readerInformation: ReaderInformation? {
+        quirks.lazy.compactMap { if case .readerInformation(let i) = $0.behaviour { i } else { nil } }.first
+    }
+
+    /// One line per quirk, for logs and `ccid-attach doctor`.
+    public var descriptions: [String] {
+        quirks.map { "quirk \($0.id) \($0.name): \($0.reason)" }
+            + switchedOff.map { "quirk \($0) matches this device but is switched off (quirks-off)" }
+    }
+}

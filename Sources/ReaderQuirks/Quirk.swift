@@ -1,0 +1,118 @@
+import CCID
+
+/// Which devices a quirk is for: a VID:PID and, when the defect is a
+/// firmware's, the bcdDevice releases that have it.
+public struct DeviceMatch: Equatable, Sendable, CustomStringConvertible {
+    public var vendorID: UInt16
+    public var productID: UInt16
+    /// bcdDevice releases the quirk applies to; nil for all of them.
+    public var firmware: ClosedRange<UInt16>?
+
+    public init(_ vendorID: UInt16, _ productID: UInt16, firmware: ClosedRange<UInt16>? = nil) {
+        self.vendorID = vendorID
+        self.productID = productID
+        self.firmware = firmware
+    }
+
+    public func matches(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16) -> Bool {
+        vendorID == self.vendorID && productID == self.productID && firmware.map { $0.contains(bcdDevice) } != false
+    }
+
+    public var description: String {
+        let id = "\(hex4(vendorID)):\(hex4(productID))"
+        guard let f = firmware else { return id }
+        if f.lowerBound == f.upperBound { return "\(id) bcdDevice \(hex4(f.lowerBound))" }
+        if f.lowerBound == 0 { return "\(id) bcdDevice below \(hex4(f.upperBound &+ 1))" }
+        return "\(id) bcdDevice \(hex4(f.lowerBound))–\(hex4(f.upperBound))"
+    }
+}
+
+extension DeviceMatch {
+    /// bcdDevice as vendors write a release: 0x0516 → "5.16" (KOBIL's "%X.%02X").
+    public static func release(_ bcd: UInt16) -> String {
+        let minor = String(bcd & 0xFF, radix: 16, uppercase: true)
+        return "\(String(bcd >> 8, radix: 16, uppercase: true)).\(minor.count < 2 ? "0" + minor : minor)"
+    }
+}
+
+func hex4(_ v: UInt16) -> String {
+    let digits = String(v, radix: 16, uppercase: true)
+    return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+}
+
+/// What the driver does differently for a device: a small closed set. Each
+/// case is carried out in one place of the driver (named beside it).
+public enum QuirkBehaviour: Equatable, Sendable {
+    /// Wait this long after opening before the first command (Reader.startUp).
+    case openDelay(Duration)
+    /// The open probes' short timeout is multiplied by this (Reader.startUp):
+    /// the reader answers GetSlotStatus slowly.
+    case slowSlotStatus(factor: Int)
+    /// The exchange level the driver uses instead of the descriptor's (descriptor rewrite).
+    case exchangeLevel(ExchangeLevel)
+    /// The reader has no usable PIN pad: no Secure, no PIN features (descriptor rewrite).
+    case noPINPad
+    /// Rates above this do not work, whatever the descriptor and GET_DATA_RATES say
+    /// (descriptor rewrite, and listed rates cut in Reader.supportedDataRates).
+    case maxDataRate(UInt32)
+    /// Never send S(IFS request): the reader behaves as if it negotiated IFSD itself (descriptor rewrite).
+    case automaticIFSD
+    /// Never send PPS; the card stays in its default protocol at Fi/Di 0x11 (Reader.selectProtocol).
+    case noPPS
+    /// Power the card off before every power-up (Reader.powerOn).
+    case powerOffBeforePowerOn
+    /// A power-up failing with this bError means "EMV mode": send Escape 1F 01 (ISO mode) and retry once (Reader.powerOn).
+    case isoModeEscape(onError: UInt8)
+    /// Firmware below this bcdDevice is refused at open (Reader.startUp), unless the quirk is switched off.
+    case firmwareRefused(firstGood: UInt16)
+    /// The driver answers the vendor's "reader information" APDUs itself (Reader.transmit).
+    case readerInformation(ReaderInformation)
+}
+
+/// The answers to KOBIL's reader-information APDUs (FF 9A 01 P2 00), for middleware that asks.
+public struct ReaderInformation: Equatable, Sendable {
+    public var manufacturer: String
+    public var product: String
+    public var firmwareDate: String
+}
+
+/// One entry of the quirk table: an id from our facts file, the devices, what
+/// the driver does, and why.
+public struct Quirk: Equatable, Sendable {
+    /// The facts file's id ("T3"); several entries may share one (O1's firmware gate).
+    public var id: String
+    public var name: String
+    public var devices: [DeviceMatch]
+    public var behaviour: QuirkBehaviour
+    public var reason: String
+
+    public init(_ id: String, _ name: String, _ devices: [DeviceMatch], _ behaviour: QuirkBehaviour, _ reason: String) {
+        self.id = id
+        self.name = name
+        self.devices = devices
+        self.behaviour = behaviour
+        self.reason = reason
+    }
+
+    public func applies(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16) -> Bool {
+        devices.contains { $0.matches(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice) }
+    }
+}
+
+extension ReaderInformation {
+    /// The answer to FF 9A 01 P2 00 (P2: 01 manufacturer, 03 product, 06
+    /// firmware release from bcdDevice, 07 firmware date), each with 90 00;
+    /// nil for any other APDU, which goes to the reader.
+    public func answer(to apdu: [UInt8], bcdDevice: UInt16) -> [UInt8]? {
+        guard apdu.count == 5, apdu[0] == 0xFF, apdu[1] == 0x9A, apdu[2] == 0x01, apdu[4] == 0x00 else { return nil }
+        let text: String
+        switch apdu[3] {
+        case 0x01: text = manufacturer
+        case 0x03: text = product
+        case 0x06: text = DeviceMatch.release(bcdDevice)
+        case 0x07: text = firmwareDate
+        default: return nil
+        }
+        return Array(text.utf8) + [0x90, 0x00]
+    }
+}

@@ -1,0 +1,93 @@
+/// The devices the driver treats apart, and why. Ids are those of the facts
+/// we collected about real readers (T: timing, D: descriptors that lie,
+/// R: protocol, W: power-up, O: other); a row's reason is what the device
+/// gets wrong. Firmware-bound rows name the bcdDevice releases affected.
+public enum QuirkTable {
+    public static let entries: [Quirk] = timing + descriptors + transmission + powerUp + other + firmwareGate
+
+    static let timing: [Quirk] = [
+        Quirk("T1", "cl1356-boot-delay", [DeviceMatch(0x0B81, 0x0200)], .openDelay(.seconds(1)),
+              "id3 CL1356D/T/T5: takes no CCID command until about 1 s after it is opened"),
+        Quirk("T2", "slow-slotstatus-1s", [DeviceMatch(0x09D8, 0x0427), DeviceMatch(0x09D8, 0x0428), DeviceMatch(0x072F, 0x2200)],
+              .slowSlotStatus(factor: 10),
+              "Elatec TWN4, ACS ACR122U: GetSlotStatus takes up to 1 s with no tag in the field"),
+        Quirk("T3", "slow-slotstatus-400ms", [DeviceMatch(0x04E6, 0x5293), DeviceMatch(0x04E6, 0x5790),
+                                              DeviceMatch(0x04E6, 0x5791), DeviceMatch(0x04E6, 0x5724)],
+              .slowSlotStatus(factor: 4),
+              "SCM SCL011, Identiv uTrust 3700 F / 3701 F / 4701 F: GetSlotStatus is answered after about 350 ms"),
+    ]
+
+    /// Readers whose descriptor promises what the firmware does not do.
+    static let descriptors: [Quirk] = [
+        Quirk("D4", "oz776-9600-only", [DeviceMatch(0x0B97, 0x7762), DeviceMatch(0x0B97, 0x7772)], .maxDataRate(9600),
+              "O2 Micro Oz776: lists no rates (so any up to 307200 bps) but only 9600 bps works"),
+        Quirk("D5", "au95x0-fake-high-rates", [DeviceMatch(0x058F, 0x9540)], .maxDataRate(200_000),
+              "Alcor AU9540/AU9560: GET_DATA_RATES lists rates above 200 kbps that fail"),
+        Quirk("D9", "tribank-no-extended", [DeviceMatch(0x0D46, 0x3010)], .exchangeLevel(.shortAPDU),
+              "KOBIL TriB@nk: claims extended APDUs; responses over about 296 bytes come back as garbage"),
+        Quirk("D10a", "hid-fake-pinpad", hidFamily, .noPINPad,
+              "HID AVIATOR, OMNIKEY 3x21 / 6121, Cherry ST-1144, Fujitsu D323: claim PIN verify and modify, have no keypad"),
+        Quirk("D10b", "hid-chaining", hidFamily, .exchangeLevel(.extendedAPDU),
+              "HID AVIATOR, OMNIKEY 3x21 / 6121, Cherry ST-1144, Fujitsu D323: claim short APDUs but chain long responses"),
+        Quirk("D11", "pn7362au-chaining", [DeviceMatch(0x2F7C, 0x6007)], .exchangeLevel(.extendedAPDU),
+              "Diebold Nixdorf PN7362au: claims short APDUs; more than 256 bytes only with chaining"),
+        Quirk("D12", "kc1000sc-fw100-chaining", [DeviceMatch(0x046A, 0x00A1, firmware: 0x0100...0x0100)],
+              .exchangeLevel(.extendedAPDU),
+              "Cherry KC 1000 SC firmware 1.00: claims short APDUs; T=1 case 2 responses are cut at 128 bytes and the rest chained"),
+        Quirk("D13", "fake-pinpad", [DeviceMatch(0x0783, 0x0006), DeviceMatch(0x25DD, 0x3111)], .noPINPad,
+              "C3PO LTC31 v2, bit4id miniLector-EVO: advertise PIN entry, have no keypad"),
+        Quirk("P15", "insecure-keyboard-pinentry", [DeviceMatch(0x03F0, 0x1024), DeviceMatch(0x03F0, 0x0036),
+                                                    DeviceMatch(0x0BF8, 0x1017), DeviceMatch(0x04F2, 0x1469)], .noPINPad,
+              "HP and Fujitsu keyboards, Chicony HP Skylab: their \"secure\" PIN entry also sends the digits to the host as keystrokes"),
+    ]
+
+    static let hidFamily = [DeviceMatch(0x076B, 0x3A21), DeviceMatch(0x076B, 0x3031), DeviceMatch(0x076B, 0x6632),
+                            DeviceMatch(0x046A, 0x00A7), DeviceMatch(0x0BF8, 0x1024)]
+
+    static let transmission: [Quirk] = [
+        Quirk("R2", "etoken5100-no-ifsd", [DeviceMatch(0x0529, 0x0620, firmware: 0x0012...0x0013)], .automaticIFSD,
+              "SafeNet eToken 5100 firmware 0.12 and 0.13: after an IFSD negotiation later exchanges stall"),
+        Quirk("R3", "oz776-no-pps", [DeviceMatch(0x0B97, 0x7762), DeviceMatch(0x0B97, 0x7772)], .noPPS,
+              "O2 Micro Oz776: cannot switch the card's protocol with PPS"),
+    ]
+
+    static let powerUp: [Quirk] = [
+        Quirk("W1", "emv-mode-poweron", [DeviceMatch(0x08E6, 0x4433), DeviceMatch(0x046A, 0x0005)], .isoModeEscape(onError: 0xBB),
+              "Gemplus 433-Swap, Cherry XX33: start in EMV mode, where powering up a non-EMV card fails with bError 0xBB"),
+        Quirk("W2", "idtoken-poweroff-first", [DeviceMatch(0x0D46, 0x301D)], .powerOffBeforePowerOn,
+              "KOBIL IDToken: the card misbehaves unless powered off before each power-up"),
+    ]
+
+    static let other: [Quirk] = [
+        Quirk("O2", "idtoken-info-apdus", [DeviceMatch(0x0D46, 0x301D)],
+              .readerInformation(ReaderInformation(manufacturer: "KOBIL systems", product: "IDToken", firmwareDate: "2012.2.7")),
+              "KOBIL IDToken: its middleware expects the driver to answer the reader-information APDUs FF 9A 01 xx 00"),
+    ]
+
+    /// O1: firmware too old to use; a device below the first good release is
+    /// refused at open (switch O1 off to use it anyway).
+    static let firmwareGate: [Quirk] = [
+        gate(0x04E6, 0xE001, 0x0516, "SCM SCR 331"),
+        gate(0x04E6, 0x5111, 0x0620, "SCM SCR 331-DI"),
+        gate(0x04E6, 0xE003, 0x0510, "SCM SPR 532"),
+        gate(0x0D46, 0x3001, 0x0037, "Kobil KAAN Base"),
+        gate(0x0D46, 0x3002, 0x0037, "Kobil KAAN Advanced"),
+        gate(0x09C3, 0x0008, 0x0203, "ActivCard USB Reader V2: fails on frames exactly wMaxPacketSize long"),
+        gate(0x0DC3, 0x1004, 0x0502, "Athena ASE IIIe USB v2"),
+        gate(0x0DC3, 0x1102, 0x0607, "Athena ASE IIIe KB USB"),
+        gate(0x058F, 0x9520, 0x0102, "Alcor AU9520-G: does not pass the card's time requests to the host"),
+        gate(0x072F, 0x2200, 0x0206, "ACS ACR122U-WB-R: Le=0x7B to ISO 14443 cards returns 63 00"),
+        gate(0x08C3, 0x0402, 0x5000, "Precise 200 MC: does not forward time extensions"),
+        gate(0x08C3, 0x0401, 0x5000, "Precise 250 MC: does not forward time extensions"),
+        gate(0x0B0C, 0x0050, 0x0101, "Todos Argos Mini II: no automatic-IFSD bit, T=1 breaks"),
+        gate(0x0DC3, 0x0900, 0x0200, "Athena IDProtect Key: version 1 hardware is broken"),
+        gate(0x03F0, 0x0036, 0x0124, "HP USB CCID Smartcard Keyboard: fault in firmware 1.22"),
+        gate(0x062D, 0x0001, 0x0102, "THRC Smart Card Reader"),
+        gate(0x04E6, 0x5291, 0x0112, "SCM SCL010: first firmware usable contactless"),
+    ]
+
+    private static func gate(_ vid: UInt16, _ pid: UInt16, _ firstGood: UInt16, _ what: String) -> Quirk {
+        Quirk("O1", "bogus-firmware-gate", [DeviceMatch(vid, pid, firmware: 0...(firstGood - 1))],
+              .firmwareRefused(firstGood: firstGood), "\(what); firmware before \(DeviceMatch.release(firstGood)) is too old to use")
+    }
+}

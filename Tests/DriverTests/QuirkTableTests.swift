@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+@testable import CCID
+@testable import CCIDDriver
+@testable import ReaderQuirks
+@testable import SimulatorCore
+
+/// The quirk table as data: every entry reachable (its VID:PID in the bundle's
+/// reader list), firmware ranges that mean what they say, descriptor rewrites,
+/// switching off. Each quirk's effect through pcscd: tests/test_quirks.py.
+@Suite struct QuirkTableTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func listed() throws -> Set<String> {
+        let text = try String(contentsOf: root.appendingPathComponent("bundle/readers.txt"), encoding: .utf8)
+        return Set(text.split(separator: "\n").filter { $0.hasPrefix("0x") }.map { line in
+            line.split(separator: ":").prefix(2).map { $0.dropFirst(2).uppercased() }.joined(separator: ":")
+        })
+    }
+
+    @Test func everyDeviceOfTheTableIsListedForPcscd() throws {
+        let listed = try Self.listed()
+        for q in QuirkTable.entries {
+            for d in q.devices {
+                #expect(listed.contains("\(hex4(d.vendorID)):\(hex4(d.productID))"), "\(q.id) \(d)")
+            }
+        }
+    }
+
+    @Test func entriesAreWellFormed() {
+        let known: Set<String> = ["T1", "T2", "T3", "T4", "T5", "D4", "D5", "D9", "D10a", "D10b", "D11", "D12", "D13",
+                                  "P15", "R2", "R3", "W1", "W2", "O1", "O2"]
+        for q in QuirkTable.entries {
+            #expect(known.contains(q.id), "\(q.id)")
+            #expect(!q.devices.isEmpty && !q.reason.isEmpty && !q.name.isEmpty, "\(q.id)")
+        }
+        // One firmware-gate entry per device: the first good release is unambiguous.
+        let gates = QuirkTable.entries.filter { $0.id == "O1" }.flatMap(\.devices).map { "\($0.vendorID):\($0.productID)" }
+        #expect(gates.count == 17 && Set(gates).count == 17)
+    }
+
+    @Test func firmwareGateRefusesBelowTheFirstGoodRelease() {
+        for q in QuirkTable.entries {
+            guard case .firmwareRefused(let firstGood) = q.behaviour, let d = q.devices.first else { continue }
+            let old = AppliedQuirks(vendorID: d.vendorID, productID: d.productID, bcdDevice: firstGood - 1)
+            let good = AppliedQuirks(vendorID: d.vendorID, productID: d.productID, bcdDevice: firstGood)
+            #expect(old.refusal?.id == "O1", "\(d)")
+            #expect(good.refusal == nil, "\(d)")
+            #expect(AppliedQuirks(vendorID: d.vendorID, productID: d.productID, bcdDevice: 0, off: ["o1"]).refusal == nil)
+        }
+    }
+
+    @Test func descriptorRewrites() throws {
+        func identity(_ vid: UInt16, _ pid: UInt16, _ bcd: UInt16, features: UInt32, pin: UInt8 = 0) throws -> DeviceIdentity {
+            var d = try #require(ReaderProfile.defaultProfile).descriptor
+            d.features = .init(rawValue: features)
+            d.pinSupport = .init(rawValue: pin)
+            return DeviceIdentity(vendorID: vid, productID: pid, bcdDevice: bcd, manufacturer: "", product: "", serialNumber: "",
+                                  interfaceNumber: 0, classDescriptor: d,
+                                  endpoints: CCIDEndpoints(bulkOut: 1, bulkIn: 0x82, interruptIn: 0x83, bulkInPacketSize: 64))
+        }
+        // D9: extended → short. D10a + D10b: PIN support cleared, short → extended.
+        let tribank = try identity(0x0D46, 0x3010, 0x0040, features: 0x000406BA, pin: 3)
+        #expect(AppliedQuirks(for: tribank).adjusted(tribank).classDescriptor.exchangeLevel == .shortAPDU)
+        #expect(AppliedQuirks(for: tribank, off: ["D9"]).adjusted(tribank) == tribank)
+        let aviator = try identity(0x076B, 0x3A21, 0x0103, features: 0x000207B8, pin: 3)
+        let fixed = AppliedQuirks(for: aviator).adjusted(aviator).classDescriptor
+        #expect(fixed.exchangeLevel == .extendedAPDU && fixed.pinSupport.isEmpty)
+        #expect(fixed.features.rawValue & ~ClassDescriptor.Features.exchangeLevelMask == 0x07B8)
+        let onlyPIN = AppliedQuirks(for: aviator, off: ["D10B"]).adjusted(aviator).classDescriptor
+        #expect(onlyPIN.exchangeLevel == .shortAPDU && onlyPIN.pinSupport.isEmpty)
+        // D12 and R2 are bound to firmware releases.
+        for (bcd, level) in [(UInt16(0x0100), ExchangeLevel.extendedAPDU), (0x0101, .shortAPDU)] {
+            let kc = try identity(0x046A, 0x00A1, bcd, features: 0x000207BA)
+            #expect(AppliedQuirks(for: kc).adjusted(kc).classDescriptor.exchangeLevel == level)
+        }
+        for (bcd, automatic) in [(UInt16(0x0012), true), (0x0013, true), (0x0014, false), (0x0100, false)] {
+            let token = try identity(0x0529, 0x0620, bcd, features: 0x0001023C)
+            #expect(AppliedQuirks(for: token).adjusted(token).classDescriptor.features.contains(.automaticIFSDExchange) == automatic)
+        }
+        // D4, D5: rates capped.
+        var oz = try identity(0x0B97, 0x7762, 0x0110, features: 0x30)
+        oz.classDescriptor.maxDataRate = 307_200
+        #expect(AppliedQuirks(for: oz).adjusted(oz).classDescriptor.maxDataRate == 9600)
+        #expect(AppliedQuirks(for: oz).noPPS)
+    }
+
+    @Test func switchedOffQuirksAreNamed() {
+        let q = AppliedQuirks(vendorID: 0x0D46, productID: 0x301D, bcdDevice: 0x0100, off: ["w2"])
+        #expect(q.quirks.map(\.id) == ["O2"])
+        #expect(q.switchedOff == ["W2"])
+        #expect(q.descriptions.last == "quirk W2 matches this device but is switched off (quirks-off)")
+        #expect(!q.powerOffBeforePowerOn)
+    }
+
+    @Test func readerInformationAnswers() throws {
+        let info = try #require(AppliedQuirks(vendorID: 0x0D46, productID: 0x301D, bcdDevice: 0x0107).readerInformation)
+        #expect(info.answer(to: [0xFF, 0x9A, 0x01, 0x06, 0x00], bcdDevice: 0x0107) == Array("1.07".utf8) + [0x90, 0x00])
+        #expect(info.answer(to: [0xFF, 0x9A, 0x01, 0x01, 0x00], bcdDevice: 0x0107) == Array("KOBIL systems".utf8) + [0x90, 0x00])
+        #expect(info.answer(to: [0xFF, 0x9A, 0x01, 0x02, 0x00], bcdDevice: 0x0107) == nil)
+        #expect(info.answer(to: [0xFF, 0x9A, 0x01, 0x01], bcdDevice: 0x0107) == nil)
+        #expect(info.answer(to: [0x00, 0x9A, 0x01, 0x01, 0x00], bcdDevice: 0x0107) == nil)
+    }
+}
