@@ -168,6 +168,21 @@ class OpenDelay(unittest.TestCase):
             self.assertIn(unanswered, r.pcscd.log_text())
 
 
+class LongOperation(unittest.TestCase):
+    """T4: the eToken Fusion generates keys for minutes and sends no time
+    extension meanwhile. The card here works 10 s (`80 38 00 C8`), past its
+    ATR's T=1 block waiting time (BWI 6: 5.7 s) and the 1 s transport margin."""
+    BUSY = [0x80, 0x38, 0x00, 0xC8]
+
+    def test_t4_fusion_waits_without_time_extensions(self):
+        with Reader("SafeNet_eToken_Fusion.txt", 0x0001, ["no-time-extensions"]) as r:
+            self.assertEqual(transmit(r.name, self.BUSY, S.SCARD_PROTOCOL_T1), OK)
+        with Reader("SafeNet_eToken_Fusion.txt", 0x0001, ["no-time-extensions"], off="T4") as r:
+            with self.assertRaises(PCSCError) as e:
+                transmit(r.name, self.BUSY, S.SCARD_PROTOCOL_T1)
+            self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
+
+
 class ExchangeLevel(unittest.TestCase):
     """D9, D10b, D11, D12: descriptors that say the wrong exchange level."""
 

@@ -12,6 +12,8 @@ public struct FirmwareBugs: Sendable, Equatable {
     /// At APDU level, responses longer than this come in chained pieces of this size,
     /// whatever level the descriptor claims (HID OMNIKEY 3x21, Cherry KC 1000 SC 1.00: 128).
     public var chainsResponsesOver: Int? = nil
+    /// While the card works the reader sends no time extension: the answer just comes late (Thales eToken Fusion).
+    public var noTimeExtensions = false
     /// Responses longer than this come back as garbage with half a status word (KOBIL TriB@nk: ~296).
     public var garbleResponsesOver: Int? = nil
     /// PIN entry is advertised, but there is no keypad: every Secure fails.
@@ -55,6 +57,7 @@ public struct FirmwareBugs: Sendable, Equatable {
         Row(name: "max-rate", syntax: "max-rate=BPS", effect: "once SetParameters sets a rate above BPS (other than 372/1) the card is mute",
             set: { b, v in guard let v, (1...10_000_000).contains(v) else { return false }; b.maxWorkingRate = UInt32(v); return true }),
         flag("fake-rates", \.listsFakeRates, "GET_DATA_RATES also lists 231250, 250000 and 344086 bps"),
+        flag("no-time-extensions", \.noTimeExtensions, "while the card works, no CCID time extension is sent: the answer just comes late"),
         flag("no-keypad", \.noKeypad, "PIN entry is advertised but every Secure fails (no keypad)"),
         flag("ifs-stall", \.stallsAfterIFSRequest, "after the host's S(IFS request) the card is mute"),
         flag("no-pps", \.noPPS, "PPS goes unanswered"),

@@ -62,7 +62,7 @@ extension ReaderModel {
         if answer.silent { return [context.mute()] }
         var steps: [TimedReply] = []
         var remaining = answer.busy
-        while remaining > Self.timeExtensionInterval {
+        while remaining > Self.timeExtensionInterval, !profile.firmwareBugs.noTimeExtensions {
             steps.append(context.timeExtension(after: Self.timeExtensionInterval))
             remaining -= Self.timeExtensionInterval
         }

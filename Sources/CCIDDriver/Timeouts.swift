@@ -49,10 +49,11 @@ struct ExchangeDeadline {
     let margin: Duration
     private(set) var current: Deadline
 
-    /// `cap`: the deadline of the whole APDU when this command is one block of it.
+    /// `cap`: the deadline of the whole APDU when this command is one block of
+    /// it (already within the cap on one exchange); else the cap from now.
     init(waitingTime: Duration, timeouts: ExchangeTimeouts, cap apduCap: Deadline? = nil) {
         let start = Deadline.now()
-        cap = Deadline.min(start.advanced(by: timeouts.maximum), apduCap ?? .distantFuture)
+        cap = apduCap ?? start.advanced(by: timeouts.maximum)
         self.waitingTime = waitingTime
         margin = timeouts.transportMargin
         current = Deadline.min(start.advanced(by: waitingTime + margin), cap)

@@ -15,11 +15,17 @@ extension Reader {
         if let answer = quirks.readerInformation?.answer(to: apdu, bcdDevice: identity.bcdDevice) { return answer }
         let shape: CommandAPDU
         do throws(APDUError) { shape = try CommandAPDU(apdu) } catch { throw .invalidAPDU(error.description) }
-        let waitingTime = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: state.protocolType,
+        var waitingTime = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: state.protocolType,
                                                            clockKHz: descriptor.defaultClock)
+        var maximum = timeouts.maximum
+        if state.protocolType == 1, quirks.longerT1WaitingTime > .zero {
+            // Quirk T4: a card that works for minutes with no time extension; this device's cap makes room for it.
+            waitingTime += quirks.longerT1WaitingTime
+            maximum = max(maximum, waitingTime + timeouts.transportMargin)
+        }
         // One cap for the whole APDU at every level, however many pieces,
         // blocks, time extensions and retries it takes.
-        let cap = Deadline.after(timeouts.maximum)
+        let cap = Deadline.after(maximum)
         switch descriptor.exchangeLevel {
         case .shortAPDU:
             guard !shape.isExtended else {
@@ -43,6 +49,7 @@ extension Reader {
     /// T=1 at TPDU level: the reader moves blocks, the driver runs the protocol.
     func t1Exchange(slot: UInt8, apdu: [UInt8], state: SlotState, cap: Deadline) throws(DriverError) -> [UInt8] {
         let bwt = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: 1, clockKHz: descriptor.defaultClock)
+            + quirks.longerT1WaitingTime
         var engine = state.t1 ?? t1Engine(atr: state.parsedATR)
         defer { update(Int(slot)) { $0.t1 = engine } }
         var action = engine.transmit(apdu)

@@ -67,6 +67,11 @@ public struct AppliedQuirks: Equatable, Sendable {
         quirks.lazy.compactMap { if case .slowSlotStatus(let f) = $0.behaviour { max(1, f) } else { nil } }.max() ?? 1
     }
 
+    /// How much longer than its ATR says a T=1 card may take (zero: no longer).
+    public var longerT1WaitingTime: Duration {
+        quirks.lazy.compactMap { if case .longerT1WaitingTime(let d) = $0.behaviour { d } else { nil } }.max() ?? .zero
+    }
+
     /// Listed data rates above this are not used.
     public var maxDataRate: UInt32? {
         quirks.lazy.compactMap { if case .maxDataRate(let r) = $0.behaviour { r } else { nil } }.min()

@@ -48,6 +48,10 @@ public enum QuirkBehaviour: Equatable, Sendable {
     /// The open probes' short timeout is multiplied by this (Reader.startUp):
     /// the reader answers GetSlotStatus slowly.
     case slowSlotStatus(factor: Int)
+    /// At T=1 the card may take this much longer than its ATR says, and the reader
+    /// sends no time extension meanwhile: every T=1 APDU's deadline, and this
+    /// device's cap on one exchange, grow by it (Reader.transmit).
+    case longerT1WaitingTime(Duration)
     /// The exchange level the driver uses instead of the descriptor's (descriptor rewrite).
     case exchangeLevel(ExchangeLevel)
     /// The reader has no usable PIN pad: no Secure, no PIN features (descriptor rewrite).

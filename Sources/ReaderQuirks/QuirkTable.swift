@@ -15,6 +15,8 @@ public enum QuirkTable {
                                               DeviceMatch(0x04E6, 0x5791), DeviceMatch(0x04E6, 0x5724)],
               .slowSlotStatus(factor: 4),
               "SCM SCL011, Identiv uTrust 3700 F / 3701 F / 4701 F: GetSlotStatus is answered after about 350 ms"),
+        Quirk("T4", "fusion-keygen-no-timeext", [DeviceMatch(0x08E6, 0x34D2)], .longerT1WaitingTime(.seconds(300)),
+              "Thales eToken Fusion: on-board RSA key generation takes up to 5 minutes, with no time extension"),
     ]
 
     /// Readers whose descriptor promises what the firmware does not do.

@@ -88,6 +88,12 @@ struct DriverSettingsTests {
         #expect(Self.settings([:], ["SWIFTCCID_MAX_EXCHANGE_MS": "18446744073709551615"]).maxExchangeMs == 3_600_000)
     }
 
+    @Test func quirksSwitchedOffFromBothPlaces() {
+        #expect(Self.settings([:]).quirksOff.isEmpty)
+        #expect(Self.settings(["ifdDriverOptions": "quirks-off=D9+o1 max-exchange-ms=5000 quirks-off=W2"]).quirksOff == ["D9", "o1", "W2"])
+        #expect(Self.settings(["ifdDriverOptions": "quirks-off=D9"], ["SWIFTCCID_QUIRKS_OFF": "R3;D4"]).quirksOff == ["D9", "R3", "D4"])
+    }
+
     @Test func badValuesAreReportedAndLeaveDefaults() {
         let s = Self.settings(["ifdLogLevel": "loud", "ifdDriverOptions": "usb-workers=maybe max-exchange-ms=0 colour=blue junk"],
                               ["SWIFTCCID_MAX_EXCHANGE_MS": "-5", "SWIFTCCID_LOG_LEVEL": "0x1FFFFFFFF"])
