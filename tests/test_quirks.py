@@ -269,6 +269,95 @@ class FakePINPad(unittest.TestCase):
         self.check("P15", "HP_kus-0133.txt", 0x0124)
 
 
+def pin_verify(validation=0x02, messages=0x01, extra=0x0408):
+    """PIN_VERIFY_STRUCTURE (PC/SC Part 10) for the test card's VERIFY, PIN of 4 to 8 ASCII digits, 8-byte block."""
+    apdu = [0x00, 0x20, 0x00, 0x01, 0x08] + [0xFF] * 8
+    return [0x1E, 0x00, 0x82, 0x08, 0x00, extra & 0xFF, extra >> 8, validation, messages, 0x09, 0x04, 0x00,
+            0x00, 0x00, 0x00, len(apdu), 0, 0, 0] + apdu
+
+
+def pin_modify(validation=0x02, messages=0x03):
+    """PIN_MODIFY_STRUCTURE: old and new PIN, the new one entered twice."""
+    apdu = [0x00, 0x24, 0x00, 0x01, 0x10] + [0xFF] * 16
+    return [0x1E, 0x00, 0x82, 0x08, 0x00, 0x00, 0x08, 0x08, 0x04, 0x03, validation, messages, 0x09, 0x04,
+            0x00, 0x01, 0x02, 0, 0, 0, len(apdu), 0, 0, 0] + apdu
+
+
+def pin_entry(reader, feature, structure):
+    """The answer to a PIN entry on the pad (the simulated user types 1234), after SELECT."""
+    with Context() as c:
+        card = c.connect(reader, T0_OR_T1)
+        try:
+            assert card.transmit(SELECT_TEST_APPLET) == OK
+            return card.control(features(card)[feature], structure)
+        finally:
+            card.disconnect(S.SCARD_RESET_CARD)
+
+
+class PINPads(unittest.TestCase):
+    """P1–P3, P8–P13: PIN structures as each firmware takes them; P16: PIN
+    sizes the descriptor cannot state. Each pad's firmware rejects what the
+    quirk rewrites (bError naming the field, which pcscd reports as
+    SCARD_E_NOT_TRANSACTED), or its card answers 6B 80."""
+
+    def on_and_off(self, quirk, entry, bcd, bugs, feature, structure, refused=None):
+        with Reader(entry, bcd, bugs) as r:
+            self.assertEqual(pin_entry(r.name, feature, structure), OK)
+        with Reader(entry, bcd, bugs, off=quirk) as r:
+            if refused is not None:
+                self.assertEqual(pin_entry(r.name, feature, structure), refused)
+                return
+            with self.assertRaises(PCSCError) as e:
+                pin_entry(r.name, feature, structure)
+            self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
+
+    GEMPC = ["pin-verify-gempc", "pin-modify-validation2", "pin-modify-3-indexes"]
+
+    def test_p1_gempc_verify_fields(self):
+        self.on_and_off("P1", "GemPCPinpad.txt", 0x0100, self.GEMPC, VERIFY_FEATURE, pin_verify(validation=0x01, messages=0x00))
+
+    def test_p2_gempc_modify_validation(self):
+        self.on_and_off("P2", "GemPCPinpad.txt", 0x0100, self.GEMPC, MODIFY_FEATURE, pin_modify(validation=0x01))
+
+    def test_p3_gemalto_modify_three_indexes(self):
+        # Without the quirk the firmware reads two prologue bytes as bMsgIndex2 and 3, and the APDU
+        # two bytes late: the card gets a garbled command and answers 67 00.
+        self.on_and_off("P3", "Vega-Alpha.txt", 0x0100, self.GEMPC, MODIFY_FEATURE, pin_modify(messages=0x01),
+                        refused=[0x67, 0x00])
+
+    def test_p8_xx44_modify_three_messages(self):
+        self.on_and_off("P8", "CherryXX44.txt", 0x0104, ["pin-modify-3-messages"], MODIFY_FEATURE,
+                        pin_modify(messages=0x01), refused=[0x6B, 0x80])
+
+    def test_p9_spr532_modify_without_messages(self):
+        self.on_and_off("P9", "SPR532.txt", 0x0510, ["pin-modify-no-messages"], MODIFY_FEATURE, pin_modify(messages=0x01))
+
+    def test_p10_kc1000sc_modify_message_count_ff(self):
+        self.on_and_off("P10", "Cherry_KC_1000_SC.txt", 0x0102, ["pin-modify-msg0-refused"], MODIFY_FEATURE,
+                        pin_modify(messages=0x00))
+
+    def test_p11_dell_verify_without_messages(self):
+        self.on_and_off("P11", "DellSCRK.txt", 0x0200, ["pin-verify-msg0"], VERIFY_FEATURE, pin_verify(messages=0x01))
+
+    def test_p12_dell_key_release(self):
+        self.on_and_off("P12", "DellSCRK.txt", 0x0200, ["pin-key-release=200"], VERIFY_FEATURE, pin_verify(messages=0x00))
+
+    def test_p13_dell_sk3106_max_extra_digit_swapped(self):
+        self.on_and_off("P13", "DellSK-3106.txt", 0x0101, ["pin-extra-digit-swapped"], VERIFY_FEATURE, pin_verify())
+
+    def test_p16_pin_sizes_reported(self):
+        with Reader("GemPCPinpad.txt", 0x0100, self.GEMPC) as r:
+            tlv = feature_tags(r.name)[1]
+            self.assertEqual((tlv[0x02], tlv[0x06], tlv[0x07]), (0x02, 4, 8))
+        with Reader("GemPCPinpad.txt", 0x0211, self.GEMPC) as r:   # a later firmware: not stated
+            tlv = feature_tags(r.name)[1]
+            self.assertNotIn(0x06, tlv)
+            self.assertNotIn(0x07, tlv)
+        with Reader("Cherry_KC_1000_SC.txt", 0x0102) as r:
+            tlv = feature_tags(r.name)[1]
+            self.assertEqual((tlv[0x06], tlv[0x07]), (0, 32))
+
+
 class Protocol(unittest.TestCase):
     """R2: no IFSD negotiation on the eToken 5100's broken firmware; R3: no PPS on the Oz776."""
 

@@ -30,10 +30,48 @@ public struct FirmwareBugs: Sendable, Equatable {
     public var maxWorkingRate: UInt32? = nil
     /// GET_DATA_RATES also lists rates the reader cannot run (Alcor AU9540: 231250, 250000, 344086 bps).
     public var listsFakeRates = false
+    /// How the PIN pad's firmware reads PC_to_RDR_Secure (PIN pads' P rows).
+    public var pinFrame: Set<PINFrameBug> = []
+    /// A verification less than this after the previous command is rejected: the Enter key is still down (Dell keyboards).
+    public var keyRelease: Duration? = nil
     /// The reader starts in EMV mode: power-up fails with bError 0xBB until Escape 1F 01 (Gemplus 433-Swap, Cherry XX33).
     public var startsInEMVMode = false
 
     public init() {}
+
+    /// What a PIN pad's firmware wants of PC_to_RDR_Secure, else it rejects the frame
+    /// (bError naming the field's offset) or the card answers 6B 80.
+    public enum PINFrameBug: String, Sendable, CaseIterable {
+        /// Verification only with bEntryValidationCondition 0x02 and bNumberMessage 0x01 (GemPC Pinpad).
+        case verifyGemPC = "pin-verify-gempc"
+        /// Modification only with bEntryValidationCondition 0x02 (GemPC Pinpad).
+        case modifyValidation2 = "pin-modify-validation2"
+        /// A modification always carries three bMsgIndex bytes (Gemalto).
+        case modifyThreeIndexes = "pin-modify-3-indexes"
+        /// With bNumberMessage under 3 in a modification, the card answers 6B 80 (Cherry XX44).
+        case modifyThreeMessages = "pin-modify-3-messages"
+        /// A modification must carry three bMsgIndex bytes and bNumberMessage 0 (SCM SPR 532, Cherry ST-2xxx).
+        case modifyNoMessages = "pin-modify-no-messages"
+        /// A modification with bNumberMessage 0 is rejected (Cherry KC 1000 SC).
+        case modifyMessage0Refused = "pin-modify-msg0-refused"
+        /// Verification only with bNumberMessage 0 (Dell keyboards).
+        case verifyMessage0 = "pin-verify-msg0"
+        /// wPINMaxExtraDigit is read with its bytes swapped (Dell SK-3106).
+        case maxExtraDigitSwapped = "pin-extra-digit-swapped"
+
+        var effect: String {
+            switch self {
+            case .verifyGemPC: "a verification needs bEntryValidationCondition 0x02 and bNumberMessage 0x01"
+            case .modifyValidation2: "a modification needs bEntryValidationCondition 0x02"
+            case .modifyThreeIndexes: "a modification always carries three bMsgIndex bytes"
+            case .modifyThreeMessages: "a modification with bNumberMessage under 3 makes the card answer 6B 80"
+            case .modifyNoMessages: "a modification needs three bMsgIndex bytes and bNumberMessage 0"
+            case .modifyMessage0Refused: "a modification with bNumberMessage 0 is rejected"
+            case .verifyMessage0: "a verification needs bNumberMessage 0"
+            case .maxExtraDigitSwapped: "wPINMaxExtraDigit is read with its bytes swapped"
+            }
+        }
+    }
 
     /// What the `fake-rates` bug adds to GET_DATA_RATES.
     static let fakeRates: [UInt32] = [231_250, 250_000, 344_086]
@@ -62,8 +100,16 @@ public struct FirmwareBugs: Sendable, Equatable {
         flag("ifs-stall", \.stallsAfterIFSRequest, "after the host's S(IFS request) the card is mute"),
         flag("no-pps", \.noPPS, "PPS goes unanswered"),
         flag("poweroff-first", \.needsPowerOffFirst, "a power-up not preceded by a power-off leaves the card mute"),
+        Row(name: "pin-key-release", syntax: "pin-key-release=MS", effect: "a verification less than MS after the previous command is rejected",
+            set: { b, v in guard let v, (1...10_000).contains(v) else { return false }; b.keyRelease = .milliseconds(v); return true }),
         flag("emv-mode", \.startsInEMVMode, "power-up fails with bError 0xBB until Escape 1F 01 (ISO mode)"),
-    ]
+    ] + PINFrameBug.allCases.map { bug in
+        Row(name: bug.rawValue, syntax: bug.rawValue, effect: bug.effect, set: { b, v in
+            guard v == nil else { return false }
+            b.pinFrame.insert(bug)
+            return true
+        })
+    }
 
     private static func flag(_ name: String, _ field: WritableKeyPath<FirmwareBugs, Bool> & Sendable, _ effect: String) -> Row {
         Row(name: name, syntax: name, effect: effect, set: { b, v in

@@ -116,7 +116,12 @@ extension ReaderModel {
               operation == 0 && support.contains(.verification) || operation == 1 && support.contains(.modification) else {
             return [context.failed(.commandNotSupported)]
         }
-        guard let entry = PINEntry(ccid: data) else { return malformed }
+        let pin = profile.firmwareBugs.pinFrame
+        let threeIndexes = pin.contains(.modifyThreeIndexes) || pin.contains(.modifyNoMessages)
+        guard var entry = PINEntry(ccid: data, modifyIndexCount: threeIndexes ? 3 : nil) else { return malformed }
+        if let refused = firmwareRefusesPINFrame(&entry) { return [refused(context)] }
+        // The pad takes PINs of min (high byte) to max (low byte) digits; min above max is a frame it cannot act on.
+        guard entry.maxExtraDigit >> 8 <= entry.maxExtraDigit & 0xFF else { return [context.failed(.badParameter(at: 15))] }
         switch pinPad {
         case .cancel: return [context.failed(.pinCancelled)]
         case .timeout: return [context.failed(.pinTimeout)]

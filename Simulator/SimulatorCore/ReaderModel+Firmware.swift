@@ -38,6 +38,40 @@ extension ReaderModel {
         return UInt64(descriptor.defaultClock) * 1000 * UInt64(di) / UInt64(max(fi, 1)) > UInt64(limit)
     }
 
+    /// What a PIN pad's firmware does with a Secure frame it does not take (a
+    /// failure naming the field's offset, or the card's 6B 80); nil when it
+    /// takes it. Also reads the frame as the firmware does (`pin-extra-digit-swapped`).
+    mutating func firmwareRefusesPINFrame(_ entry: inout PINEntry) -> ((ReplyContext) -> TimedReply)? {
+        let bugs = profile.firmwareBugs
+        let verify = entry.operation == .verify
+        func field(_ offset: UInt8) -> (ReplyContext) -> TimedReply { { $0.failed(.badParameter(at: offset)) } }
+        if verify, let wait = bugs.keyRelease, let since = sinceLastCommand, since < wait {
+            return { $0.failed(.badParameter(at: 10)) }
+        }
+        for bug in bugs.pinFrame.sorted(by: { $0.rawValue < $1.rawValue }) {
+            switch bug {
+            case .verifyGemPC where verify:
+                if entry.entryValidationCondition != 0x02 { return field(17) }
+                if entry.numberMessage != 0x01 { return field(18) }
+            case .verifyMessage0 where verify:
+                if entry.numberMessage != 0x00 { return field(18) }
+            case .maxExtraDigitSwapped where verify:
+                entry.maxExtraDigit = entry.maxExtraDigit >> 8 | entry.maxExtraDigit << 8
+            case .modifyValidation2 where !verify:
+                if entry.entryValidationCondition != 0x02 { return field(20) }
+            case .modifyNoMessages where !verify:
+                if entry.numberMessage != 0x00 { return field(21) }
+            case .modifyMessage0Refused where !verify:
+                if entry.numberMessage == 0x00 { return field(21) }
+            case .modifyThreeMessages where !verify:
+                if entry.numberMessage < 3 { return { $0.dataBlock([0x6B, 0x80]) } }
+            default:
+                break
+            }
+        }
+        return nil
+    }
+
     /// A response as this firmware returns it: chained in pieces, or garbled.
     /// Nil when it goes out as it is.
     mutating func firmwareResponse(_ response: [UInt8], slot: Int, context: ReplyContext, after delay: Duration) -> TimedReply? {

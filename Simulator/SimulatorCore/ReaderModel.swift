@@ -41,6 +41,8 @@ public struct ReaderModel: Sendable {
     let timing: ReaderTiming
     /// For the `emv-mode` bug: Escape 1F 01 switched the reader to ISO mode.
     var isoMode = false
+    /// For the `pin-key-release` bug: time since the command before this one (the bus sets it).
+    public var sinceLastCommand: Duration? = nil
 
     /// Time extensions are sent at this interval while the card is busy.
     static let timeExtensionInterval: Duration = .milliseconds(200)

@@ -44,12 +44,13 @@ public struct ReaderProfile: Equatable, Sendable {
 
     private static func builtIn(_ name: String, _ vid: UInt16, _ pid: UInt16, _ manufacturer: String, _ product: String,
                                 _ hex: String, _ summary: String, layout: USBDescriptorSet.Layout = .init(),
-                                contactless: Bool = false) -> ReaderProfile? {
+                                contactless: Bool = false, firmwareBugs: [String] = []) -> ReaderProfile? {
         guard let bytes = bytesFromHex(hex), let d = try? ClassDescriptor(decoding: bytes) else { return nil }
         var p = ReaderProfile(name: name, vendorID: vid, productID: pid, manufacturer: manufacturer, product: product,
                               descriptor: d, summary: summary)
         p.usbLayout = layout
         p.contactless = contactless
+        for bug in firmwareBugs { guard p.firmwareBugs.apply(bug) else { return nil } }
         return p
     }
 
@@ -63,7 +64,8 @@ public struct ReaderProfile: Equatable, Sendable {
                 "Cherry Smart Card Reader USB: 1 slot, short APDU only"),
         builtIn("ezio-pinpad-extended", 0x08E6, 0x34C2, "Gemalto", "Ezio Shield",
                 "36211001000303000000a00f0000a00f000000002a000020a1070000fe0000000000000000000000b20404000f010000000011020301",
-                "Gemalto Ezio Shield PIN pad: 1 slot, extended APDU, PIN verify and modify, 2x17 LCD"),
+                "Gemalto Ezio Shield PIN pad: 1 slot, extended APDU, PIN verify and modify, 2x17 LCD; like every Gemalto "
+                + "reader it reads three bMsgIndex bytes in a modification", firmwareBugs: ["pin-modify-3-indexes"]),
         builtIn("acr1281u-3slot-extended", 0x072F, 0x2224, "ACS", "ACR1281U",
                 "36210001020703000000c0120000c01200000067320000e74c060000000200000000000000000000ba0404000a020000000000000001",
                 "ACS ACR1281U: 3 slots, extended APDU, 522-byte messages"),

@@ -24,6 +24,8 @@ public final class SimulatedReader: RelayDevice, Sendable {
     private let traffic = Mutex(MessageCounts())
     /// Until when a firmware with `boot-silence` ignores commands.
     private let silentUntil = Mutex<Deadline?>(nil)
+    /// When the last bulk-out command came (for firmware that minds the gap between commands).
+    private let lastCommand = Mutex<Deadline?>(nil)
 
     /// CCID messages through the bulk pipes since the reader was created, for
     /// `ccid-sim list --counts` (a benchmark's cost per message).
@@ -142,7 +144,12 @@ public final class SimulatedReader: RelayDevice, Sendable {
             traffic.withLock { $0.bulkOut &+= 1 }
             return []
         }
-        let output = model.withLock { $0.respond(to: message) }
+        let now = Deadline.now()
+        let previous = lastCommand.withLock { last in defer { last = now }; return last }
+        let output = model.withLock { m in
+            m.sinceLastCommand = previous.map { .nanoseconds(Int64(clamping: now.nanoseconds &- $0.nanoseconds)) }
+            return m.respond(to: message)
+        }
         traffic.withLock {
             $0.bulkOut &+= 1
             $0.bulkIn &+= output.replies.count

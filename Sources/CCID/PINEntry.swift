@@ -49,8 +49,8 @@ public struct PINEntry: Equatable, Sendable {
     // MARK: CCID
 
     /// Decodes PC_to_RDR_Secure's abData; nil if it is not a verification or
-    /// modification structure, or is cut short.
-    public init?(ccid bytes: [UInt8]) {
+    /// modification structure, or is cut short. `modifyIndexCount`: as `ccidEncoded`'s.
+    public init?(ccid bytes: [UInt8], modifyIndexCount: Int? = nil) {
         var r = ByteReader(bytes[...])
         guard let op = r.u8(), op <= 1, let timeout = r.u8(), let format = r.u8(), let block = r.u8(),
               let lengthFormat = r.u8() else { return nil }
@@ -65,7 +65,8 @@ public struct PINEntry: Equatable, Sendable {
         var confirm: UInt8 = 0
         if op == 1 { guard let c = r.u8() else { return nil }; confirm = c }
         guard let validation = r.u8(), let messages = r.u8(), let language = r.u16le() else { return nil }
-        guard let indexes = r.take(op == 1 ? Self.modifyMessageCount(messages) : 1).map(Array.init), let prologue = r.take(3).map(Array.init) else { return nil }
+        let indexCount = op == 1 ? min(max(modifyIndexCount ?? Self.modifyMessageCount(messages), 1), 3) : 1
+        guard let indexes = r.take(indexCount).map(Array.init), let prologue = r.take(3).map(Array.init) else { return nil }
         let apdu = Array(r.take(r.remainingCount) ?? [])
         guard apdu.count >= Self.shortestAPDU else { return nil }
         if case .modify(let old, let new, _) = operation {
@@ -80,7 +81,9 @@ public struct PINEntry: Equatable, Sendable {
         }
     }
 
-    public func ccidEncoded() -> [UInt8] {
+    /// `modifyIndexCount`: for readers whose firmware wants that many bMsgIndex
+    /// bytes in a modification whatever bNumberMessage says (missing ones are 0).
+    public func ccidEncoded(modifyIndexCount: Int? = nil) -> [UInt8] {
         var out: [UInt8]
         switch operation {
         case .verify:
@@ -94,7 +97,8 @@ public struct PINEntry: Equatable, Sendable {
             out.appendLE(maxExtraDigit)
             out += [confirm, entryValidationCondition, numberMessage]
             out.appendLE(languageID)
-            out += messageIndexes.prefix(Self.modifyMessageCount(numberMessage))
+            let count = min(max(modifyIndexCount ?? Self.modifyMessageCount(numberMessage), 1), 3)
+            out += Array(messageIndexes.prefix(count)) + Array(repeating: 0, count: max(0, count - messageIndexes.count))
         }
         return out + teoPrologue + apdu
     }

@@ -236,7 +236,12 @@ extension Reader {
         guard let state = state(of: slot), state.powered else { throw .noCard }
         // The user types: allow the timeout the structure asks for (bTimeOut, 0 = reader default).
         let seconds = entry.timeout != 0 ? Int(entry.timeout) : 30
-        let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: entry.ccidEncoded()), slot: s,
+        // The structure as this reader's firmware takes it (quirks P1–P13, and the validation sanity check).
+        let frame = quirks.pinFrame(for: entry)
+        if entry.operation == .verify, quirks.delayBeforeVerify > .zero {
+            Deadline.after(quirks.delayBeforeVerify).sleepUntil()   // quirk P12: the user's Enter key must be up
+        }
+        let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: frame.ccidEncoded()), slot: s,
                                  waitingTime: .seconds(seconds))
         try check(reply)
         guard case .dataBlock(_, let response) = reply.body else {

@@ -216,9 +216,13 @@ public func IFDHControl(_ lun: DWORD, _ controlCode: DWORD, _ tx: PUCHAR?, _ txL
         return reply(PCSCFeature.featureList(for: identity))
     case PCSCFeature.getTLVProperties.controlCode:
         let firmware = "SwiftCCID \(identity.product)"
-        return reply(PCSCFeature.tlvProperties(for: identity, firmware: firmware))
+        let pin = entry.reader.quirks.pinProperties
+        return reply(PCSCFeature.tlvProperties(for: identity, firmware: firmware,
+                                               pinSizes: pin.map { $0.minimumSize...max($0.minimumSize, $0.maximumSize) },
+                                               validation: pin?.validationCondition ?? 0x02))
     case PCSCFeature.ifdPINProperties.controlCode where features.contains(.ifdPINProperties):
-        return reply(PCSCFeature.pinProperties(for: identity.classDescriptor))
+        return reply(PCSCFeature.pinProperties(for: identity.classDescriptor,
+                                               validation: entry.reader.quirks.pinProperties?.validationCondition ?? 0x02))
     case PCSCFeature.verifyPINDirect.controlCode where features.contains(.verifyPINDirect),
          PCSCFeature.modifyPINDirect.controlCode where features.contains(.modifyPINDirect):
         let isVerify = requested == PCSCFeature.verifyPINDirect.controlCode

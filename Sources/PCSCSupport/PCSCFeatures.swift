@@ -46,7 +46,9 @@ public enum PCSCFeature: UInt8, Sendable, CaseIterable {
     }
 
     /// FEATURE_GET_TLV_PROPERTIES answer (Part 10 §2.6.14): tag, length, little-endian value.
-    public static func tlvProperties(for identity: DeviceIdentity, firmware: String) -> [UInt8] {
+    /// `pinSizes`, `validation`: what the descriptor cannot say (the quirk table's P16).
+    public static func tlvProperties(for identity: DeviceIdentity, firmware: String, pinSizes: ClosedRange<UInt8>? = nil,
+                                     validation: UInt8 = 0x02) -> [UInt8] {
         let d = identity.classDescriptor
         var out: [UInt8] = []
         func u8(_ tag: UInt8, _ v: UInt8) { out += [tag, 1, v] }
@@ -54,8 +56,12 @@ public enum PCSCFeature: UInt8, Sendable, CaseIterable {
         func u32(_ tag: UInt8, _ v: UInt32) { out += [tag, 4]; out.appendLE(v) }
         u16(0x01, d.lcdLayout)                       // wLcdLayout
         if !d.pinSupport.isEmpty {
-            u8(0x02, 0x02)                           // bEntryValidationCondition: validation key
+            u8(0x02, validation)                     // bEntryValidationCondition (0x02: validation key)
             u8(0x03, 0x00)                           // bTimeOut2
+            if let pinSizes {
+                u8(0x06, pinSizes.lowerBound)        // bMinPINSize
+                u8(0x07, pinSizes.upperBound)        // bMaxPINSize
+            }
         }
         if d.lcdLayout != 0 {
             u16(0x04, d.lcdLayout & 0xFF)            // wLcdMaxCharacters
@@ -70,9 +76,9 @@ public enum PCSCFeature: UInt8, Sendable, CaseIterable {
     }
 
     /// PIN_PROPERTIES_STRUCTURE: wLcdLayout, bEntryValidationCondition, bTimeOut2.
-    public static func pinProperties(for descriptor: ClassDescriptor) -> [UInt8] {
+    public static func pinProperties(for descriptor: ClassDescriptor, validation: UInt8 = 0x02) -> [UInt8] {
         var out: [UInt8] = []
         out.appendLE(descriptor.lcdLayout)
-        return out + [0x02, 0x00]
+        return out + [validation, 0x00]
     }
 }

@@ -1,10 +1,11 @@
 import CCID
 
-/// Which devices a quirk is for: a VID:PID and, when the defect is a
-/// firmware's, the bcdDevice releases that have it.
+/// Which devices a quirk is for: a VID:PID (or every product of a vendor)
+/// and, when the defect is a firmware's, the bcdDevice releases that have it.
 public struct DeviceMatch: Equatable, Sendable, CustomStringConvertible {
     public var vendorID: UInt16
-    public var productID: UInt16
+    /// nil: every product of the vendor.
+    public var productID: UInt16?
     /// bcdDevice releases the quirk applies to; nil for all of them.
     public var firmware: ClosedRange<UInt16>?
 
@@ -14,12 +15,20 @@ public struct DeviceMatch: Equatable, Sendable, CustomStringConvertible {
         self.firmware = firmware
     }
 
+    /// Every product of `vendorID`.
+    public init(vendor vendorID: UInt16) {
+        self.vendorID = vendorID
+        productID = nil
+        firmware = nil
+    }
+
     public func matches(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16) -> Bool {
-        vendorID == self.vendorID && productID == self.productID && firmware.map { $0.contains(bcdDevice) } != false
+        vendorID == self.vendorID && (self.productID.map { $0 == productID } ?? true)
+            && firmware.map { $0.contains(bcdDevice) } != false
     }
 
     public var description: String {
-        let id = "\(hex4(vendorID)):\(hex4(productID))"
+        let id = "\(hex4(vendorID)):\(productID.map(hex4) ?? "any product")"
         guard let f = firmware else { return id }
         if f.lowerBound == f.upperBound { return "\(id) bcdDevice \(hex4(f.lowerBound))" }
         if f.lowerBound == 0 { return "\(id) bcdDevice below \(hex4(f.upperBound &+ 1))" }
@@ -69,6 +78,12 @@ public enum QuirkBehaviour: Equatable, Sendable {
     case isoModeEscape(onError: UInt8)
     /// Firmware below this bcdDevice is refused at open (Reader.startUp), unless the quirk is switched off.
     case firmwareRefused(firstGood: UInt16)
+    /// PC_to_RDR_Secure's structure as this firmware accepts it (Reader.secure).
+    case pinFrame(PINFrameRewrite)
+    /// Wait this long before each PIN verification (Reader.secure).
+    case delayBeforeVerify(Duration)
+    /// PIN sizes and validation condition to report (IFDHControl's TLV and PIN properties).
+    case pinProperties(PINProperties)
     /// The driver answers the vendor's "reader information" APDUs itself (Reader.transmit).
     case readerInformation(ReaderInformation)
 }

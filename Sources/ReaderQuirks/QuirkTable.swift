@@ -3,7 +3,7 @@
 /// R: protocol, W: power-up, O: other); a row's reason is what the device
 /// gets wrong. Firmware-bound rows name the bcdDevice releases affected.
 public enum QuirkTable {
-    public static let entries: [Quirk] = timing + descriptors + transmission + powerUp + other + firmwareGate
+    public static let entries: [Quirk] = timing + descriptors + transmission + powerUp + pinPads + other + firmwareGate
 
     static let timing: [Quirk] = [
         Quirk("T1", "cl1356-boot-delay", [DeviceMatch(0x0B81, 0x0200)], .openDelay(.seconds(1)),
@@ -59,6 +59,41 @@ public enum QuirkTable {
         Quirk("W2", "idtoken-poweroff-first", [DeviceMatch(0x0D46, 0x301D)], .powerOffBeforePowerOn,
               "KOBIL IDToken: the card misbehaves unless powered off before each power-up"),
     ]
+
+    /// PIN pads: the Secure structure as each firmware takes it, and what it does not say about itself.
+    static let pinPads: [Quirk] = [
+        Quirk("P1", "gempc-pinpad-verify-fields", gemPCPinpads, .pinFrame(.verify(validation: 0x02, numberMessage: 0x01)),
+              "GemPC Pinpad, VEGA-ALPHA: a verification is accepted only with bNumberMessage 1 and bEntryValidationCondition 2"),
+        Quirk("P2", "gempc-pinpad-modify-validation", gemPCPinpads, .pinFrame(.modifyValidation(0x02)),
+              "GemPC Pinpad, VEGA-ALPHA: a modification is accepted only with bEntryValidationCondition 2"),
+        Quirk("P3", "gemalto-modify-msgindex", [DeviceMatch(vendor: 0x08E6), DeviceMatch(0x0982, 0x0008)], .pinFrame(.modifyAllIndexes),
+              "Gemalto readers, VEGA-ALPHA: a modification needs all three bMsgIndex bytes whatever bNumberMessage says"),
+        Quirk("P8", "xx44-modify-msgcount", [DeviceMatch(0x046A, 0x0010)], .pinFrame(.modifyNumberMessage(from: 0...2, to: 3)),
+              "Cherry SmartBoard XX44: a modification with fewer than 3 messages makes the card answer 6B 80"),
+        Quirk("P9", "spr532-st2000-modify", [DeviceMatch(0x04E6, 0xE003), DeviceMatch(0x046A, 0x003E)], .pinFrame(.modifyNoMessages),
+              "SCM SPR 532, Cherry ST-2xxx: no display, yet a modification needs all three bMsgIndex bytes and bNumberMessage 0"),
+        Quirk("P10", "kc1000sc-modify-msg0", [DeviceMatch(0x046A, 0x00A1)], .pinFrame(.modifyNumberMessage(from: 0...0, to: 0xFF)),
+              "Cherry KC 1000 SC: rejects a modification with bNumberMessage 0; 0xFF works"),
+        Quirk("P11", "dell-verify-msg0", dellKeyboards, .pinFrame(.verify(validation: nil, numberMessage: 0x00)),
+              "Dell keyboards SK-3106 and 0x2101: a verification is accepted only with bNumberMessage 0"),
+        Quirk("P12", "dell-key-release-delay", dellKeyboards, .delayBeforeVerify(.milliseconds(250)),
+              "Dell keyboards SK-3106 and 0x2101: a verification is rejected while the Enter key of the last command is still down"),
+        Quirk("P13", "dellsk-extradigit-swap", [DeviceMatch(0x413C, 0x2100)], .pinFrame(.verifySwapMaxExtraDigit),
+              "Dell SK-3106: reads the two bytes of wPINMaxExtraDigit the wrong way round"),
+        Quirk("P16", "pin-properties", [DeviceMatch(0x08E6, 0x3478, firmware: 0x0100...0x0100), DeviceMatch(0x0982, 0x0008)],
+              .pinProperties(PINProperties(minimumSize: 4, maximumSize: 8, validationCondition: 0x02)),
+              "GemPC Pinpad 1.00, VEGA-ALPHA: PINs of 4 to 8 digits, validated with the key"),
+        Quirk("P16", "pin-properties", [DeviceMatch(0x046A, 0x003E)],
+              .pinProperties(PINProperties(minimumSize: 0, maximumSize: 25, validationCondition: 0x02)),
+              "Cherry ST-2xxx: PINs of up to 25 digits, validated with the key"),
+        Quirk("P16", "pin-properties", [DeviceMatch(0x046A, 0x00A1)], .pinProperties(PINProperties(minimumSize: 0, maximumSize: 32)),
+              "Cherry KC 1000 SC: PINs of up to 32 digits"),
+        Quirk("P16", "pin-properties", [DeviceMatch(0x076B, 0x3821)], .pinProperties(PINProperties(minimumSize: 1, maximumSize: 31)),
+              "HID OMNIKEY 3821: PINs of 1 to 31 digits"),
+    ]
+
+    static let gemPCPinpads = [DeviceMatch(0x08E6, 0x3478), DeviceMatch(0x0982, 0x0008)]
+    static let dellKeyboards = [DeviceMatch(0x413C, 0x2101), DeviceMatch(0x413C, 0x2100)]
 
     static let other: [Quirk] = [
         Quirk("O2", "idtoken-info-apdus", [DeviceMatch(0x0D46, 0x301D)],

@@ -22,31 +22,33 @@ import Testing
         let listed = try Self.listed()
         for q in QuirkTable.entries {
             for d in q.devices {
-                #expect(listed.contains("\(hex4(d.vendorID)):\(hex4(d.productID))"), "\(q.id) \(d)")
+                guard let pid = d.productID else { continue }   // a vendor's every product (P3)
+                #expect(listed.contains("\(hex4(d.vendorID)):\(hex4(pid))"), "\(q.id) \(d)")
             }
         }
     }
 
     @Test func entriesAreWellFormed() {
         let known: Set<String> = ["T1", "T2", "T3", "T4", "T5", "D4", "D5", "D9", "D10a", "D10b", "D11", "D12", "D13",
-                                  "P15", "R2", "R3", "W1", "W2", "O1", "O2"]
+                                  "P1", "P2", "P3", "P8", "P9", "P10", "P11", "P12", "P13", "P15", "P16",
+                                  "R2", "R3", "W1", "W2", "O1", "O2"]
         for q in QuirkTable.entries {
             #expect(known.contains(q.id), "\(q.id)")
             #expect(!q.devices.isEmpty && !q.reason.isEmpty && !q.name.isEmpty, "\(q.id)")
         }
         // One firmware-gate entry per device: the first good release is unambiguous.
-        let gates = QuirkTable.entries.filter { $0.id == "O1" }.flatMap(\.devices).map { "\($0.vendorID):\($0.productID)" }
+        let gates = QuirkTable.entries.filter { $0.id == "O1" }.flatMap(\.devices).map { "\($0.vendorID):\($0.productID ?? 0)" }
         #expect(gates.count == 17 && Set(gates).count == 17)
     }
 
     @Test func firmwareGateRefusesBelowTheFirstGoodRelease() {
         for q in QuirkTable.entries {
-            guard case .firmwareRefused(let firstGood) = q.behaviour, let d = q.devices.first else { continue }
-            let old = AppliedQuirks(vendorID: d.vendorID, productID: d.productID, bcdDevice: firstGood - 1)
-            let good = AppliedQuirks(vendorID: d.vendorID, productID: d.productID, bcdDevice: firstGood)
+            guard case .firmwareRefused(let firstGood) = q.behaviour, let d = q.devices.first, let pid = d.productID else { continue }
+            let old = AppliedQuirks(vendorID: d.vendorID, productID: pid, bcdDevice: firstGood - 1)
+            let good = AppliedQuirks(vendorID: d.vendorID, productID: pid, bcdDevice: firstGood)
             #expect(old.refusal?.id == "O1", "\(d)")
             #expect(good.refusal == nil, "\(d)")
-            #expect(AppliedQuirks(vendorID: d.vendorID, productID: d.productID, bcdDevice: 0, off: ["o1"]).refusal == nil)
+            #expect(AppliedQuirks(vendorID: d.vendorID, productID: pid, bcdDevice: 0, off: ["o1"]).refusal == nil)
         }
     }
 
@@ -91,6 +93,39 @@ import Testing
         #expect(q.switchedOff == ["W2"])
         #expect(q.descriptions.last == "quirk W2 matches this device but is switched off (quirks-off)")
         #expect(!q.powerOffBeforePowerOn)
+    }
+
+    static let verify = PINEntry(operation: .verify, timeout: 30, formatString: 0x82, pinBlockString: 0x08, pinLengthFormat: 0,
+                                 maxExtraDigit: 0x0408, entryValidationCondition: 0x00, numberMessage: 0x01, languageID: 0x0409,
+                                 messageIndexes: [0], teoPrologue: [0, 0, 0], apdu: [0x00, 0x20, 0x00, 0x01, 0x08] + Array(repeating: 0xFF, count: 8))
+
+    @Test func pinFramesAsEachFirmwareTakesThem() {
+        var modify = Self.verify
+        modify.operation = .modify(insertionOffsetOld: 0, insertionOffsetNew: 8, confirmPIN: 3)
+        modify.numberMessage = 1
+        modify.entryValidationCondition = 0x09
+        // No quirk: only the validation condition no reader can act on becomes "validation key" (P7).
+        let plain = AppliedQuirks.none.pinFrame(for: Self.verify)
+        #expect(plain.entry.entryValidationCondition == 0x02 && plain.modifyIndexCount == nil)
+        // GemPC Pinpad: P1 on verify; P2 and P3 on modify.
+        let gempc = AppliedQuirks(vendorID: 0x08E6, productID: 0x3478, bcdDevice: 0x0100)
+        #expect(gempc.pinFrame(for: Self.verify).entry.numberMessage == 0x01)
+        let m = gempc.pinFrame(for: modify)
+        #expect(m.entry.entryValidationCondition == 0x02 && m.entry.numberMessage == 1 && m.modifyIndexCount == 3)
+        #expect(m.ccidEncoded().count == modify.ccidEncoded().count + 2)
+        // SPR 532: no messages, three zero indexes.
+        let spr = AppliedQuirks(vendorID: 0x04E6, productID: 0xE003, bcdDevice: 0x0510).pinFrame(for: modify)
+        #expect(spr.entry.numberMessage == 0 && spr.entry.messageIndexes == [0, 0, 0] && spr.modifyIndexCount == 3)
+        // Dell SK-3106: bNumberMessage 0 and wPINMaxExtraDigit swapped on verify, nothing on modify; a pause first.
+        let dell = AppliedQuirks(vendorID: 0x413C, productID: 0x2100, bcdDevice: 0x0101)
+        let v = dell.pinFrame(for: Self.verify).entry
+        #expect(v.numberMessage == 0 && v.maxExtraDigit == 0x0804)
+        #expect(dell.pinFrame(for: modify).entry.numberMessage == 1)
+        #expect(dell.delayBeforeVerify == .milliseconds(250))
+        // KC 1000 SC: 0 messages becomes 0xFF; XX44: fewer than 3 becomes 3.
+        modify.numberMessage = 0
+        #expect(AppliedQuirks(vendorID: 0x046A, productID: 0x00A1, bcdDevice: 0x0102).pinFrame(for: modify).entry.numberMessage == 0xFF)
+        #expect(AppliedQuirks(vendorID: 0x046A, productID: 0x0010, bcdDevice: 0x0104).pinFrame(for: modify).entry.numberMessage == 3)
     }
 
     @Test func readerInformationAnswers() throws {
