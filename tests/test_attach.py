@@ -171,7 +171,9 @@ class UdevRules(unittest.TestCase):
                 # A vendor-class reader the list names (SCM SCR331-DI): wanted by VID:PID.
                 {"descriptorFile": DESCRIPTORS, "entry": "SCR331-DI.txt", "interfaceClass": 255},
                 # Vendor class and not listed: not ours.
-                {"profile": "cherry-st-short", "interfaceClass": 255}]}, f)
+                {"profile": "cherry-st-short", "interfaceClass": 255},
+                # Alcor AU9520: fails after a USB resume (quirk O7).
+                {"descriptorFile": DESCRIPTORS, "entry": "AU9520.txt", "bcdDevice": "0x0102"}]}, f)
         cls.pcscd = PrivatePCSCD("--usb", "--config", cls.CONFIG).__enter__()
 
     @classmethod
@@ -196,6 +198,30 @@ class UdevRules(unittest.TestCase):
         props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-3")
         self.assertEqual(props.get("ID_USB_INTERFACES"), ":ff0000:")
         self.assertIn("swiftccid-attach@001-003.service", props.get("SYSTEMD_WANTS", "").split(), props)
+
+    def power(self, device, reset=False):
+        """A device's USB power attributes in the testbed's sysfs (as udevadm left them); with
+        `reset`, first put back what the kernel starts a device with (autosuspend off, persist on)."""
+        base = os.path.join(self.pcscd.umockdev_dir, "sys", "devices", device, "power")
+        out = {}
+        for name, initial in (("control", "on"), ("persist", "1")):
+            if reset:
+                with open(os.path.join(base, name), "w") as f:
+                    f.write(initial + "\n")
+            with open(os.path.join(base, name)) as f:
+                out[name] = f.read().strip()
+        return out
+
+    def test_power_hints_persist_off_autosuspend_on(self):
+        self.assertEqual(self.power("1-2", reset=True), {"control": "on", "persist": "1"})
+        udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-2")
+        self.assertEqual(self.power("1-2"), {"control": "auto", "persist": "0"})
+
+    def test_power_hints_keep_autosuspend_off_for_readers_that_fail_after_resume(self):
+        self.assertEqual(self.power("1-5", reset=True), {"control": "on", "persist": "1"})
+        props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-5")
+        self.assertIn("swiftccid-attach@001-005.service", props.get("SYSTEMD_WANTS", "").split(), props)
+        self.assertEqual(self.power("1-5"), {"control": "on", "persist": "0"})
 
     def test_other_vendor_class_device_is_left_alone(self):
         props = udevadm_test(self.pcscd.umockdev_dir, "/sys/devices/1-4")

@@ -138,6 +138,8 @@ class VM(unittest.TestCase):
     def test_2_direct_mode_pcscd_hotplug(self):
         self.vm.guest("use", "ours")
         p = self.plug("omnikey-3121-extended", "direct mode")
+        # Our udev rule's power hints on the real kernel: persist off, autosuspend on.
+        self.assertEqual(p["power"], {"control": "auto", "persist": "0"})
         # udev still asks for the unit; its condition (worker mode off) keeps it from running.
         self.assertEqual(self.unit_condition(p["instance"]), "no")
         self.vm.guest("conformance", p["serial"], "--extended", "--apdu-level", timeout=900)

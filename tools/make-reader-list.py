@@ -21,9 +21,10 @@ root = sys.argv[1]
 wanted = {"supported", "shouldwork"}
 # Listed "unsupported", handled by a quirk (its id): too slow a GetSlotStatus
 # (T2), only 9600 bps and no PPS (D4, R3), fake rates (D5), insecure PIN entry
-# (P15), or old firmware refused below its first good release (O1).
+# (P15), no USB autosuspend (O7), or old firmware refused below its first good release (O1).
 QUIRKED = {("072F", "2200"), ("0B97", "7762"), ("0B97", "7772"), ("058F", "9540"), ("03F0", "1024"),
-           ("03F0", "0036"), ("09C3", "0008"), ("08C3", "0402"), ("08C3", "0401"), ("062D", "0001")}
+           ("03F0", "0036"), ("09C3", "0008"), ("08C3", "0402"), ("08C3", "0401"), ("062D", "0001"),
+           ("0783", "0003")}
 section = None
 entries = {}
 for line in open(f"{root}/txt/supported_readers.txt", encoding="utf-8"):

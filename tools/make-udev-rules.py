@@ -12,6 +12,11 @@ import re
 import sys
 
 root, readers = sys.argv[1], sys.argv[2]
+
+# Quirk O7 (the driver's quirk table, Sources/ReaderQuirks, has the same
+# devices; Tests/DriverTests/QuirkTableTests.swift checks both agree): these
+# fall mute or fail with I/O errors after a USB autosuspend and resume.
+NO_AUTOSUSPEND = [("0783", "0003", "C3PO LTC31 v1"), ("058f", "9520", "Alcor AU9520")]
 listed = set()
 for line in open(readers, encoding="utf-8"):
     m = re.match(r"^0x([0-9A-F]{4}):0x([0-9A-F]{4}):", line)
@@ -55,5 +60,15 @@ MODE="0660", GROUP="root"
 PROGRAM=="/usr/bin/getent group pcscd", ENV{SWIFTCCID_NODE_GROUP}="pcscd"
 ENV{SWIFTCCID_NODE_GROUP}=="?*", GROUP="$env{SWIFTCCID_NODE_GROUP}"
 TAG+="systemd", ENV{SYSTEMD_WANTS}+="swiftccid-attach@$env{BUSNUM}-$env{DEVNUM}.service"
+
+# USB power management, as distributions' CCID rules have it. Persist off: a
+# reader swapped for another during a system suspend is unplugged and plugged
+# again, not resumed as if it were the same. Autosuspend on for an idle
+# reader whose only interface is CCID (a composite token's other functions
+# decide for themselves), except those known to fail after a resume (quirk O7).
+TEST=="power/persist", ATTR{power/persist}="0\"""")
+for vid, pid, name in NO_AUTOSUSPEND:
+    print(f'# {name}\nATTR{{idVendor}}=="{vid}", ATTR{{idProduct}}=="{pid}", GOTO="swiftccid_end"')
+print("""ENV{ID_USB_INTERFACES}==":0b0000:", TEST=="power/control", ATTR{power/control}="auto"
 """)
 print('LABEL="swiftccid_end"')

@@ -472,6 +472,9 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     g_free(serial_attr);
     if (!d->syspath) { if (error) *error = strdup("umockdev could not add the device, or a uevent listener is not reading"); free(d); return NULL; }
     umockdev_testbed_set_attribute_binary(bed->testbed, d->syspath, "descriptors", (guint8 *) descriptors, (gint) length);
+    // USB power management as the kernel starts a device: autosuspend off, persist on (udev rules may change both).
+    umockdev_testbed_set_attribute(bed->testbed, d->syspath, "power/control", "on\n");
+    umockdev_testbed_set_attribute(bed->testbed, d->syspath, "power/persist", "1\n");
 
     // Each interface (alternate setting 0) as the configuration describes it.
     for (size_t at = 18; at + 1 < length && descriptors[at] >= 2 && at + descriptors[at] <= length; at += descriptors[at]) {

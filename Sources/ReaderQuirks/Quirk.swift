@@ -84,6 +84,9 @@ public enum QuirkBehaviour: Equatable, Sendable {
     case delayBeforeVerify(Duration)
     /// PIN sizes and validation condition to report (IFDHControl's TLV and PIN properties).
     case pinProperties(PINProperties)
+    /// USB autosuspend stays off for this device: it fails after a resume (the udev
+    /// rule, tools/make-udev-rules.py; the driver itself does nothing different).
+    case noAutosuspend
     /// The driver answers the vendor's "reader information" APDUs itself (Reader.transmit).
     case readerInformation(ReaderInformation)
 }

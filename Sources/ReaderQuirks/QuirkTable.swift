@@ -96,6 +96,8 @@ public enum QuirkTable {
     static let dellKeyboards = [DeviceMatch(0x413C, 0x2101), DeviceMatch(0x413C, 0x2100)]
 
     static let other: [Quirk] = [
+        Quirk("O7", "autosuspend-exceptions", [DeviceMatch(0x0783, 0x0003), DeviceMatch(0x058F, 0x9520)], .noAutosuspend,
+              "C3PO LTC31 v1, Alcor AU9520: mute or I/O errors after a USB autosuspend and resume"),
         Quirk("O2", "idtoken-info-apdus", [DeviceMatch(0x0D46, 0x301D)],
               .readerInformation(ReaderInformation(manufacturer: "KOBIL systems", product: "IDToken", firmwareDate: "2012.2.7")),
               "KOBIL IDToken: its middleware expects the driver to answer the reader-information APDUs FF 9A 01 xx 00"),

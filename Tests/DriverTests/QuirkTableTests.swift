@@ -28,10 +28,24 @@ import Testing
         }
     }
 
+    /// O7 lives in the udev rule: the rule's exceptions are the table's devices.
+    @Test func udevRuleKeepsAutosuspendOffForTheTablesDevices() throws {
+        let rules = try String(contentsOf: Self.root.appendingPathComponent("udev/60-swiftccid.rules"), encoding: .utf8)
+        let excepted = rules.split(separator: "\n").filter { $0.hasSuffix("GOTO=\"swiftccid_end\"") && $0.hasPrefix("ATTR{idVendor}") }
+            .map { line in line.split(separator: "\"").enumerated().filter { $0.offset == 1 || $0.offset == 3 }.map { $0.element.uppercased() }
+                .joined(separator: ":") }
+        let table = QuirkTable.entries.filter { $0.behaviour == .noAutosuspend }.flatMap(\.devices)
+            .map { "\(hex4($0.vendorID)):\($0.productID.map(hex4) ?? "")" }
+        #expect(Set(excepted) == Set(table) && !table.isEmpty)
+        let persist = try #require(rules.range(of: "ATTR{power/persist}=\"0\""))
+        let autosuspend = try #require(rules.range(of: "ATTR{power/control}=\"auto\""))
+        #expect(persist.lowerBound < autosuspend.lowerBound)
+    }
+
     @Test func entriesAreWellFormed() {
         let known: Set<String> = ["T1", "T2", "T3", "T4", "T5", "D4", "D5", "D9", "D10a", "D10b", "D11", "D12", "D13",
                                   "P1", "P2", "P3", "P8", "P9", "P10", "P11", "P12", "P13", "P15", "P16",
-                                  "R2", "R3", "W1", "W2", "O1", "O2"]
+                                  "R2", "R3", "W1", "W2", "O1", "O2", "O7"]
         for q in QuirkTable.entries {
             #expect(known.contains(q.id), "\(q.id)")
             #expect(!q.devices.isEmpty && !q.reason.isEmpty && !q.name.isEmpty, "\(q.id)")

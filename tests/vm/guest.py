@@ -285,6 +285,17 @@ def simulator(args):
     return {"udcs": sorted(os.listdir("/sys/class/udc"))}
 
 
+def usb_power(location):
+    """The device's USB power management attributes, as udev's rules left them."""
+    sh("udevadm", "settle", "--timeout=10", check=False)
+    syspath = sh("udevadm", "info", "--query=path", "--name=" + location.split()[0]).stdout.strip()
+    out = {}
+    for name in ("control", "persist"):
+        with open("/sys%s/power/%s" % (syspath, name)) as f:
+            out[name] = f.read().strip()
+    return out
+
+
 def plug(args):
     started = time.monotonic()
     line = sim("plug", args.profile, "--card", args.card).stdout.strip()
@@ -300,6 +311,7 @@ def plug(args):
             return out
         wait(lambda: reader_for("(%s)" % serial), 30, "pcscd to list %s" % serial)
         out["listed_s"] = time.monotonic() - started
+        out["power"] = usb_power(location)
 
         # The name is looked up again until it answers: pcscd may first list a
         # reader for another interface of a composite device, which the driver
