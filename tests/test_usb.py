@@ -4,6 +4,7 @@ loads the bundle by VID/PID; the driver drives them through the real libusb.
 Debian's libccid, on the same simulated devices, is the reference."""
 import json
 import os
+import subprocess
 import time
 import unittest
 
@@ -11,7 +12,7 @@ from smartcard import scard as S
 
 from pcsc import Context, OK, SELECT_TEST_APPLET, PCSCError, check_cases_at_every_length, check_extended_apdus, \
     reference_script, transmit_cut_short
-from simharness import PrivatePCSCD, seq, wait_for, reader_names
+from simharness import SIM, PrivatePCSCD, seq, wait_for, reader_names
 from test_pcscd import ATR1, ATR2, DESCRIPTORS
 
 LIBCCID = "/usr/lib/pcsc/drivers/ifd-ccid.bundle"
@@ -307,6 +308,64 @@ class USBPlugStorm(unittest.TestCase):
     @unittest.skipUnless(os.path.isdir(LIBCCID), "Debian's libccid is not installed")
     def test_twenty_plugs_and_unplugs_with_libccid(self):
         self.storm(["--driver", LIBCCID])
+
+
+class USBSuspendResume(unittest.TestCase):
+    """A system suspend and resume with USB persist off (the udev rule's):
+    while a client holds the card, the device's handles go stale (ENODEV,
+    no uevent yet); then the kernel re-enumerates it: removed, and back at a
+    new address with its card unpowered. The old reader must fail at once and
+    leave cleanly, the new one must work, and pcscd must live on. Debian's
+    libccid on the same devices is the reference."""
+
+    def cycle(self, driver_args):
+        with PrivatePCSCD("--usb", *driver_args) as pcscd:
+            self.assertEqual(len(reader_names()), 1)
+            with Context() as c:
+                card = c.connect(named("SIM1000"), S.SCARD_PROTOCOL_T1)
+                self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+                suspend = subprocess.Popen([SIM, "suspend", "sim0", "--stale-ms", "1500", "--dir", pcscd.dir],
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                time.sleep(0.5)
+                started = time.monotonic()
+                with self.assertRaises(PCSCError) as e:
+                    card.transmit([0x80, 0x00, 0x04, 0x42, 0x10])
+                failed_after = time.monotonic() - started
+                out, err = suspend.communicate(timeout=30)
+                self.assertEqual(suspend.returncode, 0, err)
+            self.assertIn("/dev/bus/usb/001/003", out)   # back at a new address
+            wait_for(lambda: usable(named("SIM1000")), timeout=20, what="the reader back and usable")
+            with Context() as c:
+                card = c.connect(named("SIM1000"), S.SCARD_PROTOCOL_T1)
+                self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+                self.assertEqual(card.transmit([0x80, 0x00, 0x04, 0x43, 0x10]), [0x43] * 16 + OK)
+                card.disconnect()
+            self.assertTrue(pcscd.pcscd_alive())
+            return e.exception.rv, failed_after
+
+    def test_suspend_and_resume_with_our_driver(self):
+        rv, after = self.cycle([])
+        # The stale handle: the driver's I/O fails with ENODEV at once, and pcscd says the transmit failed.
+        self.assertEqual(rv, S.SCARD_E_NOT_TRANSACTED)
+        self.assertLess(after, 1.0)
+
+    @unittest.skipUnless(os.path.isdir(LIBCCID), "Debian's libccid is not installed")
+    def test_suspend_and_resume_with_libccid(self):
+        rv, after = self.cycle(["--driver", LIBCCID])
+        print("\nlibccid: transmit on a stale handle failed with 0x%08X after %.2f s" % (rv & 0xFFFFFFFF, after))
+
+
+def usable(reader):
+    """Whether a card in `reader` answers SELECT now."""
+    try:
+        with Context() as c:
+            card = c.connect(reader, S.SCARD_PROTOCOL_T1)
+            try:
+                return card.transmit(SELECT_TEST_APPLET) == OK
+            finally:
+                card.disconnect()
+    except PCSCError:
+        return False
 
 
 class LibCCIDReference(unittest.TestCase):

@@ -70,6 +70,8 @@ struct usbmock_device {
     size_t queued_bytes[16];
     uint8_t interface_number;
     int unplugged;
+    // The remove uevents went out (after unplugged: a stale device is not yet removed).
+    int removed;
     usbmock_callbacks cb;
 };
 
@@ -521,7 +523,7 @@ usbmock_device *usbmock_plug(usbmock_bed *bed, int bus, int address, const uint8
     return d;
 }
 
-void usbmock_unplug(usbmock_device *d) {
+void usbmock_go_stale(usbmock_device *d) {
     pthread_mutex_lock(&d->lock);
     if (d->unplugged) { pthread_mutex_unlock(&d->lock); return; }
     d->unplugged = 1;
@@ -536,6 +538,14 @@ void usbmock_unplug(usbmock_device *d) {
     }
     sync_fifo(d);
     pthread_mutex_unlock(&d->lock);
+}
+
+void usbmock_unplug(usbmock_device *d) {
+    pthread_mutex_lock(&d->lock);
+    if (d->removed) { pthread_mutex_unlock(&d->lock); return; }
+    d->removed = 1;
+    pthread_mutex_unlock(&d->lock);
+    usbmock_go_stale(d);
     for (int i = d->interface_count - 1; i >= 0; i--) send_uevent(d->bed, d->interface_syspaths[i], "remove");
     send_uevent(d->bed, d->syspath, "remove");
     for (int i = d->interface_count - 1; i >= 0; i--) paced_remove_device(d->bed, d->interface_syspaths[i]);

@@ -11,6 +11,8 @@ public enum SimulatorRequest: Codable, Sendable, Equatable {
     /// A new reader of a built-in profile; answers its listing line.
     case plug(profile: String, card: CardSpec?)
     case unplug(reader: String)
+    /// A system suspend and resume: handles stale for `staleMilliseconds`, then re-enumerated.
+    case suspend(reader: String, staleMilliseconds: Int)
     /// `slot` nil: the slot the reader's PC/SC name names, else 0.
     case insert(reader: String, slot: Int?, card: CardSpec)
     case remove(reader: String, slot: Int?)

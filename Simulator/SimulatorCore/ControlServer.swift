@@ -63,6 +63,14 @@ final class ControlServer: Sendable {
         case .unplug(let name):
             guard let (index, _) = simulator.resolve(name) else { return noReader(name) }
             return simulator.unplug(index) ? .ok() : .failed("reader \(index) is not plugged in")
+        case .suspend(let name, let stale):
+            guard let (index, _) = simulator.resolve(name) else { return noReader(name) }
+            do throws(SimulatorError) {
+                try simulator.suspendAndResume(index, stale: .milliseconds(max(0, min(stale, 60_000))))
+                return .ok([simulator.listing()[index]])
+            } catch {
+                return .failed("\(error)")
+            }
         case .pinPad(let name, let action):
             guard let (index, _) = simulator.resolve(name) else { return noReader(name) }
             simulator.readers[index].setPINPad(action)

@@ -239,6 +239,17 @@ public final class Simulator: Sendable {
         return true
     }
 
+    /// A system suspend and resume of reader `index` (USB only; see `ReaderBus.suspendAndResume`).
+    public func suspendAndResume(_ index: Int, stale: Duration) throws(SimulatorError) {
+        guard let bus else { throw .config("suspend needs USB mode (--usb or --gadget)") }
+        let reader: SimulatedReader? = state.withLock { s in
+            s.entries.indices.contains(index) && s.locations[index] != nil ? s.entries[index] : nil
+        }
+        guard let reader else { throw .config("reader \(index) is not plugged in") }
+        let node = try bus.suspendAndResume(reader, stale: stale)
+        state.withLock { $0.locations[index] = node }
+    }
+
     public func location(_ index: Int) -> String? { state.withLock { $0.locations[index] } }
 
     public func stop() {
@@ -297,5 +308,7 @@ public protocol ReaderBus: AnyObject, Sendable {
     /// Shows `reader` to hosts; returns where it appeared (a device node).
     func plug(_ reader: SimulatedReader) throws(SimulatorError) -> String
     func unplug(_ reader: SimulatedReader)
+    /// A system suspend and resume with USB persist off; returns where the reader came back.
+    func suspendAndResume(_ reader: SimulatedReader, stale: Duration) throws(SimulatorError) -> String
     func stop()
 }

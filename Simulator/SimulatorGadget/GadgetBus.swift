@@ -72,6 +72,15 @@ public final class GadgetBus: ReaderBus, Sendable {
         log("\(reader.name) unplugged")
     }
 
+    /// On a real bus the kernel removes the device at once (no stale phase
+    /// without a uevent): the gadget leaves, and after `stale` comes back.
+    public func suspendAndResume(_ reader: SimulatedReader, stale: Duration) throws(SimulatorError) -> String {
+        unplug(reader)
+        Deadline.after(stale).sleepUntil()
+        reader.hostReleased()
+        return try plug(reader)
+    }
+
     public func stop() {
         let all = plugged.withLock { p in
             defer { p = [:] }

@@ -105,6 +105,22 @@ public final class MockUSBBus: ReaderBus, @unchecked Sendable {
         log("\(reader.name) unplugged")
     }
 
+    /// A system suspend and resume with USB persist off: the device's handles go
+    /// stale for `stale`, then the kernel's re-enumeration: the device is
+    /// removed and comes back at a new address, its cards unpowered.
+    public func suspendAndResume(_ reader: SimulatedReader, stale: Duration) throws(SimulatorError) -> String {
+        guard let entry = lock.withLock({ plugged.removeValue(forKey: ObjectIdentifier(reader)) }) else {
+            throw .config("\(reader.name) is not plugged in")
+        }
+        usbmock_go_stale(entry.device)
+        log("\(reader.name) suspended: its handles are stale")
+        Deadline.after(stale).sleepUntil()
+        entry.bridge.detach()
+        usbmock_unplug(entry.device)
+        reader.hostReleased()
+        return try plug(reader)
+    }
+
     public func stop() {
         for (_, entry) in lock.withLock({ plugged }) { usbmock_unplug(entry.device); entry.bridge.detach() }
         lock.withLock { plugged = [:] }

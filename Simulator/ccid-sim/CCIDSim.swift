@@ -8,7 +8,7 @@ struct CCIDSim: ParsableCommand {
         commandName: "ccid-sim",
         abstract: "Virtual CCID readers and cards, served over relay sockets.",
         discussion: "With no subcommand, serves one reader with the compliance test card inserted.",
-        subcommands: [Serve.self, PrivatePCSCD.self, List.self, Insert.self, Remove.self, Plug.self, Unplug.self,
+        subcommands: [Serve.self, PrivatePCSCD.self, List.self, Insert.self, Remove.self, Plug.self, Unplug.self, Suspend.self,
                       PINPad.self, Fault.self, Profiles.self],
         defaultSubcommand: Serve.self)
 }

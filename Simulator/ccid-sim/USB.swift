@@ -42,3 +42,18 @@ struct Unplug: ParsableCommand {
         _ = try control(directory, .unplug(reader: reader))
     }
 }
+
+struct Suspend: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Suspend and resume a USB reader, as a system sleep with USB persist off (the udev rule's).",
+        discussion: "Its handles go stale (requests fail with ENODEV) for --stale-ms, with no uevent yet (umockdev; "
+            + "a gadget is removed at once), then the kernel's re-enumeration: it is removed and comes back at a "
+            + "new address, its cards unpowered. Prints its list line.")
+    @OptionGroup var directory: DirectoryOption
+    @Argument(help: "The reader: its number in `list`, its simulator name (sim0) or its PC/SC name.") var reader: String
+    @Option(help: "How long its handles are stale before it is re-enumerated (0 to 60000).") var staleMs = 500
+
+    func run() throws {
+        for line in try control(directory, .suspend(reader: reader, staleMilliseconds: staleMs)) { print(line) }
+    }
+}

@@ -44,6 +44,10 @@ void usbmock_deliver(usbmock_device *device, uint8_t endpoint, const uint8_t *da
 // "remove" uevents, the device leaves sysfs. The handle stays valid (a late
 // host may still hold the node); callbacks are no longer made.
 void usbmock_unplug(usbmock_device *device);
+// The first half of an unplug, with no uevent: the device's handles go stale
+// (pending URBs fail with ESHUTDOWN, later requests with ENODEV), as after a
+// system suspend, until usbmock_unplug announces the removal.
+void usbmock_go_stale(usbmock_device *device);
 // The device path as the host sees it (/dev/bus/usb/BBB/DDD).
 const char *usbmock_device_node(usbmock_device *device);
 
