@@ -469,6 +469,64 @@ class ReaderInformation(unittest.TestCase):
                 card.disconnect(S.SCARD_RESET_CARD)
 
 
+def escape(reader, command):
+    """SCardControl(IOCTL_SMARTCARD_VENDOR_IFD_EXCHANGE): a CCID Escape, its answer."""
+    with Context() as c:
+        card = c.connect(reader, T0_OR_T1)
+        try:
+            return card.control(S.SCARD_CTL_CODE(1), command)
+        finally:
+            card.disconnect(S.SCARD_LEAVE_CARD)
+
+
+class Escapes(unittest.TestCase):
+    """G21, O3, O4: applications may send Escape commands only with the
+    driver's escape option, except those the quirk table lets through for a
+    reader's vendor tools. The readers here answer each Escape with its bytes."""
+
+    def refused(self, reader, command):
+        with self.assertRaises(PCSCError) as e:
+            escape(reader, command)
+        self.assertEqual(e.exception.rv, S.SCARD_E_UNSUPPORTED_FEATURE)
+
+    def test_o3_omnikey_5427ck_any_escape(self):
+        with Reader("HID_OMNIKEY_5427_CK.txt", 0x0100, ["escape-echo"]) as r:
+            self.assertEqual(escape(r.name, [0x01, 0x02, 0x03]), [0x01, 0x02, 0x03])
+        with Reader("HID_OMNIKEY_5427_CK.txt", 0x0100, ["escape-echo"], off="O3") as r:
+            self.refused(r.name, [0x01, 0x02, 0x03])
+            self.assertIn("Escape refused: applications may send Escape commands only with ifdDriverOptions escape=yes",
+                          r.pcscd.log_text())
+
+    def test_o4_gemalto_firmware_version_escape_only(self):
+        with Reader("Gemalto_IDBridge_CT30.txt", 0x0200, ["escape-echo"]) as r:
+            self.assertEqual(escape(r.name, [0x02]), [0x02])
+            self.refused(r.name, [0x03, 0x00])
+        with Reader("Gemalto_IDBridge_CT30.txt", 0x0200, ["escape-echo"], off="O4") as r:
+            self.refused(r.name, [0x02])
+
+    def test_o4_prox_du_interface_switch(self):
+        switch = [0x52, 0xF8, 0x04, 0x01, 0x00, 0x01]
+        with Reader("GemProxDU.txt", 0x0100, ["escape-echo"]) as r:
+            self.assertEqual(escape(r.name, switch), switch)
+            self.assertEqual(escape(r.name, [0x02]), [0x02])
+            self.refused(r.name, [0x52, 0xF8, 0x04, 0x02])
+
+    def test_escape_option_lets_any_through(self):
+        with Reader("Gemalto_IDBridge_CT30.txt", 0x0200, ["escape-echo"]) as r:
+            self.refused(r.name, [0x03, 0x00])
+        r = Reader("Gemalto_IDBridge_CT30.txt", 0x0200, ["escape-echo"])
+        r.env["SWIFTCCID_ESCAPE"] = "yes"
+        with r:
+            self.assertEqual(escape(r.name, [0x03, 0x00]), [0x03, 0x00])
+        # A reader without vendor escapes answers "command not supported": the driver's error, not a hang.
+        r = Reader("SCR331.txt", 0x0516)
+        r.env["SWIFTCCID_ESCAPE"] = "yes"
+        with r:
+            with self.assertRaises(PCSCError) as e:
+                escape(r.name, [0x03, 0x00])
+            self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
+
+
 class FirmwareGate(unittest.TestCase):
     """O1: firmware too old to use is refused below its first good release,
     unless O1 is switched off; the first good release opens."""

@@ -24,7 +24,7 @@ extension ReaderModel {
             isoMode = true
             return []
         }
-        return nil
+        return profile.firmwareBugs.escapeEcho ? data : nil
     }
 
     /// Whether the card now runs at a rate this reader cannot follow (`max-rate`).

@@ -10,6 +10,11 @@
 ///   also checks) and `max-exchange-ms=N`, the cap on any one exchange
 ///   (overridden by `SWIFTCCID_MAX_EXCHANGE_MS`; default 30 000, at most one hour).
 ///   `quirks-off=ID[+ID…]` (and `SWIFTCCID_QUIRKS_OFF`, which adds to it):
+///   `escape=yes|no` (and `SWIFTCCID_ESCAPE`): whether applications may send
+///   any CCID Escape command to a reader (SCardControl with
+///   IOCTL_SMARTCARD_VENDOR_IFD_EXCHANGE); off by default, as a vendor command
+///   can do anything to a reader. The quirk table allows some readers' own.
+///   `quirks-off` lists
 ///   quirk table entries not to apply, by id ("D9", "O1" to use firmware the
 ///   table refuses), for a device whose firmware was fixed, or to prove a quirk matters.
 public struct DriverSettings: Equatable, Sendable {
@@ -31,6 +36,8 @@ public struct DriverSettings: Equatable, Sendable {
     public var log: LogMask = .default
     public var usbWorkers: WorkerMode = .auto
     public var maxExchangeMs: Int64 = DriverSettings.defaultMaxExchangeMs
+    /// Whether any Escape command may be sent (escape=yes).
+    public var escapeAllowed = false
     /// Quirk ids not applied (quirks-off).
     public var quirksOff: Set<String> = []
     /// What was set and not understood, for the log (never fatal).
@@ -48,6 +55,7 @@ public struct DriverSettings: Equatable, Sendable {
         }
         if let raw = environment("SWIFTCCID_MAX_EXCHANGE_MS") { setCap(raw, from: "SWIFTCCID_MAX_EXCHANGE_MS") }
         if let raw = environment("SWIFTCCID_QUIRKS_OFF") { quirksOff.formUnion(Self.ids(raw)) }
+        if let raw = environment("SWIFTCCID_ESCAPE") { escapeAllowed = ["1", "yes", "true"].contains(raw.lowercased()) }
     }
 
     /// Worker mode as the driver applies it; `switchFileExists` is asked only for `auto`.
@@ -91,6 +99,12 @@ public struct DriverSettings: Equatable, Sendable {
                 usbWorkers = mode
             case "max-exchange-ms":
                 setCap(parts[1], from: "ifdDriverOptions max-exchange-ms")
+            case "escape":
+                switch parts[1].lowercased() {
+                case "yes": escapeAllowed = true
+                case "no": escapeAllowed = false
+                default: problems.append("ifdDriverOptions: escape must be yes or no, not '\(parts[1])'")
+                }
             case "quirks-off":
                 quirksOff.formUnion(Self.ids(parts[1]))
             default:

@@ -212,6 +212,17 @@ public func IFDHControl(_ lun: DWORD, _ controlCode: DWORD, _ tx: PUCHAR?, _ txL
         return code(IFD_SUCCESS)
     }
     switch requested {
+    case PCSCFeature.vendorIFDExchange:
+        guard Configuration.current.escapeAllowed || entry.reader.quirks.allowsEscape(input) else {
+            Log.error("Escape refused: applications may send Escape commands only with ifdDriverOptions escape=yes "
+                      + "(or SWIFTCCID_ESCAPE=yes)")
+            return code(IFD_ERROR_NOT_SUPPORTED)
+        }
+        do throws(DriverError) {
+            return reply(try entry.reader.escape(slot: entry.slot, command: input))
+        } catch {
+            return map(error, context: "Escape", lun: lun)
+        }
     case PCSCFeature.getFeatureRequest, PCSCFeature.getFeatureRequestWindows:
         return reply(PCSCFeature.featureList(for: identity))
     case PCSCFeature.getTLVProperties.controlCode:

@@ -14,6 +14,8 @@ public enum PCSCFeature: UInt8, Sendable, CaseIterable {
 
     public static func scardCtlCode(_ code: UInt32) -> UInt32 { 0x4200_0000 &+ code }
     public static let getFeatureRequest = scardCtlCode(3400)
+    /// IOCTL_SMARTCARD_VENDOR_IFD_EXCHANGE: a CCID Escape command to the reader.
+    public static let vendorIFDExchange = scardCtlCode(1)
     /// The same request as Windows numbers it (FILE_DEVICE_SMARTCARD << 16 | 3400 << 2).
     public static let getFeatureRequestWindows: UInt32 = 0x31_0000 | 3400 << 2
 

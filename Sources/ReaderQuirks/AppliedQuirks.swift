@@ -77,6 +77,14 @@ public struct AppliedQuirks: Equatable, Sendable {
         quirks.lazy.compactMap { if case .maxDataRate(let r) = $0.behaviour { r } else { nil } }.min()
     }
 
+    /// Whether this Escape command is one the quirk table lets through without the escape option.
+    public func allowsEscape(_ command: [UInt8]) -> Bool {
+        quirks.contains { q in
+            guard case .escapeAllowed(let prefixes) = q.behaviour else { return false }
+            return prefixes.isEmpty || prefixes.contains { !$0.isEmpty && command.starts(with: $0) }
+        }
+    }
+
     public var noPPS: Bool { quirks.contains { $0.behaviour == .noPPS } }
     public var powerOffBeforePowerOn: Bool { quirks.contains { $0.behaviour == .powerOffBeforePowerOn } }
 

@@ -84,6 +84,9 @@ public enum QuirkBehaviour: Equatable, Sendable {
     case delayBeforeVerify(Duration)
     /// PIN sizes and validation condition to report (IFDHControl's TLV and PIN properties).
     case pinProperties(PINProperties)
+    /// Escape commands starting with one of these prefixes ([] for any) are
+    /// allowed even where the escape option is off: the vendor's tools need them (IFDHControl).
+    case escapeAllowed(prefixes: [[UInt8]])
     /// USB autosuspend stays off for this device: it fails after a resume (the udev
     /// rule, tools/make-udev-rules.py; the driver itself does nothing different).
     case noAutosuspend

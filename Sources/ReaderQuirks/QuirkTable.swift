@@ -96,6 +96,13 @@ public enum QuirkTable {
     static let dellKeyboards = [DeviceMatch(0x413C, 0x2101), DeviceMatch(0x413C, 0x2100)]
 
     static let other: [Quirk] = [
+        Quirk("O3", "5427ck-escape", [DeviceMatch(0x076B, 0x5427)], .escapeAllowed(prefixes: []),
+              "HID OMNIKEY 5427 CK: APDUs to a card are possible only through CCID Escape commands"),
+        Quirk("O4", "gemalto-firmware-escape", [DeviceMatch(vendor: 0x08E6)], .escapeAllowed(prefixes: [[0x02]]),
+              "Gemalto readers: vendor tools read the firmware version with Escape 02"),
+        Quirk("O4", "prox-du-interface-escape", [DeviceMatch(0x08E6, 0x5503)],
+              .escapeAllowed(prefixes: [[0x52, 0xF8, 0x04, 0x01, 0x00]]),
+              "Gemalto Prox-DU: vendor tools switch between its contactless and contact interfaces with Escape 52 F8 04 01 00"),
         Quirk("O7", "autosuspend-exceptions", [DeviceMatch(0x0783, 0x0003), DeviceMatch(0x058F, 0x9520)], .noAutosuspend,
               "C3PO LTC31 v1, Alcor AU9520: mute or I/O errors after a USB autosuspend and resume"),
         Quirk("O2", "idtoken-info-apdus", [DeviceMatch(0x0D46, 0x301D)],

@@ -94,6 +94,13 @@ struct DriverSettingsTests {
         #expect(Self.settings(["ifdDriverOptions": "quirks-off=D9"], ["SWIFTCCID_QUIRKS_OFF": "R3;D4"]).quirksOff == ["D9", "R3", "D4"])
     }
 
+    @Test func escapeOptionFromBothPlaces() {
+        #expect(!Self.settings([:]).escapeAllowed)
+        #expect(Self.settings(["ifdDriverOptions": "escape=yes"]).escapeAllowed)
+        #expect(!Self.settings(["ifdDriverOptions": "escape=yes"], ["SWIFTCCID_ESCAPE": "no"]).escapeAllowed)
+        #expect(Self.settings(["ifdDriverOptions": "escape=perhaps"]).problems == ["ifdDriverOptions: escape must be yes or no, not 'perhaps'"])
+    }
+
     @Test func badValuesAreReportedAndLeaveDefaults() {
         let s = Self.settings(["ifdLogLevel": "loud", "ifdDriverOptions": "usb-workers=maybe max-exchange-ms=0 colour=blue junk"],
                               ["SWIFTCCID_MAX_EXCHANGE_MS": "-5", "SWIFTCCID_LOG_LEVEL": "0x1FFFFFFFF"])
