@@ -527,6 +527,21 @@ class Escapes(unittest.TestCase):
             self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
 
 
+class CharacterLevel(unittest.TestCase):
+    """U2: character-level readers mishandle a bulk transfer of whole 64-byte
+    packets; under T=0 the driver never sends one (a 54-byte or 118-byte
+    data phase goes as two XfrBlocks). The Oz776 here hangs on such a message."""
+
+    def test_u2_no_whole_packet_messages_under_t0(self):
+        with Reader("Oz776S.txt", 0x0110, ["whole-packet-hang"]) as r:
+            with Context() as c:
+                card = c.connect(r.name, S.SCARD_PROTOCOL_T0)
+                self.assertEqual(card.transmit(SELECT_TEST_APPLET), OK)
+                for n in (53, 54, 55, 118):
+                    self.assertEqual(card.transmit([0x80, 0x32, 0x00, 0x00, n] + seq(n)), OK, n)
+                card.disconnect(S.SCARD_RESET_CARD)
+
+
 class FirmwareGate(unittest.TestCase):
     """O1: firmware too old to use is refused below its first good release,
     unless O1 is switched off; the first good release opens."""

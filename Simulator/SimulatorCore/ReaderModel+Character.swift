@@ -8,6 +8,7 @@ extension ReaderModel {
     /// card sends (NULL bytes while it is busy), or ICC_MUTE if it says nothing.
     mutating func characterTransfer(card: SimulatedCard, slot: Int, context: ReplyContext, expected: Int, data: [UInt8]) -> [TimedReply] {
         if slots[slot].faults.mute { return [context.mute()] }
+        if profile.firmwareBugs.hangsOnWholePackets, (data.count + ccidHeaderLength) % 64 == 0 { return [] }
         var delay: Duration = .zero
         if slots[slot].session.ppsAllowed, data.first == PPS.ppss || !slots[slot].character.ppsInput.isEmpty {
             slots[slot].character.ppsInput += data

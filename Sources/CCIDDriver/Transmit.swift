@@ -122,7 +122,8 @@ extension Reader {
             case .complete(let answer): return answer
             case .failed(let why): throw .cardProtocol(why)
             case .transfer(let out, let expect):
-                let reply = try characterXfr(slot: slot, data: out, expect: expect, bwi: 0, waitingTime: waitingTime, cap: cap)
+                let reply = try characterXfr(slot: slot, data: out, expect: expect, bwi: 0, waitingTime: waitingTime, cap: cap,
+                                             avoidWholePackets: true)
                 try check(reply)
                 guard case .dataBlock(_, let data) = reply.body else { throw .protocolViolation("XfrBlock answered with \(reply.messageType)") }
                 action = engine.received(data)
@@ -130,21 +131,29 @@ extension Reader {
         }
     }
 
+    /// Character-level readers have been seen to mishandle a bulk transfer of
+    /// a whole number of 64-byte packets (the reference driver found it on
+    /// the O2 Micro Oz776): under T=0 no XfrBlock is sent that long.
+    static let wholePacketMultiple = 64
+
     /// At character level the reader only moves characters: data longer than
     /// one message (dwMaxCCIDMessageLength) goes in several XfrBlocks, and only
     /// the last one waits for `expect` characters from the card.
+    /// `avoidWholePackets`: a message that would be a multiple of 64 bytes goes
+    /// as two (the characters still reach the card in order).
     func characterXfr(slot: UInt8, data: [UInt8], expect: Int, bwi: UInt8, waitingTime: Duration,
-                      cap: Deadline) throws(DriverError) -> Reply {
+                      cap: Deadline, avoidWholePackets: Bool = false) throws(DriverError) -> Reply {
         let room = max(1, Int(descriptor.maxCCIDMessageLength) - ccidHeaderLength)
         var rest = data[...]
-        while rest.count > room {
-            let reply = try exchange(.xfrBlock(bwi: bwi, levelParameter: 0, data: Array(rest.prefix(room))), slot: slot,
-                                     waitingTime: waitingTime, cap: cap)
-            if reply.status.command == .failed { return reply }
-            rest = rest.dropFirst(room)
+        while true {
+            var piece = min(rest.count, room)
+            if avoidWholePackets, piece > 1, (piece + ccidHeaderLength) % Self.wholePacketMultiple == 0 { piece -= 1 }
+            let last = piece == rest.count
+            let reply = try exchange(.xfrBlock(bwi: bwi, levelParameter: last ? UInt16(clamping: expect) : 0,
+                                               data: Array(rest.prefix(piece))), slot: slot, waitingTime: waitingTime, cap: cap)
+            if last || reply.status.command == .failed { return reply }
+            rest = rest.dropFirst(piece)
         }
-        return try exchange(.xfrBlock(bwi: bwi, levelParameter: UInt16(clamping: expect), data: Array(rest)), slot: slot,
-                            waitingTime: waitingTime, cap: cap)
     }
 
     /// T=0 at TPDU level: a short APDU is one TPDU (61xx and 6Cxx go back to

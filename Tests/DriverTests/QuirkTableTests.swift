@@ -142,6 +142,22 @@ import Testing
         #expect(AppliedQuirks(vendorID: 0x046A, productID: 0x0010, bcdDevice: 0x0104).pinFrame(for: modify).entry.numberMessage == 3)
     }
 
+    /// The simulator's U2 firmware: a character-level message of whole 64-byte packets goes unanswered.
+    @Test func wholePacketHangIsReproduced() throws {
+        var profile = try #require(ReaderProfile.named("o2micro-oz776-char"))
+        let applied = profile.firmwareBugs.apply("whole-packet-hang")
+        #expect(applied)
+        var model = ReaderModel(profile: profile, timing: .quick)
+        _ = model.setCard(ComplianceTestCard(.direct), slot: 0)
+        let powered = model.respond(to: Command(slot: 0, sequence: 1, body: .iccPowerOn(voltage: .automatic)).encoded())
+        #expect(!powered.replies.isEmpty)
+        for (n, answered) in [(53, true), (54, false), (55, true), (118, false)] {
+            let xfr = Command(slot: 0, sequence: 2, body: .xfrBlock(bwi: 0, levelParameter: 0, data: Array(repeating: 0, count: n)))
+            let output = model.respond(to: xfr.encoded())
+            #expect(output.replies.isEmpty == !answered, "\(n)")
+        }
+    }
+
     @Test func readerInformationAnswers() throws {
         let info = try #require(AppliedQuirks(vendorID: 0x0D46, productID: 0x301D, bcdDevice: 0x0107).readerInformation)
         #expect(info.answer(to: [0xFF, 0x9A, 0x01, 0x06, 0x00], bcdDevice: 0x0107) == Array("1.07".utf8) + [0x90, 0x00])
