@@ -153,6 +153,24 @@ class SlowSlotStatus(unittest.TestCase):
         self.check("T3", "SCM_SCL011.txt", 0x0112, 300)
 
 
+class MessageLength(unittest.TestCase):
+    """D7: readers that declare 263-byte messages (SCM's) take the 270 bytes of
+    a full short APDU: a case 3 with 255 data bytes goes to this short-APDU
+    reader as one 270-byte XfrBlock, where the descriptor alone would make the
+    driver refuse it."""
+
+    def test_d7_scm_263_takes_270(self):
+        apdu = [0x80, 0x32, 0x00, 0x00, 0xFF] + seq(255)
+        entry = "Identiv_uTrust_3720_Contactless_Reader.txt"
+        with Reader(entry, 0x0104, ["takes-message=271"]) as r:
+            self.assertEqual(transmit(r.name, apdu), OK)
+        with Reader(entry, 0x0104, ["takes-message=271"], off="D7") as r:
+            with self.assertRaises(PCSCError) as e:
+                transmit(r.name, apdu)
+            self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
+            self.assertIn("APDU of 260 bytes exceeds the reader's message size 263", r.pcscd.log_text())
+
+
 class OpenDelay(unittest.TestCase):
     """T1: the id3 CL1356 takes no command for about 1 s after it is opened. With
     the quirk the driver waits first; without it the first open probe goes

@@ -34,6 +34,8 @@ public struct FirmwareBugs: Sendable, Equatable {
     public var pinFrame: Set<PINFrameBug> = []
     /// A verification less than this after the previous command is rejected: the Enter key is still down (Dell keyboards).
     public var keyRelease: Duration? = nil
+    /// The firmware takes messages up to this long, longer than its dwMaxCCIDMessageLength says (SCM: 263 declared, 271 taken).
+    public var takesMessagesUpTo: Int? = nil
     /// At character level, a bulk-out message of a whole number of 64-byte packets goes unanswered (O2 Micro Oz776).
     public var hangsOnWholePackets = false
     /// The reader has a vendor Escape command: it answers each Escape with the bytes it was sent.
@@ -106,6 +108,8 @@ public struct FirmwareBugs: Sendable, Equatable {
         flag("poweroff-first", \.needsPowerOffFirst, "a power-up not preceded by a power-off leaves the card mute"),
         Row(name: "pin-key-release", syntax: "pin-key-release=MS", effect: "a verification less than MS after the previous command is rejected",
             set: { b, v in guard let v, (1...10_000).contains(v) else { return false }; b.keyRelease = .milliseconds(v); return true }),
+        Row(name: "takes-message", syntax: "takes-message=N", effect: "messages up to N bytes are taken, whatever dwMaxCCIDMessageLength says",
+            set: { b, v in guard let v, (10...65_546).contains(v) else { return false }; b.takesMessagesUpTo = v; return true }),
         flag("whole-packet-hang", \.hangsOnWholePackets, "at character level, a message of a multiple of 64 bytes goes unanswered"),
         flag("escape-echo", \.escapeEcho, "a vendor Escape command: each Escape is answered with its own bytes"),
         flag("emv-mode", \.startsInEMVMode, "power-up fails with bError 0xBB until Escape 1F 01 (ISO mode)"),

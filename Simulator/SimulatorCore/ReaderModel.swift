@@ -135,7 +135,8 @@ public struct ReaderModel: Sendable {
     /// The reader's answer to one bulk-out message; malformed input gets what
     /// a reader gives (a failed SlotStatus) or nothing.
     public mutating func respond(to message: [UInt8]) -> DeviceOutput {
-        if message.count > Int(descriptor.maxCCIDMessageLength), message.count >= ccidHeaderLength {
+        let longest = max(Int(descriptor.maxCCIDMessageLength), profile.firmwareBugs.takesMessagesUpTo ?? 0)
+        if message.count > longest, message.count >= ccidHeaderLength {
             let context = ReplyContext(slot: message[5], sequence: message[6], icc: .absent)
             return DeviceOutput(replies: [context.failed(.badLength, type: .slotStatus)])
         }

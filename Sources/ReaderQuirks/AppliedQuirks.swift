@@ -17,9 +17,12 @@ public struct AppliedQuirks: Equatable, Sendable {
     }
 
     /// The entries of `table` for this device; `off` lists ids the user switched off ("D9", "O1").
-    public init(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16, off: Set<String> = [],
+    /// `messageLength`: the descriptor's dwMaxCCIDMessageLength, for the entries keyed on it (unknown: they do not match).
+    public init(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16, messageLength: UInt32? = nil, off: Set<String> = [],
                 table: [Quirk] = QuirkTable.entries) {
-        let matched = table.filter { $0.applies(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice) }
+        let matched = table.filter {
+            $0.applies(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice, messageLength: messageLength)
+        }
         let off = Set(off.map { $0.uppercased() })
         quirks = matched.filter { !off.contains($0.id.uppercased()) }
         var seen = Set<String>()
@@ -27,7 +30,8 @@ public struct AppliedQuirks: Equatable, Sendable {
     }
 
     public init(for identity: DeviceIdentity, off: Set<String> = []) {
-        self.init(vendorID: identity.vendorID, productID: identity.productID, bcdDevice: identity.bcdDevice, off: off)
+        self.init(vendorID: identity.vendorID, productID: identity.productID, bcdDevice: identity.bcdDevice,
+                  messageLength: identity.classDescriptor.maxCCIDMessageLength, off: off)
     }
 
     /// The identity with the descriptor the device really has.
@@ -38,6 +42,8 @@ public struct AppliedQuirks: Equatable, Sendable {
             switch q.behaviour {
             case .exchangeLevel(let level) where level != .unknown:
                 d.features = .init(rawValue: d.features.rawValue & ~ClassDescriptor.Features.exchangeLevelMask | level.rawValue)
+            case .maxMessageLength(let length):
+                d.maxCCIDMessageLength = length
             case .noPINPad:
                 d.pinSupport = []
             case .maxDataRate(let rate):

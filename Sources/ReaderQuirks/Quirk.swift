@@ -61,6 +61,8 @@ public enum QuirkBehaviour: Equatable, Sendable {
     /// sends no time extension meanwhile: every T=1 APDU's deadline, and this
     /// device's cap on one exchange, grow by it (Reader.transmit).
     case longerT1WaitingTime(Duration)
+    /// dwMaxCCIDMessageLength as the firmware really takes it (descriptor rewrite).
+    case maxMessageLength(UInt32)
     /// The exchange level the driver uses instead of the descriptor's (descriptor rewrite).
     case exchangeLevel(ExchangeLevel)
     /// The reader has no usable PIN pad: no Secure, no PIN features (descriptor rewrite).
@@ -110,6 +112,8 @@ public struct Quirk: Equatable, Sendable {
     public var devices: [DeviceMatch]
     public var behaviour: QuirkBehaviour
     public var reason: String
+    /// For a defect of every device whose descriptor says this, whoever made it (`devices` empty).
+    public var messageLength: UInt32?
 
     public init(_ id: String, _ name: String, _ devices: [DeviceMatch], _ behaviour: QuirkBehaviour, _ reason: String) {
         self.id = id
@@ -119,8 +123,16 @@ public struct Quirk: Equatable, Sendable {
         self.reason = reason
     }
 
-    public func applies(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16) -> Bool {
-        devices.contains { $0.matches(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice) }
+    /// An entry for every device whose dwMaxCCIDMessageLength is `messageLength`.
+    public init(_ id: String, _ name: String, messageLength: UInt32, _ behaviour: QuirkBehaviour, _ reason: String) {
+        self.init(id, name, [], behaviour, reason)
+        self.messageLength = messageLength
+    }
+
+    /// `messageLength`: the descriptor's dwMaxCCIDMessageLength, where known.
+    public func applies(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16, messageLength: UInt32? = nil) -> Bool {
+        if let wanted = self.messageLength { return messageLength == wanted }
+        return devices.contains { $0.matches(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice) }
     }
 }
 
