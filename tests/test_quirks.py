@@ -437,6 +437,24 @@ class DataRates(unittest.TestCase):
             self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
 
 
+class ParametersFallback(unittest.TestCase):
+    """R4: on the AU9540 a T=1 SetParameters at a lower speed than the card's
+    TA1 leaves the card mute; the driver resets it twice and goes on with the
+    parameters the reader took from the ATR. (D5 is what lowers the speed here.)"""
+    BUGS = ["fake-rates", "max-rate=200000", "setparams-ta1-only"]
+
+    def test_r4_au9540_reset_instead_of_parameters(self):
+        apdu, answer = case2(32)
+        with Reader("AU9540.txt", 0x0120, self.BUGS, card="compliance-fast") as r:
+            self.assertEqual(transmit(r.name, apdu, S.SCARD_PROTOCOL_T1), answer)
+            self.assertIn("SetParameters left the card mute; resetting it", r.pcscd.log_text())
+        with Reader("AU9540.txt", 0x0120, self.BUGS, off="R4", card="compliance-fast") as r:
+            # The refusal alone is taken as a reader that sets itself from the ATR; the card stays mute.
+            with self.assertRaises(PCSCError) as e:
+                transmit(r.name, apdu, S.SCARD_PROTOCOL_T1)
+            self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
+
+
 class PowerUp(unittest.TestCase):
     """W1: readers that start in EMV mode; W2: a token whose card needs a power-off first."""
 

@@ -38,6 +38,8 @@ public struct FirmwareBugs: Sendable, Equatable {
     public var takesMessagesUpTo: Int? = nil
     /// At character level, a bulk-out message of a whole number of 64-byte packets goes unanswered (O2 Micro Oz776).
     public var hangsOnWholePackets = false
+    /// A T=1 SetParameters with a Fi/Di other than the card's TA1 leaves the card mute (Alcor AU9540).
+    public var setParametersOnlyAtTA1 = false
     /// The reader has a vendor Escape command: it answers each Escape with the bytes it was sent.
     public var escapeEcho = false
     /// The reader starts in EMV mode: power-up fails with bError 0xBB until Escape 1F 01 (Gemplus 433-Swap, Cherry XX33).
@@ -111,6 +113,7 @@ public struct FirmwareBugs: Sendable, Equatable {
         Row(name: "takes-message", syntax: "takes-message=N", effect: "messages up to N bytes are taken, whatever dwMaxCCIDMessageLength says",
             set: { b, v in guard let v, (10...65_546).contains(v) else { return false }; b.takesMessagesUpTo = v; return true }),
         flag("whole-packet-hang", \.hangsOnWholePackets, "at character level, a message of a multiple of 64 bytes goes unanswered"),
+        flag("setparams-ta1-only", \.setParametersOnlyAtTA1, "a T=1 SetParameters at a Fi/Di other than TA1 fails: card mute"),
         flag("escape-echo", \.escapeEcho, "a vendor Escape command: each Escape is answered with its own bytes"),
         flag("emv-mode", \.startsInEMVMode, "power-up fails with bError 0xBB until Escape 1F 01 (ISO mode)"),
     ] + PINFrameBug.allCases.map { bug in

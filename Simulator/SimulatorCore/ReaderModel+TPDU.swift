@@ -16,9 +16,9 @@ extension ReaderModel {
         }
         slots[slot].session.ppsAllowed = false
         if profile.firmwareBugs.stallsAfterIFSRequest, slots[slot].protocolType == 1, data.count > 1, data[1] == Self.ifsRequestPCB {
-            slots[slot].stalledByIFS = true
+            slots[slot].cardLost = true
         }
-        if slots[slot].stalledByIFS { return [context.mute()] }
+        if slots[slot].cardLost { return [context.mute()] }
         guard slots[slot].protocolType == 1 else {
             // T=0: the reader runs the procedure bytes; a busy card earns CCID time extensions.
             return slots[slot].faults.mute ? [context.mute()] : run(card: card, slot: slot, context: context, apdu: data)

@@ -190,6 +190,10 @@ public struct ReaderModel: Sendable {
                 // bProtocolNum, offset 7.
                 return [context.failed(.badParameter(at: 7), type: .parameters)]
             }
+            if profile.firmwareBugs.setParametersOnlyAtTA1, p == 1, let ta1 = slots[slot].atr?.ta1, parameters.fiDi != ta1 {
+                slots[slot].cardLost = true   // the card is lost until the next power-up
+                return fail(.iccMute)
+            }
             if negotiatesWithTheCard {
                 guard let agreed = negotiate(slot: slot, parameters, protocolType: p) else { return fail(.iccMute) }
                 parameters.fiDi = agreed
@@ -226,7 +230,7 @@ public struct ReaderModel: Sendable {
 
     /// One XfrBlock at the reader's exchange level.
     private mutating func transfer(card: SimulatedCard, slot: Int, context: ReplyContext, level: UInt16, data: [UInt8]) -> [TimedReply] {
-        if firmwareTooFast(slot: slot) { return [context.mute()] }
+        if firmwareTooFast(slot: slot) || slots[slot].cardLost { return [context.mute()] }
         switch descriptor.exchangeLevel {
         case .shortAPDU, .extendedAPDU:
             return slots[slot].faults.mute ? [context.mute()] : apduTransfer(card: card, slot: slot, context: context, level: level, data: data)

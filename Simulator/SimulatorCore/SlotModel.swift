@@ -18,8 +18,9 @@ struct SlotModel: Sendable {
     var character = CharacterExchange()
     /// For the `poweroff-first` bug: a power-off came since the last power-up.
     var poweredOffSincePowerUp = false
-    /// For the `ifs-stall` bug: the host sent S(IFS request); the card is mute until the next power-up.
-    var stalledByIFS = false
+    /// The card is mute until the next power-up: the host sent S(IFS request)
+    /// (`ifs-stall`), or a SetParameters it could not follow (`setparams-ta1-only`).
+    var cardLost = false
 
     init(card: SimulatedCard? = nil) { self.card = card }
 
@@ -33,7 +34,7 @@ struct SlotModel: Sendable {
         let parsed = atr
         powered = true
         poweredOffSincePowerUp = false
-        stalledByIFS = false
+        cardLost = false
         protocolType = parsed?.defaultProtocol ?? 0
         parameters = nil
         apdu = APDUExchange()

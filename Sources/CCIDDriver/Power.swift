@@ -154,7 +154,12 @@ extension Reader {
         }
         let reply = try exchange(.setParameters(protocolNumber: chosen, data: parameters.protocolData.encoded()),
                                  slot: s, waitingTime: controlWaitingTime)
-        if reply.status.command == .failed {
+        if reply.status.command == .failed, reply.slotError == .iccMute, quirks.resetInsteadOfParameters {
+            // Quirk R4: the reader cannot lower the card's speed; two resets bring the card back, as the reader set it from the ATR.
+            log("slot \(slot): SetParameters left the card mute; resetting it and going on with the reader's own parameters")
+            _ = try powerOnLocked(slot: s)
+            _ = try powerOnLocked(slot: s)
+        } else if reply.status.command == .failed {
             // Readers that configure themselves from the ATR may refuse SetParameters; the protocol still holds.
             guard descriptor.features.contains(.automaticParameterConfigurationFromATR) else {
                 try check(reply)

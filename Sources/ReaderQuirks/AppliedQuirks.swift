@@ -91,6 +91,7 @@ public struct AppliedQuirks: Equatable, Sendable {
         }
     }
 
+    public var resetInsteadOfParameters: Bool { quirks.contains { $0.behaviour == .resetInsteadOfParameters } }
     public var noPPS: Bool { quirks.contains { $0.behaviour == .noPPS } }
     public var powerOffBeforePowerOn: Bool { quirks.contains { $0.behaviour == .powerOffBeforePowerOn } }
 

@@ -74,6 +74,9 @@ public enum QuirkBehaviour: Equatable, Sendable {
     case automaticIFSD
     /// Never send PPS; the card stays in its default protocol at Fi/Di 0x11 (Reader.selectProtocol).
     case noPPS
+    /// A SetParameters the card is mute to (bError 0xFE) is given up: the card is
+    /// reset twice and the protocol used as the reader set it from the ATR (Reader.selectProtocol).
+    case resetInsteadOfParameters
     /// Power the card off before every power-up (Reader.powerOn).
     case powerOffBeforePowerOn
     /// A power-up failing with this bError means "EMV mode": send Escape 1F 01 (ISO mode) and retry once (Reader.powerOn).

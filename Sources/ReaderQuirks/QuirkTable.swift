@@ -51,6 +51,8 @@ public enum QuirkTable {
     static let transmission: [Quirk] = [
         Quirk("R2", "etoken5100-no-ifsd", [DeviceMatch(0x0529, 0x0620, firmware: 0x0012...0x0013)], .automaticIFSD,
               "SafeNet eToken 5100 firmware 0.12 and 0.13: after an IFSD negotiation later exchanges stall"),
+        Quirk("R4", "au95x0-setparams-fallback", [DeviceMatch(0x058F, 0x9540)], .resetInsteadOfParameters,
+              "Alcor AU9540/AU9560: a T=1 SetParameters at a lower speed than the card's fails with the card mute"),
         Quirk("R3", "oz776-no-pps", [DeviceMatch(0x0B97, 0x7762), DeviceMatch(0x0B97, 0x7772)], .noPPS,
               "O2 Micro Oz776: cannot switch the card's protocol with PPS"),
     ]
