@@ -201,6 +201,30 @@ class LongOperation(unittest.TestCase):
             self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
 
 
+def set_parameters(pcap):
+    """abProtocolData of every SetParameters (0x61) the host sent, as bytes."""
+    return [bytes.fromhex(line[20:]) for kind, line in ccid_messages(pcap, raw=True) if kind == "0x61"]
+
+
+class CardWaitingTime(unittest.TestCase):
+    """T5: the OpenPGP card's TB3 says BWI 4 (about 1.4 s), but key generation
+    takes longer, and the card asks for no time meanwhile: for its exact ATR
+    the driver uses BWI 7, CWI 5 (0x75) in SetParameters and its deadlines.
+    The card here works 5 s (`80 38 00 64`) asking for no time."""
+
+    def test_t5_openpgp_card_waiting_integers(self):
+        pcap = DIR + ".t5.pcap"
+        with Reader("SCR331.txt", 0x0516, card="compliance-openpgp-atr", pcap=pcap) as r:
+            self.assertEqual(transmit(r.name, [0x80, 0x38, 0x00, 0x64], S.SCARD_PROTOCOL_T1), OK)
+        self.assertEqual([p[3] for p in set_parameters(pcap)], [0x75])
+        with Reader("SCR331.txt", 0x0516, card="compliance-openpgp-atr", off="T5", pcap=pcap) as r:
+            with self.assertRaises(PCSCError) as e:
+                transmit(r.name, [0x80, 0x38, 0x00, 0x64], S.SCARD_PROTOCOL_T1)
+            self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
+        self.assertEqual([p[3] for p in set_parameters(pcap)], [0x45])
+        os.unlink(pcap)
+
+
 class ExchangeLevel(unittest.TestCase):
     """D9, D10b, D11, D12: descriptors that say the wrong exchange level."""
 

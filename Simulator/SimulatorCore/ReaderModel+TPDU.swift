@@ -66,6 +66,7 @@ extension ReaderModel {
             if answer.silent { return .mute }
             slots[slot].session.t1Response = answer.response
             slots[slot].session.t1Busy = answer.busy
+            slots[slot].session.t1AsksForTime = answer.asksForTime
             slots[slot].session.t1WTXLeft = faults.wtxPerResponse
             if let ifs = faults.cardIFSRequest {
                 out = engine.requestIFS(ifs)
@@ -96,6 +97,11 @@ extension ReaderModel {
             return (engine.requestTime(multiplier: 1), .zero)
         }
         let busy = slots[slot].session.t1Busy
+        if busy > .zero, !slots[slot].session.t1AsksForTime {
+            // A card that asks for no time: its answer just comes late.
+            slots[slot].session.t1Busy = .zero
+            return (engine.respond(slots[slot].session.t1Response), busy)
+        }
         if busy > .zero {
             let slice = min(busy, Self.timeExtensionInterval)
             slots[slot].session.t1Busy = busy - slice

@@ -75,6 +75,7 @@ struct CardSession: Sendable {
     var t1: T1Card? = nil
     var t1Response: [UInt8] = []
     var t1Busy: Duration = .zero
+    var t1AsksForTime = true
     var t1WTXLeft = 0
     /// Fi/Di agreed by PPS; PPS is possible only right after the ATR.
     var fiDi: UInt8 = 0x11

@@ -39,10 +39,16 @@ extension Reader {
             guard atr.count <= ATR.maximumLength else {
                 throw .protocolViolation("power-on answered with \(atr.count) bytes; an ATR has at most \(ATR.maximumLength)")
             }
-            let parsed: ATR?
+            var parsed: ATR?
             do throws(ATRError) { parsed = try ATR(atr) } catch {
                 log("slot \(slot): ATR \(hexString(atr)) does not parse (\(error)); keeping defaults")
                 parsed = nil
+            }
+            for q in quirks.cardQuirks(atr: atr) {
+                guard case .t1WaitingIntegers(let tb) = q.behaviour else { continue }
+                // Quirk T5: the card needs longer than its TB3 says.
+                parsed?.correctT1WaitingIntegers(tb)
+                log("slot \(slot): quirk \(q.id) \(q.name): T=1 waiting integers 0x\(hexString([tb]))")
             }
             update(slot) {
                 $0.atr = atr

@@ -17,7 +17,7 @@ public struct ATR: Equatable, Sendable {
     /// The ATR as logical bytes (inverse-convention line bytes already decoded).
     public let bytes: [UInt8]
     public let convention: Convention
-    public let groups: [InterfaceGroup]
+    public private(set) var groups: [InterfaceGroup]
     public let historicalBytes: [UInt8]
     public let tck: UInt8?
 
@@ -124,7 +124,18 @@ public struct ATR: Equatable, Sendable {
 
     /// The first group of T=1 specific bytes (after the first TD announcing T=1, from group 3 on).
     private var firstT1Group: InterfaceGroup? {
-        groups.enumerated().first { i, g in i >= 2 && g.protocolType == 1 }?.element
+        firstT1GroupIndex.map { groups[$0] }
+    }
+
+    private var firstT1GroupIndex: Int? {
+        groups.indices.first { $0 >= 2 && groups[$0].protocolType == 1 }
+    }
+
+    /// This ATR as read by a driver that knows the card waits longer than its
+    /// TB says: the first T=1 group's TB (BWI, CWI) replaced; no T=1 group, no change.
+    public mutating func correctT1WaitingIntegers(_ tb: UInt8) {
+        guard let i = firstT1GroupIndex else { return }
+        groups[i].tb = tb
     }
 
     /// T=1 IFSC: first TA for T=1; default 32.

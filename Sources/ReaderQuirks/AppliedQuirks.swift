@@ -8,12 +8,15 @@ public struct AppliedQuirks: Equatable, Sendable {
     public let quirks: [Quirk]
     /// Ids matched but switched off by the user (`quirks-off`).
     public let switchedOff: [String]
+    /// The table's entries for cards (by ATR), those not switched off.
+    let cardEntries: [Quirk]
 
-    public static let none = AppliedQuirks(quirks: [], switchedOff: [])
+    public static let none = AppliedQuirks(quirks: [], switchedOff: [], cardEntries: [])
 
-    init(quirks: [Quirk], switchedOff: [String]) {
+    init(quirks: [Quirk], switchedOff: [String], cardEntries: [Quirk]) {
         self.quirks = quirks
         self.switchedOff = switchedOff
+        self.cardEntries = cardEntries
     }
 
     /// The entries of `table` for this device; `off` lists ids the user switched off ("D9", "O1").
@@ -27,6 +30,7 @@ public struct AppliedQuirks: Equatable, Sendable {
         quirks = matched.filter { !off.contains($0.id.uppercased()) }
         var seen = Set<String>()
         switchedOff = matched.map(\.id).filter { off.contains($0.uppercased()) && seen.insert($0).inserted }
+        cardEntries = table.filter { $0.atr != nil && !off.contains($0.id.uppercased()) }
     }
 
     public init(for identity: DeviceIdentity, off: Set<String> = []) {
@@ -58,6 +62,9 @@ public struct AppliedQuirks: Equatable, Sendable {
         out.classDescriptor = d
         return out
     }
+
+    /// The entries for the card with this ATR, in any reader.
+    public func cardQuirks(atr: [UInt8]) -> [Quirk] { cardEntries.filter { $0.atr == atr } }
 
     /// The first firmware-gate entry that refuses this device, if any.
     public var refusal: Quirk? {

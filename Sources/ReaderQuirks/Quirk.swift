@@ -74,6 +74,9 @@ public enum QuirkBehaviour: Equatable, Sendable {
     case automaticIFSD
     /// Never send PPS; the card stays in its default protocol at Fi/Di 0x11 (Reader.selectProtocol).
     case noPPS
+    /// The card's T=1 BWI and CWI are these, whatever its ATR says (the ATR as
+    /// the driver reads it: SetParameters and the T=1 deadlines; Reader.powerOn).
+    case t1WaitingIntegers(UInt8)
     /// A SetParameters the card is mute to (bError 0xFE) is given up: the card is
     /// reset twice and the protocol used as the reader set it from the ATR (Reader.selectProtocol).
     case resetInsteadOfParameters
@@ -117,6 +120,8 @@ public struct Quirk: Equatable, Sendable {
     public var reason: String
     /// For a defect of every device whose descriptor says this, whoever made it (`devices` empty).
     public var messageLength: UInt32?
+    /// For a card's defect, in any reader: its ATR (`devices` empty).
+    public var atr: [UInt8]?
 
     public init(_ id: String, _ name: String, _ devices: [DeviceMatch], _ behaviour: QuirkBehaviour, _ reason: String) {
         self.id = id
@@ -132,8 +137,15 @@ public struct Quirk: Equatable, Sendable {
         self.messageLength = messageLength
     }
 
-    /// `messageLength`: the descriptor's dwMaxCCIDMessageLength, where known.
+    /// An entry for a card with this ATR, in any reader.
+    public init(_ id: String, _ name: String, atr: [UInt8], _ behaviour: QuirkBehaviour, _ reason: String) {
+        self.init(id, name, [], behaviour, reason)
+        self.atr = atr
+    }
+
+    /// `messageLength`: the descriptor's dwMaxCCIDMessageLength, where known. A card's entry applies to no device.
     public func applies(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16, messageLength: UInt32? = nil) -> Bool {
+        if atr != nil { return false }
         if let wanted = self.messageLength { return messageLength == wanted }
         return devices.contains { $0.matches(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice) }
     }

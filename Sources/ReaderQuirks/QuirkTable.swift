@@ -3,7 +3,15 @@
 /// R: protocol, W: power-up, O: other); a row's reason is what the device
 /// gets wrong. Firmware-bound rows name the bcdDevice releases affected.
 public enum QuirkTable {
-    public static let entries: [Quirk] = timing + descriptors + transmission + powerUp + pinPads + other + firmwareGate
+    public static let entries: [Quirk] = cards + timing + descriptors + transmission + powerUp + pinPads + other + firmwareGate
+
+    /// Cards, in any reader.
+    static let cards: [Quirk] = [
+        Quirk("T5", "openpgp-card-bwt", atr: [0x3B, 0xFA, 0x13, 0x00, 0xFF, 0x81, 0x31, 0x80, 0x45, 0x00, 0x31, 0xC1, 0x73, 0xC0,
+                                              0x01, 0x00, 0x00, 0x90, 0x00, 0xB1],
+              .t1WaitingIntegers(0x75),
+              "OpenPGP card: its TB3 gives BWI 4 (about 1.4 s) but key generation takes longer; BWI 7, CWI 5 (about 11 s)"),
+    ]
 
     static let timing: [Quirk] = [
         Quirk("T1", "cl1356-boot-delay", [DeviceMatch(0x0B81, 0x0200)], .openDelay(.seconds(1)),

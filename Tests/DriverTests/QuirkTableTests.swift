@@ -49,7 +49,7 @@ import Testing
         let known = Set(rows.flatMap { p, r in r.map { "\(p)\($0)" } } + ["D10a", "D10b"])
         for q in QuirkTable.entries {
             #expect(known.contains(q.id), "\(q.id)")
-            #expect((!q.devices.isEmpty || q.messageLength != nil) && !q.reason.isEmpty && !q.name.isEmpty, "\(q.id)")
+            #expect((!q.devices.isEmpty || q.messageLength != nil || q.atr != nil) && !q.reason.isEmpty && !q.name.isEmpty, "\(q.id)")
         }
         // One firmware-gate entry per device: the first good release is unambiguous.
         let gates = QuirkTable.entries.filter { $0.id == "O1" }.flatMap(\.devices).map { "\($0.vendorID):\($0.productID ?? 0)" }

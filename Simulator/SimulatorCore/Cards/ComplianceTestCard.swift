@@ -8,6 +8,8 @@ public struct CardAnswer: Equatable, Sendable {
     public var busy: Duration
     /// The card said nothing (a card in another process that failed): the reader reports ICC_MUTE.
     public var silent = false
+    /// Whether the card asks for time (T=1 S(WTX), T=0 NULL bytes) while busy; a card that does not just answers late.
+    public var asksForTime = true
     public init(_ response: [UInt8], busy: Duration = .zero) {
         self.response = response
         self.busy = busy
@@ -72,6 +74,9 @@ public final class ComplianceTestCard: SimulatedCard, Sendable {
         case contactless = "compliance-contactless"
         /// The same card asking for a fast rate: TA1 96 (Fi 512, Di 32: 250 kbps at 4 MHz).
         case fast = "compliance-fast"
+        /// The same applet behind an OpenPGP card's ATR (T=1 only, TB3 45: BWI 4),
+        /// which, like that card, asks for no time while it works.
+        case openPGPATR = "compliance-openpgp-atr"
 
         public var atr: [UInt8] {
             switch self {
@@ -79,6 +84,8 @@ public final class ComplianceTestCard: SimulatedCard, Sendable {
             case .inverse: [0x3F, 0x96, 0x18, 0x80, 0x01, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x9F]
             case .crypto: [0x3B, 0xD6, 0x18, 0x00, 0x81, 0xB1, 0x80, 0x7D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x8F]
             case .contactless: Self.contactlessATR
+            case .openPGPATR: [0x3B, 0xFA, 0x13, 0x00, 0xFF, 0x81, 0x31, 0x80, 0x45, 0x00, 0x31, 0xC1, 0x73, 0xC0,
+                                0x01, 0x00, 0x00, 0x90, 0x00, 0xB1]
             case .fast: [0x3B, 0xD6, 0x96, 0x00, 0x80, 0xB1, 0x80, 0x6D, 0x1F, 0x03, 0x80, 0x51, 0x00, 0x61, 0x10, 0x30, 0x10]
             }
         }
@@ -116,7 +123,10 @@ public final class ComplianceTestCard: SimulatedCard, Sendable {
     public func reset() { applet.withLock { $0.reset() } }
 
     public func process(_ apdu: [UInt8], protocolType: UInt8) -> CardAnswer {
-        applet.withLock { $0.process(apdu, protocolType: protocolType) }
+        var answer = applet.withLock { $0.process(apdu, protocolType: protocolType) }
+        // The OpenPGP card this variant wears the ATR of asks for no time while it works.
+        if variant == .openPGPATR { answer.asksForTime = false }
+        return answer
     }
 
     public func commandCarriesData(_ header: [UInt8]) -> Bool {
