@@ -136,6 +136,24 @@ class UnitFiles(unittest.TestCase):
         self.assertEqual(exec_start("001-002")[1:], ["attach", "001-002"])   # one argument, no shell
 
 
+class QuirkList(unittest.TestCase):
+    """`ccid-attach quirks`: the driver's quirk table, whole or for one device."""
+
+    def test_quirks_for_one_device(self):
+        r = subprocess.run([ATTACH, "quirks", "--device", "0d46:301d"], capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(r.stdout.splitlines(), [
+            "W2\tidtoken-poweroff-first\t0D46:301D\tKOBIL IDToken: the card misbehaves unless powered off before each power-up",
+            "O2\tidtoken-info-apdus\t0D46:301D\tKOBIL IDToken: its middleware expects the driver to answer the "
+            "reader-information APDUs FF 9A 01 xx 00"])
+        everything = subprocess.run([ATTACH, "quirks"], capture_output=True, text=True, timeout=30).stdout.splitlines()
+        self.assertGreater(len(everything), 50)
+        self.assertIn("D7\tscm-maxmsg-263\tany device with dwMaxCCIDMessageLength 263\treaders declaring 263-byte messages "
+                      "(SCM's) take the 270 bytes of a full short APDU", everything)
+        r = subprocess.run([ATTACH, "quirks", "--device", "nonsense"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 64)
+
+
 class HostileInstances(unittest.TestCase):
     BAD = ["001-002; touch /tmp/sccid-pwned", "$(touch /tmp/sccid-pwned)", "`id`", "../../etc/passwd", "001-002 ",
            "'001-002'", '"001-002"', "001 002", "0" * 200, "001-0\u00e9", "", "1-2", "256-001"]

@@ -307,8 +307,9 @@ class ManyReaders(unittest.TestCase):
             self.assertEqual(self.pcscd.sim("pinpad", self.EZIO, "enter", "1239").returncode, 0)
             self.assertEqual(card.control(codes[0x06], verify), [0x6A, 0x03])
             self.assertEqual(self.pcscd.sim("pinpad", "sim2", "cancel").returncode, 0)
-            with self.assertRaises(PCSCError):
-                card.control(codes[0x06], verify)
+            self.assertEqual(card.control(codes[0x06], verify), [0x64, 0x01])   # cancelled at the pad
+            self.assertEqual(self.pcscd.sim("pinpad", "sim2", "timeout").returncode, 0)
+            self.assertEqual(card.control(codes[0x06], verify), [0x64, 0x00])   # the user did nothing
             self.assertEqual(self.pcscd.sim("pinpad", "sim2", "enter", "1234").returncode, 0)
             apdu = [0x00, 0x24, 0x00, 0x01, 0x10] + [0xFF] * 16
             modify = [0x1E, 0x00, 0x82, 0x08, 0x00, 0x00, 0x08, 0x08, 0x04, 0x03, 0x02, 0x03, 0x09, 0x04,

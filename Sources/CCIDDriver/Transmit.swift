@@ -235,6 +235,9 @@ extension Reader {
         return (response, chain)
     }
 
+    /// SW1 SW2 for a PIN entry the user cancelled (64 01) or let time out (64 00).
+    static let pinEntryStatus: [SlotError: [UInt8]] = [.pinCancelled: [0x64, 0x01], .pinTimeout: [0x64, 0x00]]
+
     /// PC_to_RDR_Secure: PIN entry on the reader's keypad.
     public func secure(slot: Int, entry: PINEntry) throws(DriverError) -> [UInt8] {
         try serialised(slot: slot) { s throws(DriverError) in try secureLocked(slot: s, entry: entry) }
@@ -252,6 +255,8 @@ extension Reader {
         }
         let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: frame.ccidEncoded()), slot: s,
                                  waitingTime: .seconds(seconds))
+        // The user's cancel and timeout are answers, as PC/SC Part 10 and the reference driver give them: a status word.
+        if reply.status.command == .failed, let sw = Self.pinEntryStatus[reply.slotError] { return sw }
         try check(reply)
         guard case .dataBlock(_, let response) = reply.body else {
             throw .protocolViolation("Secure answered with \(reply.messageType)")

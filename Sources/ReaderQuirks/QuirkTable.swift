@@ -34,7 +34,7 @@ public enum QuirkTable {
         Quirk("D5", "au95x0-fake-high-rates", [DeviceMatch(0x058F, 0x9540)], .maxDataRate(200_000),
               "Alcor AU9540/AU9560: GET_DATA_RATES lists rates above 200 kbps that fail"),
         Quirk("D7", "scm-maxmsg-263", messageLength: 263, .maxMessageLength(271),
-              "readers declaring 263-byte messages (SCM's) take the 270 bytes of a full short APDU at TPDU level"),
+              "readers declaring 263-byte messages (SCM's) take the 270 bytes of a full short APDU"),
         Quirk("D9", "tribank-no-extended", [DeviceMatch(0x0D46, 0x3010)], .exchangeLevel(.shortAPDU),
               "KOBIL TriB@nk: claims extended APDUs; responses over about 296 bytes come back as garbage"),
         Quirk("D10a", "hid-fake-pinpad", hidFamily, .noPINPad,

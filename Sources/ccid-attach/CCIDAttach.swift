@@ -10,7 +10,7 @@ struct CCIDAttach: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ccid-attach",
         abstract: "Attach workers: one process per USB CCID reader, serving it as a relay socket for pcscd.",
-        subcommands: [Attach.self, Detach.self, Reload.self, ListWorkers.self, Doctor.self])
+        subcommands: [Attach.self, Detach.self, Reload.self, ListWorkers.self, Doctor.self, Quirks.self])
 }
 
 struct Detach: ParsableCommand {

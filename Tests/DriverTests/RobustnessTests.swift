@@ -170,7 +170,9 @@ struct PINPadTests {
         h.sim.setPINPad(.enter("1299"))
         #expect(try h.reader.secure(slot: 0, entry: secure) == [0x6A, 0x02])
         h.sim.setPINPad(.cancel)
-        #expect(throws: DriverError.commandFailed(.pinCancelled)) { try h.reader.secure(slot: 0, entry: secure) }
+        #expect(try h.reader.secure(slot: 0, entry: secure) == [0x64, 0x01])
+        h.sim.setPINPad(.timeout)
+        #expect(try h.reader.secure(slot: 0, entry: secure) == [0x64, 0x00])
     }
 
     @Test func modifyPINDirect() throws {
