@@ -80,13 +80,7 @@ public struct Faults: Sendable, Equatable {
 
     /// Applies `name[=value]`, e.g. "parity=3", "mute", "clear"; false if the setting is not one of the table's.
     public mutating func apply(_ setting: String) -> Bool {
-        let parts = setting.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-        guard let row = Self.table.first(where: { $0.name == parts.first }) else { return false }
-        var value: Int? = nil
-        if parts.count > 1 {
-            guard let v = Int(parts[1]) else { return false }
-            value = v
-        }
+        guard let (name, value) = Setting.parse(setting), let row = Self.table.first(where: { $0.name == name }) else { return false }
         return row.set(&self, value)
     }
 
@@ -148,6 +142,18 @@ public struct Faults: Sendable, Equatable {
                 return true
             },
             shown: { f in f.readerLie == kind ? "\(kind.rawValue)=\(f.readerLieEvery)" : nil })
+    }
+}
+
+/// A `name[=value]` setting of a fault or firmware bug, as users write them.
+enum Setting {
+    /// The name and the value, if any; nil when the value is not a number.
+    static func parse(_ text: String) -> (name: String, value: Int?)? {
+        let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard let name = parts.first else { return nil }
+        guard parts.count > 1 else { return (name, nil) }
+        guard let value = Int(parts[1]) else { return nil }
+        return (name, value)
     }
 }
 

@@ -134,13 +134,7 @@ public struct FirmwareBugs: Sendable, Equatable {
 
     /// Applies "name[=value]"; false if the table has no such row or the value is not one it takes.
     public mutating func apply(_ setting: String) -> Bool {
-        let parts = setting.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-        guard let row = Self.table.first(where: { $0.name == parts.first }) else { return false }
-        var value: Int? = nil
-        if parts.count > 1 {
-            guard let v = Int(parts[1]) else { return false }
-            value = v
-        }
+        guard let (name, value) = Setting.parse(setting), let row = Self.table.first(where: { $0.name == name }) else { return false }
         return row.set(&self, value)
     }
 
