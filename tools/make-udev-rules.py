@@ -43,6 +43,11 @@ ACTION=="remove", GOTO="swiftccid_end"
 SUBSYSTEM!="usb", GOTO="swiftccid_end"
 ENV{DEVTYPE}!="usb_device", GOTO="swiftccid_end"
 
+# Readers that fail after a USB autosuspend and resume (quirk O7): marked
+# here, where the rules know the device is USB; autosuspend stays off below.""")
+for vid, pid, name in NO_AUTOSUSPEND:
+    print(f'# {name}\nATTR{{idVendor}}=="{vid}", ATTR{{idProduct}}=="{pid}", ENV{{SWIFTCCID_NO_AUTOSUSPEND}}="1"')
+print("""
 # CCID class (0x0B) interfaces, as udev's usb_id lists them.
 ENV{ID_USB_INTERFACES}=="*:0b????:*", GOTO="swiftccid_reader"
 # Readers with a vendor-class (0xFF) CCID interface that the bundle lists.""")
@@ -66,9 +71,7 @@ TAG+="systemd", ENV{SYSTEMD_WANTS}+="swiftccid-attach@$env{BUSNUM}-$env{DEVNUM}.
 # again, not resumed as if it were the same. Autosuspend on for an idle
 # reader whose only interface is CCID (a composite token's other functions
 # decide for themselves), except those known to fail after a resume (quirk O7).
-TEST=="power/persist", ATTR{power/persist}="0\"""")
-for vid, pid, name in NO_AUTOSUSPEND:
-    print(f'# {name}\nATTR{{idVendor}}=="{vid}", ATTR{{idProduct}}=="{pid}", GOTO="swiftccid_end"')
-print("""ENV{ID_USB_INTERFACES}==":0b0000:", TEST=="power/control", ATTR{power/control}="auto"
+TEST=="power/persist", ATTR{power/persist}="0"
+ENV{SWIFTCCID_NO_AUTOSUSPEND}!="1", ENV{ID_USB_INTERFACES}==":0b0000:", TEST=="power/control", ATTR{power/control}="auto"
 """)
 print('LABEL="swiftccid_end"')

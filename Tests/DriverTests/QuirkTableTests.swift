@@ -31,9 +31,12 @@ import Testing
     /// O7 lives in the udev rule: the rule's exceptions are the table's devices.
     @Test func udevRuleKeepsAutosuspendOffForTheTablesDevices() throws {
         let rules = try String(contentsOf: Self.root.appendingPathComponent("udev/60-swiftccid.rules"), encoding: .utf8)
-        let excepted = rules.split(separator: "\n").filter { $0.hasSuffix("GOTO=\"swiftccid_end\"") && $0.hasPrefix("ATTR{idVendor}") }
-            .map { line in line.split(separator: "\"").enumerated().filter { $0.offset == 1 || $0.offset == 3 }.map { $0.element.uppercased() }
-                .joined(separator: ":") }
+        func value(_ key: String, in line: Substring) -> String? {
+            guard let start = line.range(of: key + "==\"") else { return nil }
+            return line[start.upperBound...].prefix(while: { $0 != "\"" }).uppercased()
+        }
+        let excepted = rules.split(separator: "\n").filter { $0.hasSuffix("ENV{SWIFTCCID_NO_AUTOSUSPEND}=\"1\"") }
+            .compactMap { line in value("ATTR{idVendor}", in: line).flatMap { v in value("ATTR{idProduct}", in: line).map { "\(v):\($0)" } } }
         let table = QuirkTable.entries.filter { $0.behaviour == .noAutosuspend }.flatMap(\.devices)
             .map { "\(hex4($0.vendorID)):\($0.productID.map(hex4) ?? "")" }
         #expect(Set(excepted) == Set(table) && !table.isEmpty)
