@@ -39,7 +39,7 @@ let package = Package(
         // ccid-attach: one USB reader served as a relay socket, in its own sandboxed process.
         .target(name: "AttachWorker", dependencies: ["USBTransport", "Relay", "RelayServer", "CCID", "CUdev", "CSystemd", "ThreadSupport"]),
         .executableTarget(name: "ccid-attach",
-                          dependencies: ["AttachWorker", "USBTransport", "Relay", "RelayServer", "ReaderQuirks", "DriverSettings",
+                          dependencies: ["AttachWorker", "USBTransport", "Relay", "RelayServer", "ReaderQuirks", "DriverSettings", "CCID",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "IFDHandler", dependencies: ["CCIDDriver", "ReaderQuirks", "PCSCSupport", "Relay", "USBTransport", "CPCSCLite", "CPCSCLog", "CStayLoaded",
                                                    "ThreadSupport", "DriverSettings"],

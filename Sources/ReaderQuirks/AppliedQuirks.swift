@@ -10,6 +10,10 @@ public struct AppliedQuirks: Equatable, Sendable {
     public let switchedOff: [String]
     /// The table's entries for cards (by ATR), those not switched off.
     let cardEntries: [Quirk]
+    /// What every APDU asks, found once here rather than on each exchange.
+    /// How much longer than its ATR says a T=1 card may take (zero: no longer).
+    public let longerT1WaitingTime: Duration
+    public let readerInformation: ReaderInformation?
 
     public static let none = AppliedQuirks(quirks: [], switchedOff: [], cardEntries: [])
 
@@ -17,6 +21,9 @@ public struct AppliedQuirks: Equatable, Sendable {
         self.quirks = quirks
         self.switchedOff = switchedOff
         self.cardEntries = cardEntries
+        longerT1WaitingTime = quirks.lazy.compactMap { if case .longerT1WaitingTime(let d) = $0.behaviour { d } else { nil } }
+            .max() ?? .zero
+        readerInformation = quirks.lazy.compactMap { if case .readerInformation(let i) = $0.behaviour { i } else { nil } }.first
     }
 
     /// The entries of `table` for this device; `off` lists ids the user switched off ("D9", "O1").
@@ -27,10 +34,10 @@ public struct AppliedQuirks: Equatable, Sendable {
             $0.applies(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice, messageLength: messageLength)
         }
         let off = Set(off.map { $0.uppercased() })
-        quirks = matched.filter { !off.contains($0.id.uppercased()) }
         var seen = Set<String>()
-        switchedOff = matched.map(\.id).filter { off.contains($0.uppercased()) && seen.insert($0).inserted }
-        cardEntries = table.filter { $0.atr != nil && !off.contains($0.id.uppercased()) }
+        self.init(quirks: matched.filter { !off.contains($0.id.uppercased()) },
+                  switchedOff: matched.map(\.id).filter { off.contains($0.uppercased()) && seen.insert($0).inserted },
+                  cardEntries: table.filter { $0.atr != nil && !off.contains($0.id.uppercased()) })
     }
 
     public init(for identity: DeviceIdentity, off: Set<String> = []) {
@@ -80,11 +87,6 @@ public struct AppliedQuirks: Equatable, Sendable {
         quirks.lazy.compactMap { if case .slowSlotStatus(let f) = $0.behaviour { max(1, f) } else { nil } }.max() ?? 1
     }
 
-    /// How much longer than its ATR says a T=1 card may take (zero: no longer).
-    public var longerT1WaitingTime: Duration {
-        quirks.lazy.compactMap { if case .longerT1WaitingTime(let d) = $0.behaviour { d } else { nil } }.max() ?? .zero
-    }
-
     /// Listed data rates above this are not used.
     public var maxDataRate: UInt32? {
         quirks.lazy.compactMap { if case .maxDataRate(let r) = $0.behaviour { r } else { nil } }.min()
@@ -104,10 +106,6 @@ public struct AppliedQuirks: Equatable, Sendable {
 
     public var isoModeEscapeError: UInt8? {
         quirks.lazy.compactMap { if case .isoModeEscape(let e) = $0.behaviour { e } else { nil } }.first
-    }
-
-    public var readerInformation: ReaderInformation? {
-        quirks.lazy.compactMap { if case .readerInformation(let i) = $0.behaviour { i } else { nil } }.first
     }
 
     /// One line per quirk, for logs and `ccid-attach doctor`.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CCID
 import ReaderQuirks
 
 /// The driver's quirk table, for packagers and for owners of odd readers.
@@ -20,7 +21,7 @@ struct Quirks: ParsableCommand {
             if let (vid, pid) = wanted, !q.devices.contains(where: { $0.vendorID == vid && ($0.productID == nil || $0.productID == pid) }) {
                 continue
             }
-            let key = q.atr.map { "card ATR " + $0.map { Self.hex2($0) }.joined(separator: " ") }
+            let key = q.atr.map { "card ATR " + hexString($0) }
                 ?? q.messageLength.map { "any device with dwMaxCCIDMessageLength \($0)" }
                 ?? q.devices.map(\.description).joined(separator: ", ")
             print("\(q.id)\t\(q.name)\t\(key)\t\(q.reason)")
@@ -32,6 +33,4 @@ struct Quirks: ParsableCommand {
         guard parts.count == 2, let v = UInt16(parts[0], radix: 16), let p = UInt16(parts[1], radix: 16) else { return nil }
         return (v, p)
     }
-
-    static func hex2(_ b: UInt8) -> String { (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true) }
 }
