@@ -162,12 +162,12 @@ def check_extended_apdus(test, reader, extended):
         card.disconnect()
 
 
-def reference_script(reader, t0=True):
-    """ATR and responses to a fixed APDU script, under T=1 then (unless the
-    reader speaks T=1 only, as a token does) T=0."""
+def reference_script(reader, t0=True, t1=True):
+    """ATR and responses to a fixed APDU script, under T=1 then T=0, or only
+    the protocol the reader speaks (a token: T=1; an ICCD version A token: T=0)."""
     out = []
     with Context() as c:
-        for protocol in (S.SCARD_PROTOCOL_T1, S.SCARD_PROTOCOL_T0) if t0 else (S.SCARD_PROTOCOL_T1,):
+        for protocol in [p for p, wanted in ((S.SCARD_PROTOCOL_T1, t1), (S.SCARD_PROTOCOL_T0, t0)) if wanted]:
             card = c.connect(reader, protocol)
             out.append(("atr", card.attribute(S.SCARD_ATTR_ATR_STRING)))
             for apdu in ([0x80, 0x30, 0x00, 0x00], SELECT_TEST_APPLET, [0x80, 0x34, 0x00, 0x01, 0x01],

@@ -44,6 +44,10 @@ def udevadm_test(umockdev_dir, syspath, extra_group=None):
     rules = tempfile.mkdtemp(prefix="sccid-rules")
     os.symlink(RULES, os.path.join(rules, "60-swiftccid.rules"))
     group = os.path.join(rules, "group")
+    # `udevadm test` writes the device's properties to udev's database: they must not outlive the test
+    # (umockdev's next device at that path would inherit them, ID_USB_INTERFACES among them).
+    record = "/run/udev/data/+usb:" + os.path.basename(syspath.rstrip("/"))
+    recorded_before = os.path.exists(record)
     with open("/etc/group") as src, open(group, "w") as f:
         f.write(src.read() + (extra_group + "\n" if extra_group else ""))
     try:
@@ -53,6 +57,8 @@ def udevadm_test(umockdev_dir, syspath, extra_group=None):
                            capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, UMOCKDEV_DIR=umockdev_dir, LD_PRELOAD="libumockdev-preload.so.0"))
     finally:
+        if not recorded_before and os.path.exists(record):
+            os.unlink(record)
         os.unlink(os.path.join(rules, "60-swiftccid.rules"))
         os.unlink(group)
         os.rmdir(rules)

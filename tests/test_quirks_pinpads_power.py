@@ -1,5 +1,5 @@
-"""The quirk table at work, PIN pads, escapes, power-up and firmware (P, W
-and O rows), as test_quirks.py does for the others: each quirk against a
+"""The quirk table at work, PIN pads, escapes, power-up, presence and firmware (P, W,
+M and O rows), as test_quirks.py does for the others: each quirk against a
 simulated reader with the real device's identity and the defect, through
 pcscd, as shipped and switched off."""
 import os
@@ -11,6 +11,10 @@ from smartcard import scard as S
 from pcsc import OK, SELECT_TEST_APPLET, Context, PCSCError
 from quirksim import (ATTACH, MODIFY_FEATURE, ROOT, T0_OR_T1, TLV_FEATURE, VERIFY_FEATURE, Reader, case2, escape,
                       feature_tags, features, pin_entry, pin_modify, pin_verify, transmit)
+from simharness import wait_for
+
+# pcsc-lite's SCARD_E_TRANSACTION_FAILED (IFD_COMMUNICATION_ERROR from the driver); pyscard does not name it.
+SCARD_E_TRANSACTION_FAILED = 0x80100016
 
 
 class FakePINPad(unittest.TestCase):
@@ -56,7 +60,7 @@ class PINPads(unittest.TestCase):
     quirk rewrites (bError naming the field, which pcscd reports as
     SCARD_E_NOT_TRANSACTED), or its card answers 6B 80."""
 
-    def on_and_off(self, quirk, entry, bcd, bugs, feature, structure, refused=None):
+    def on_and_off(self, quirk, entry, bcd, bugs, feature, structure, refused=None, error=S.SCARD_E_NOT_TRANSACTED):
         with Reader(entry, bcd, bugs) as r:
             self.assertEqual(pin_entry(r.name, feature, structure), OK)
         with Reader(entry, bcd, bugs, off=quirk) as r:
@@ -65,7 +69,7 @@ class PINPads(unittest.TestCase):
                 return
             with self.assertRaises(PCSCError) as e:
                 pin_entry(r.name, feature, structure)
-            self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
+            self.assertEqual(e.exception.rv, error)
 
     GEMPC = ["pin-verify-gempc", "pin-modify-validation2", "pin-modify-3-indexes"]
 
@@ -76,10 +80,11 @@ class PINPads(unittest.TestCase):
         self.on_and_off("P2", "GemPCPinpad.txt", 0x0100, self.GEMPC, MODIFY_FEATURE, pin_modify(validation=0x01))
 
     def test_p3_gemalto_modify_three_indexes(self):
-        # Without the quirk the firmware reads two prologue bytes as bMsgIndex2 and 3, and the APDU
-        # two bytes late: the card gets a garbled command and answers 67 00.
+        # Without the quirk the firmware reads two prologue bytes as bMsgIndex2 and 3, the T=1
+        # prologue from the APDU's first bytes and the APDU two bytes late: the card gets a block
+        # out of sequence and asks for it again, which only the pad could send (the PIN is in it).
         self.on_and_off("P3", "Vega-Alpha.txt", 0x0100, self.GEMPC, MODIFY_FEATURE, pin_modify(messages=0x01),
-                        refused=[0x67, 0x00])
+                        error=SCARD_E_TRANSACTION_FAILED)
 
     def test_p8_xx44_modify_three_messages(self):
         self.on_and_off("P8", "CherryXX44.txt", 0x0104, ["pin-modify-3-messages"], MODIFY_FEATURE,
@@ -184,6 +189,38 @@ class PowerUp(unittest.TestCase):
 
     def test_w2_kobil_idtoken_power_off_first(self):
         self.check("W2", "Kobil_IDToken.txt", 0x0100, "poweroff-first")
+
+
+class Presence(unittest.TestCase):
+    """M6: a reader that cannot sense a card (its status always says one is in): the
+    slot is empty once a power-up finds no card; the next firmware is left alone."""
+
+    def state(self, name):
+        with Context() as c:
+            return c.state(name)
+
+    def test_m6_gemcore_sim_pro_without_a_card(self):
+        with Reader("GemCoreSIMPro.txt", 0x0100, ["no-presence"], card=None) as r:
+            # pcscd powers up what the status calls a card; the failure makes the slot empty.
+            wait_for(lambda: self.state(r.name) & S.SCARD_STATE_EMPTY, what="the slot seen empty")
+            self.assertIn("no card answers the power-up; reporting the slot empty until the reader is reopened",
+                          r.pcscd.log_text())
+        with Reader("GemCoreSIMPro.txt", 0x0100, ["no-presence"], card=None, off="M6") as r:
+            # Without the quirk the slot holds a card that never answers.
+            wait_for(lambda: self.state(r.name) & S.SCARD_STATE_MUTE, what="a mute card")
+            self.assertFalse(self.state(r.name) & S.SCARD_STATE_EMPTY)
+            with self.assertRaises(PCSCError) as e:
+                transmit(r.name, case2(4)[0])
+            # pcscd's word for a power-up that failed.
+            self.assertEqual(e.exception.rv, S.SCARD_W_UNPOWERED_CARD)
+
+    def test_m6_card_in_works_and_firmware_2_is_left_alone(self):
+        apdu, answer = case2(16)
+        with Reader("GemCoreSIMPro.txt", 0x0100, ["no-presence"]) as r:
+            self.assertEqual(transmit(r.name, apdu), answer)
+        with Reader("GemCoreSIMPro.txt", 0x0200, []) as r:
+            self.assertEqual(transmit(r.name, apdu), answer)
+            self.assertNotIn("quirk M6", r.pcscd.log_text())
 
 
 class ReaderInformation(unittest.TestCase):

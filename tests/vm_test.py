@@ -158,9 +158,14 @@ class VM(unittest.TestCase):
     def test_3_libccid_reference_on_the_same_gadgets(self):
         """Also a composite token: configfs hid functions beside FunctionFS put
         its CCID interface at number 2, behind two HID ones the kernel's HID
-        driver takes; each driver must open only the CCID one."""
+        driver takes; each driver must open only the CCID one. And USB ICCD
+        tokens of version A and B: an interface with no endpoint, every
+        exchange a class request on the real kernel's control pipe."""
         scripts = {}
-        profiles = ("omnikey-3121-extended", "gemalto-ct30-tpdu", "yubikey-neo-composite-extended")
+        profiles = ("omnikey-3121-extended", "gemalto-ct30-tpdu", "yubikey-neo-composite-extended",
+                    "egate-iccd-a-char", "gemalto-pdt-iccd-b-short")
+        only = {"yubikey-neo-composite-extended": ["--t1-only"], "gemalto-pdt-iccd-b-short": ["--t1-only"],
+                "egate-iccd-a-char": ["--t0-only"]}
         for driver in ("ours", "libccid"):
             self.vm.guest("use", driver)
             mode = "libccid" if driver == "libccid" else "direct mode"
@@ -170,9 +175,9 @@ class VM(unittest.TestCase):
                     token = profile.startswith("yubikey")
                     if token:
                         self.assertEqual(self.vm.guest("interfaces", p["serial"])["interfaces"], {"0": "03", "1": "03", "2": "0b"})
-                    # A token's reader speaks T=1 only: asking for T=0 fails under both drivers.
+                    # A token speaks one protocol: asking for the other fails under both drivers.
                     scripts[(driver, profile)] = self.vm.guest("reference", "(%s)" % p["serial"],
-                                                               *(["--t1-only"] if token else []))["script"]
+                                                               *only.get(profile, []))["script"]
                 finally:
                     # Unplugged also after a failure, so that the scenarios after this one start clean.
                     self.unplug(p, mode)

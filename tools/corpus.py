@@ -30,11 +30,12 @@ MODES = ("relay-ours", "usb-ours", "usb-libccid")
 BATCH_SLOTS = 16
 # Corpus files of the fixed sample: readers that negotiate with the card
 # themselves (dwFeatures 0x80 or 0x40) at TPDU level, a character-level one,
-# short- and extended-APDU readers, a multi-slot one.
+# short- and extended-APDU readers, a multi-slot one, USB ICCD tokens of
+# version A (e-gate) and B (Gemalto PDT; the KONA token declares character level).
 SAMPLE = ("SCR3310.txt", "SafeNet_eToken_7300.txt", "Nitrokey_Storage.txt", "CherrySmartTerminalST2XXX.txt",
           "Gemalto_IDBridge_CT30.txt", "ACS_ACR1251_Dual_Reader.txt", "CardMan3121.txt",
           "HID_Global_Crescendo_Key_0x0028.txt", "SCL010.txt", "ACS_ACR39U_ICC_Reader.txt", "Oz776S.txt",
-          "KEBTechnology_KONA_USB_SmartCard.txt")
+          "KEBTechnology_KONA_USB_SmartCard.txt", "e-gate.txt", "Gemalto_PDT.txt")
 
 
 class Descriptor:
@@ -55,21 +56,42 @@ class Descriptor:
              "manufacturer": "corpus", "product": e.get("iProduct") or self.file, "cards": ["compliance"]}
         if self.bcd_device is not None:
             c["bcdDevice"] = "0x%04X" % self.bcd_device
+        if self.iccd:
+            # A token on the control pipe; an interrupt endpoint only if its dump has one.
+            c["iccd"] = self.iccd
+            c["interruptEndpoint"] = self.field("bNumEndpoints") == "1"
         return c
+
+    def field(self, name):
+        """The first value of `name:` in the reader's corpus file, as text; None if absent."""
+        path = os.path.join(ROOT, "data", "ccid-readers", "txt", self.entry["file"])
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.strip().startswith(name + ":"):
+                        return line.split(":", 1)[1].split()[0]
+        except OSError:
+            return None
+        return None
 
     @property
     def bcd_device(self):
         """The reader's firmware release from its corpus file ("bcdDevice: 5.25" is 0x0525): drivers refuse
         some old firmware, and the simulated reader should be the one the corpus describes."""
-        path = os.path.join(ROOT, "data", "ccid-readers", "txt", self.entry["file"])
+        text = self.field("bcdDevice")
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if line.strip().startswith("bcdDevice:"):
-                        major, _, minor = line.split(":", 1)[1].split()[0].partition(".")
-                        return int(major, 16) << 8 | int(minor or "0", 16)
-        except (OSError, ValueError):
+            major, _, minor = text.partition(".")
+            return int(major, 16) << 8 | int(minor or "0", 16)
+        except (AttributeError, ValueError):
             return None
+
+    @property
+    def iccd(self):
+        """"A" or "B" for a USB ICCD token (bInterfaceProtocol 1 or 2, no bulk endpoints), else None. A device
+        of protocol 1 with bulk endpoints (the ActivCard V2 dump) is a CCID reader that labels itself oddly."""
+        protocol, endpoints = self.field("bInterfaceProtocol"), self.field("bNumEndpoints")
+        if protocol in ("1", "2") and endpoints in ("0", "1"):
+            return "A" if protocol == "1" else "B"
         return None
 
     def cannot_carry(self, apdu_length, extended):
@@ -245,7 +267,8 @@ def main():
         modes = [m for m in modes if not m.endswith("libccid")]
 
     def log(mode, d, outcome, detail):
-        print("%-13s %-11s %-14s %-44s %s" % (mode, outcome, d.level, d.file[:44], detail), flush=True)
+        level = "ICCD-%s" % d.iccd if d.iccd else d.level
+        print("%-13s %-11s %-14s %-44s %s" % (mode, outcome, level, d.file[:44], detail), flush=True)
 
     all_results = {}
     with tempfile.TemporaryDirectory(prefix="sccid-corpus") as work:

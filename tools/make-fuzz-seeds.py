@@ -92,4 +92,9 @@ write("t0-reader", [b"\x00" + chunks(b"\x6c\x10", bytes(range(16)) + b"\x90\x00"
 # The driver: descriptor choice, then reader replies (odd lengths get the right bSeq).
 power = bytes.fromhex("80110000000000000000") + atrs[0]
 write("driver", [bytes([i]) + chunks(power + b"\x00", bytes.fromhex("82070000000001000000") + bytes.fromhex("1100fe00000000") + b"\x00",
-                                     bytes.fromhex("80020000000001000000") + b"\x90\x00" + b"\x00") for i in range(4)])
+                                     bytes.fromhex("80020000000001000000") + b"\x90\x00" + b"\x00") for i in range(4)] +
+      # ICCD tokens (first byte bit 6; bit 5: version B): every answer is a control answer (empty: a stall),
+      # a request that sends data gets a byte it ignores. A: power off, status idle, the ATR; a TPDU's
+      # header, status "SW ready", SW. B: power off, power on, the ATR as a data block; a piece, its answer.
+      [b"\x40" + chunks(b"x", b"\x00", atrs[0], b"x", b"\x20", b"\x90\x00"),
+       b"\x60" + chunks(b"x", b"x", b"\x00" + atrs[0], b"x", b"\x80\x01\x00", b"\x00\x90\x00")])

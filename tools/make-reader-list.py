@@ -9,7 +9,8 @@ its class descriptor is known, its exchange level is one we implement
 marks unsupported or disabled are left to whatever handles them today, but
 for the unsupported ones whose defects the driver's quirk table handles
 (Sources/ReaderQuirks; Tests/DriverTests/QuirkTableTests.swift checks every
-VID:PID of the table is listed): the reference driver claims those too.
+VID:PID of the table is listed): the reference driver claims those too; and
+an unsupported ICCD token the driver's ICCD transport drives (ICCD_DRIVEN).
 
 usage: make-reader-list.py SHARED_READERS_DIR > bundle/readers.txt
 """
@@ -25,6 +26,10 @@ wanted = {"supported", "shouldwork"}
 QUIRKED = {("072F", "2200"), ("0B97", "7762"), ("0B97", "7772"), ("058F", "9540"), ("03F0", "1024"),
            ("03F0", "0036"), ("09C3", "0008"), ("08C3", "0402"), ("08C3", "0401"), ("062D", "0001"),
            ("0783", "0003")}
+# Listed "unsupported", an ICCD token the driver drives as what it is: the
+# KONA token is ICCD version B but declares character level (the reference
+# driver then fails at the first APDU); version B is driven at APDU level.
+ICCD_DRIVEN = {("04CC", "5072")}
 section = None
 entries = {}
 for line in open(f"{root}/txt/supported_readers.txt", encoding="utf-8"):
@@ -36,7 +41,7 @@ for line in open(f"{root}/txt/supported_readers.txt", encoding="utf-8"):
     m = re.match(r"^0x([0-9A-Fa-f]{4}):0x([0-9A-Fa-f]{4}):(.+)$", line)
     if m:
         key = (m.group(1).upper(), m.group(2).upper())
-        if section in wanted or section == "unsupported" and key in QUIRKED:
+        if section in wanted or section == "unsupported" and key in QUIRKED | ICCD_DRIVEN:
             entries.setdefault(key, m.group(3).strip())
 
 # dwFeatures bits 16-18: exchange level (0 character, 1 TPDU, 2 short, 4 extended).

@@ -2,19 +2,22 @@ import CCID
 import CCIDDriver
 import ThreadSupport
 
-/// A reader whose every reply is fuzz input: the driver powers a card,
-/// picks a protocol and sends APDUs at the reader's exchange level, and must
-/// only ever answer with errors.
+/// A reader (or an ICCD token) whose every reply is fuzz input: the driver
+/// powers a card, picks a protocol and sends APDUs at the reader's exchange
+/// level, and must only ever answer with errors.
 final class ScriptedTransport: CCIDTransport, @unchecked Sendable {
     let identity: DeviceIdentity
     private var chunks: Chunks
     private var lastHeader: (slot: UInt8, seq: UInt8) = (0, 0)
     private let lock = Lock()
 
-    init(descriptor: ClassDescriptor, script: ArraySlice<UInt8>) {
+    /// `iccd`: an ICCD token, whose every exchange is a control answer from the script.
+    init(descriptor: ClassDescriptor, iccd: ICCDVersion? = nil, script: ArraySlice<UInt8>) {
+        let endpoints = iccd == nil ? CCIDEndpoints(bulkOut: 1, bulkIn: 0x82, interruptIn: nil, bulkInPacketSize: 64)
+                                    : CCIDEndpoints(bulkOut: 0, bulkIn: 0, interruptIn: nil, bulkInPacketSize: 64)
         identity = DeviceIdentity(vendorID: 1, productID: 2, bcdDevice: 3, manufacturer: "fuzz", product: "fuzz",
                                   serialNumber: "0", interfaceNumber: 0, classDescriptor: descriptor,
-                                  endpoints: CCIDEndpoints(bulkOut: 1, bulkIn: 0x82, interruptIn: nil, bulkInPacketSize: 64))
+                                  endpoints: endpoints, iccd: iccd)
         chunks = Chunks(bytes: script)
     }
 
@@ -59,7 +62,9 @@ let fuzzDescriptors: [ClassDescriptor] = [
 func fuzzDriver(_ data: [UInt8]) {
     guard let first = data.first, !fuzzDescriptors.isEmpty else { return }
     let descriptor = fuzzDescriptors[Int(first) % fuzzDescriptors.count]
-    let transport = ScriptedTransport(descriptor: descriptor, script: data.dropFirst())
+    // Bit 6 of the first byte: the device is an ICCD token (bit 5: version B), its answers control answers.
+    let iccd: ICCDVersion? = first & 0x40 == 0 ? nil : first & 0x20 == 0 ? .a : .b
+    let transport = ScriptedTransport(descriptor: descriptor, iccd: iccd, script: data.dropFirst())
     let reader = Reader(transport: transport, timeouts: ExchangeTimeouts(maximum: .milliseconds(50), transportMargin: .milliseconds(10)),
                         log: { _ in })
     defer { reader.close() }

@@ -29,6 +29,7 @@ let targets: [String: @Sendable ([UInt8]) -> Void] = [
         _ = try? Reply(decoding: data)
         _ = try? Command(decoding: data)
         _ = try? InterruptMessage(decoding: data)
+        _ = ICCDBAnswer(decoding: data)?.encoded()
     },
     "class-descriptor": { data in
         if let d = try? ClassDescriptor(decoding: data) {

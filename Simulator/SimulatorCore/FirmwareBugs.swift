@@ -44,6 +44,9 @@ public struct FirmwareBugs: Sendable, Equatable {
     public var escapeEcho = false
     /// The reader starts in EMV mode: power-up fails with bError 0xBB until Escape 1F 01 (Gemplus 433-Swap, Cherry XX33).
     public var startsInEMVMode = false
+    /// The reader cannot sense a card: its status says one is in (present, inactive) whether or
+    /// not, no card event is sent, and with none a power-up fails ICC_MUTE (GemCore SIM Pro before 2.00).
+    public var cannotSenseCards = false
 
     public init() {}
 
@@ -116,6 +119,7 @@ public struct FirmwareBugs: Sendable, Equatable {
         flag("setparams-ta1-only", \.setParametersOnlyAtTA1, "a T=1 SetParameters at a Fi/Di other than TA1 fails: card mute"),
         flag("escape-echo", \.escapeEcho, "a vendor Escape command: each Escape is answered with its own bytes"),
         flag("emv-mode", \.startsInEMVMode, "power-up fails with bError 0xBB until Escape 1F 01 (ISO mode)"),
+        flag("no-presence", \.cannotSenseCards, "the status always says a card is in, no card event is sent; with none, power-up fails ICC_MUTE"),
     ] + PINFrameBug.allCases.map { bug in
         Row(name: bug.rawValue, syntax: bug.rawValue, effect: bug.effect, set: { b, v in
             guard v == nil else { return false }

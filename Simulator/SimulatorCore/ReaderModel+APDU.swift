@@ -127,7 +127,29 @@ extension ReaderModel {
         case .timeout: return [context.failed(.pinTimeout)]
         case .enter(let digits):
             guard let apdu = PINBlock.fill(entry, digits: digits) else { return malformed }
+            if descriptor.exchangeLevel == .tpdu, slots[slot].protocolType == 1 {
+                return secureT1Block(card: card, slot: slot, context: context, prologue: entry.teoPrologue, apdu: apdu)
+            }
             return run(card: card, slot: slot, context: context, apdu: apdu)
+        }
+    }
+
+    /// A TPDU reader with a T=1 card (CCID §6.1.11): the host runs T=1, so the
+    /// reader frames the filled APDU as the I-block the host's bTeoPrologue
+    /// begins (NAD, PCB with its N(S)), sets LEN, adds the EDC, and hands back
+    /// the card's block as it comes: the response I-block, or an S(WTX) request
+    /// the host must answer itself. A wrong N(S) gets the card's R-block.
+    private mutating func secureT1Block(card: SimulatedCard, slot: Int, context: ReplyContext, prologue: [UInt8],
+                                       apdu: [UInt8]) -> [TimedReply] {
+        guard let edc = slots[slot].session.t1?.edc, prologue.count == 3, apdu.count <= T1Block.maximumInformationLength else {
+            return [context.failed(.badParameter(at: 10))]
+        }
+        var block = [prologue[0], prologue[1], UInt8(apdu.count)] + apdu
+        block += edc.checksum(block)
+        switch t1Respond(card: card, slot: slot, block: block) {
+        case .block(let out, let delay): return [context.dataBlock(out, after: delay)]
+        case .parityError(let delay): return [context.failed(.transferParityError, after: delay)]
+        case .mute: return [context.mute()]
         }
     }
 }

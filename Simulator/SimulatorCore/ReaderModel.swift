@@ -1,5 +1,6 @@
 import CCID
 import ISO7816
+import ThreadSupport
 
 /// A reply and how long the reader waits before sending it (after the reply before it).
 public struct TimedReply: Sendable {
@@ -43,6 +44,8 @@ public struct ReaderModel: Sendable {
     var isoMode = false
     /// For the `pin-key-release` bug: time since the command before this one (the bus sets it).
     public var sinceLastCommand: Duration? = nil
+    /// An ICCD token's state between its class requests (ReaderModel+ICCD).
+    var iccd = ICCDDeviceState()
 
     /// Time extensions are sent at this interval while the card is busy.
     static let timeExtensionInterval: Duration = .milliseconds(200)
@@ -73,12 +76,19 @@ public struct ReaderModel: Sendable {
 
     // MARK: Card events
 
-    /// Puts a card in (or takes it out of, with nil) a slot; returns the NotifySlotChange message, nil for no such slot.
+    /// Puts a card in (or takes it out of, with nil) a slot; returns the NotifySlotChange
+    /// message, nil for no such slot or a reader that cannot sense cards.
     public mutating func setCard(_ card: SimulatedCard?, slot: Int) -> [UInt8]? {
         guard slots.indices.contains(slot) else { return nil }
         // A new card starts with no faults, as it starts unpowered.
         slots[slot] = SlotModel(card: card)
-        return slotChange(slot)
+        return profile.firmwareBugs.cannotSenseCards ? nil : slotChange(slot)
+    }
+
+    /// bmICCStatus as the reader reports it: one that cannot sense cards says "present" for an empty slot.
+    func reportedICC(_ slot: Int) -> ICCStatus {
+        let icc = slots[slot].icc
+        return icc == .absent && profile.firmwareBugs.cannotSenseCards ? .presentInactive : icc
     }
 
     func slotChange(_ slot: Int) -> [UInt8] {
@@ -89,6 +99,7 @@ public struct ReaderModel: Sendable {
 
     /// The host let go of the device: as after a USB reset, cards are unpowered.
     public mutating func hostReleased() {
+        iccd = ICCDDeviceState()
         for i in slots.indices where slots[i].powered {
             slots[i].card?.powerDown()
             slots[i].poweredOff()
@@ -97,9 +108,10 @@ public struct ReaderModel: Sendable {
 
     // MARK: Control requests
 
-    /// Class requests (CCID §5.3); nil stalls. ABORT discards the slot's transfer;
-    /// dropping the command's replies still to come is the scheduler's part.
-    public mutating func control(_ request: ControlRequest) -> [UInt8]? {
+    /// Class requests (CCID §5.3, or an ICCD token's); nil stalls. ABORT discards the slot's transfer;
+    /// dropping the command's replies still to come is the scheduler's part. `now`: for a token's busy card.
+    public mutating func control(_ request: ControlRequest, now: Deadline = .now()) -> [UInt8]? {
+        if iccdVersion != nil { return iccdControl(request, now: now) }
         switch (request.requestType, ClassRequest(rawValue: request.request)) {
         case (0x21, .abort?):
             let slot = Int(request.value & 0xFF)
@@ -160,7 +172,7 @@ public struct ReaderModel: Sendable {
 
     private mutating func handle(_ command: Command, slot: Int, expected: Reply.MessageType) -> [TimedReply] {
         var context: ReplyContext {
-            ReplyContext(slot: command.slot, sequence: command.sequence, icc: slots[slot].icc, timing: timing)
+            ReplyContext(slot: command.slot, sequence: command.sequence, icc: reportedICC(slot), timing: timing)
         }
         func fail(_ e: SlotError) -> [TimedReply] { [context.failed(e, type: expected)] }
         func ok(_ body: Reply.Body) -> [TimedReply] { [context.reply(body)] }

@@ -88,6 +88,14 @@ public struct ReaderProfile: Equatable, Sendable {
         builtIn("omnikey-5022-contactless-extended", 0x076B, 0x5022, "HID Global", "OMNIKEY 5022 Smart Card Reader",
                 "36211001000703000000c0120000c01200000067320000cf990c0000fe0000000000000000000000ba04040008020000ffff00000001",
                 "HID OMNIKEY 5022 CL: contactless, extended APDU, its firmware answers FF CA (the card's UID)", contactless: true),
+        builtIn("egate-iccd-a-char", 0x0973, 0x0003, "SchlumbergerSema", "SchlumbergerSema Cyberflex Access",
+                "36211001000101000000fc0d0000fc0d0000008025000080250000000000000000000000000000004008000000010000ffff00000001",
+                "SchlumbergerSema e-gate: a USB ICCD version A token (control pipe only, T=0 through a status byte)",
+                layout: .init(interruptEndpoint: false, iccd: .a)),
+        builtIn("gemalto-pdt-iccd-b-short", 0x08E6, 0x1227, "Gemalto", "PDT",
+                "36211001000102000000fc0d0000fc0d000000802500008025000000fe00000000000000000000004008020005010000ffff00000001",
+                "Gemalto PDT: a USB ICCD version B token (control pipe only, T=1, APDUs chained, busy answers say when to poll)",
+                layout: .init(interruptEndpoint: false, iccd: .b)),
     ].compactMap { $0 }
 
     public static func named(_ name: String) -> ReaderProfile? { builtIns.first { $0.name == name } }

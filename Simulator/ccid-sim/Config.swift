@@ -16,6 +16,9 @@ import SimulatorCore
 /// a reader whose firmware answers FF CA (the card's UID); and its firmware
 /// release, "bcdDevice": "0x0525"; and what its firmware gets wrong,
 /// "firmwareBugs": ["slow-status=350", "emv-mode"] (`FirmwareBugs.table`).
+/// An ICCD token, "iccd": "A" or "B": bInterfaceProtocol 1 or 2, no bulk
+/// endpoints, class requests on the control pipe (no interrupt endpoint
+/// either unless "interruptEndpoint": true).
 struct SimulatorConfig: Decodable {
     var readers: [Reader]
 
@@ -39,6 +42,7 @@ struct SimulatorConfig: Decodable {
         var hidInterfacesAfter: Int?
         var contactless: Bool?
         var firmwareBugs: [String]?
+        var iccd: String?
     }
 
     /// One entry of a descriptors.json file (the corpus's form).
@@ -67,6 +71,14 @@ struct SimulatorConfig: Decodable {
             if let c = r.interfaceClass {
                 guard c == 0x0B || c == 0xFF else { throw ValidationError("reader \(i): interfaceClass is 11 (0x0B) or 255 (0xFF)") }
                 p.usbLayout.interfaceClass = UInt8(c)
+            }
+            if let v = r.iccd {
+                switch v.uppercased() {
+                case "A": p.usbLayout.iccd = .a
+                case "B": p.usbLayout.iccd = .b
+                default: throw ValidationError("reader \(i): iccd is \"A\" or \"B\"")
+                }
+                p.usbLayout.interruptEndpoint = false
             }
             if let e = r.interruptEndpoint { p.usbLayout.interruptEndpoint = e }
             if let a = r.descriptorAfterEndpoints { p.usbLayout.descriptorAfterEndpoints = a }

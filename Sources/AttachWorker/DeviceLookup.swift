@@ -1,3 +1,4 @@
+import CCID
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,13 @@ public struct USBDeviceProperties: Equatable, Sendable {
 
     /// A CCID interface (class 0x0B), as udev's usb_id summarises interfaces.
     public var hasCCIDInterface: Bool { interfaces.contains(":0b") }
+    /// A USB ICCD token (version A or B), from the descriptors the kernel read
+    /// (sysfs `descriptors`): interface protocol 1 or 2 and no bulk endpoint.
+    public var iccdVersion: ICCDVersion? {
+        guard let raw = DeviceLookup.readFile("\(syspath)/descriptors"), raw.count > 18 else { return nil }
+        let set = USBDescriptorSet(device: Array(raw[0..<18]), configuration: Array(raw[18...]), strings: [:])
+        return try? set.identity().iccd
+    }
 }
 
 /// Looks USB devices up in udev's database (sysfs plus udev properties).
@@ -55,6 +63,24 @@ public enum DeviceLookup {
                                              interfaces: property("ID_USB_INTERFACES") ?? "", bus: bus, address: address))
         }
         return found
+    }
+}
+
+extension DeviceLookup {
+    /// A small file's bytes (a sysfs attribute), at most 64 KiB; nil if it cannot be read.
+    static func readFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while out.count < 65_536 {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            out += chunk[0..<n]
+        }
+        return out
     }
 }
 

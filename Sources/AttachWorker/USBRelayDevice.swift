@@ -32,9 +32,12 @@ public final class USBRelayDevice: RelayDevice, Sendable {
         self.onClient = onClient
     }
 
-    /// Starts the pumps.
+    /// Starts the pumps. An ICCD token has no bulk-in to pump: its exchanges
+    /// are control requests, relayed as they come (the driver makes them).
     public func start() -> Bool {
-        guard startThread({ [self] in pump(interrupt: false) }) else { return false }
+        if transport.identity.iccd == nil {
+            guard startThread({ [self] in pump(interrupt: false) }) else { return false }
+        }
         if transport.identity.hasInterruptEndpoint {
             guard startThread({ [self] in pump(interrupt: true) }) else { return false }
         }

@@ -11,11 +11,13 @@ public struct DeviceIdentity: Equatable, Sendable {
     public var interfaceNumber: UInt8
     public var classDescriptor: ClassDescriptor
     public var endpoints: CCIDEndpoints
+    /// An ICCD token (bInterfaceProtocol 1 or 2, no bulk pipes): every exchange is a control request.
+    public var iccd: ICCDVersion?
     public var hasInterruptEndpoint: Bool { endpoints.interruptIn != nil }
 
     public init(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16, manufacturer: String, product: String,
                 serialNumber: String, interfaceNumber: UInt8, classDescriptor: ClassDescriptor,
-                endpoints: CCIDEndpoints) {
+                endpoints: CCIDEndpoints, iccd: ICCDVersion? = nil) {
         self.vendorID = vendorID
         self.productID = productID
         self.bcdDevice = bcdDevice
@@ -25,10 +27,12 @@ public struct DeviceIdentity: Equatable, Sendable {
         self.interfaceNumber = interfaceNumber
         self.classDescriptor = classDescriptor
         self.endpoints = endpoints
+        self.iccd = iccd
     }
 }
 
-/// The addresses of a CCID interface's pipes (direction bit included).
+/// The addresses of a CCID interface's pipes (direction bit included); an
+/// ICCD token has no bulk pipes, and says 0 for both.
 public struct CCIDEndpoints: Equatable, Sendable {
     public var bulkOut: UInt8
     public var bulkIn: UInt8

@@ -35,14 +35,17 @@ public struct USBDescriptorSet: Equatable, Sendable {
         /// numbered before the CCID one, and after it.
         public var hidInterfacesBefore: UInt8
         public var hidInterfacesAfter: UInt8
+        /// An ICCD token: bInterfaceProtocol 1 or 2, and no bulk endpoints.
+        public var iccd: ICCDVersion?
 
         public init(interfaceClass: UInt8 = 0x0B, interruptEndpoint: Bool = true, descriptorAfterEndpoints: Bool = false,
-                    hidInterfacesBefore: UInt8 = 0, hidInterfacesAfter: UInt8 = 0) {
+                    hidInterfacesBefore: UInt8 = 0, hidInterfacesAfter: UInt8 = 0, iccd: ICCDVersion? = nil) {
             self.interfaceClass = interfaceClass
             self.interruptEndpoint = interruptEndpoint
             self.descriptorAfterEndpoints = descriptorAfterEndpoints
             self.hidInterfacesBefore = hidInterfacesBefore
             self.hidInterfacesAfter = hidInterfacesAfter
+            self.iccd = iccd
         }
 
         /// The CCID interface's number.
@@ -67,7 +70,8 @@ public struct USBDescriptorSet: Equatable, Sendable {
     }
 
     /// A CCID device with bulk-out, bulk-in and (usually) interrupt-in
-    /// endpoints; a composite token's HID interfaces around it, if the layout has them.
+    /// endpoints, or an ICCD token with at most the interrupt one; a composite
+    /// token's HID interfaces around it, if the layout has them.
     public static func ccidDevice(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16,
                                   manufacturer: String, product: String, serialNumber: String,
                                   classDescriptor: ClassDescriptor, layout: Layout = Layout()) -> USBDescriptorSet {
@@ -79,12 +83,16 @@ public struct USBDescriptorSet: Equatable, Sendable {
         dev.appendLE(bcdDevice)
         dev += [manufacturerIndex, productIndex, serialIndex, 1]
 
-        var endpoints = endpoint(Endpoint.bulkOut, attributes: 0x02, maxPacket: 64, interval: 0)
-        endpoints += endpoint(Endpoint.bulkIn, attributes: 0x02, maxPacket: 64, interval: 0)
+        var endpoints: [UInt8] = []
+        if layout.iccd == nil {
+            endpoints += endpoint(Endpoint.bulkOut, attributes: 0x02, maxPacket: 64, interval: 0)
+            endpoints += endpoint(Endpoint.bulkIn, attributes: 0x02, maxPacket: 64, interval: 0)
+        }
         if layout.interruptEndpoint { endpoints += endpoint(Endpoint.interruptIn, attributes: 0x03, maxPacket: 8, interval: 16) }
         var body: [UInt8] = []
         for i in 0..<layout.hidInterfacesBefore { body += hidInterface(number: i, ordinal: i) }
-        body += [9, 0x04, layout.ccidInterface, 0, layout.interruptEndpoint ? 3 : 2, layout.interfaceClass, 0, 0, 0]
+        body += [9, 0x04, layout.ccidInterface, 0, UInt8(endpoints.count / 7), layout.interfaceClass, 0,
+                 layout.iccd?.rawValue ?? 0, 0]
         body += layout.descriptorAfterEndpoints ? endpoints + classDescriptor.encoded() : classDescriptor.encoded() + endpoints
         for i in 0..<layout.hidInterfacesAfter {
             body += hidInterface(number: layout.ccidInterface + 1 + i, ordinal: layout.hidInterfacesBefore + i)
@@ -108,6 +116,8 @@ public struct USBDescriptorSet: Equatable, Sendable {
     /// 54-byte class descriptor; the class descriptor may follow the interface
     /// or (some readers) its endpoints. `interface` picks one interface of a
     /// composite device (pcscd names it); otherwise the first CCID one is used.
+    /// An interface of protocol 1 or 2 with no bulk endpoints is an ICCD token;
+    /// with bulk endpoints it is driven as the CCID reader it then is.
     public func identity(interface wanted: UInt8? = nil) throws(USBDescriptorError) -> DeviceIdentity {
         var d = ByteReader(device)
         guard device.count >= 18, d.u8() == 18, d.u8() == 0x01 else { throw .badDeviceDescriptor }
@@ -119,11 +129,14 @@ public struct USBDescriptorSet: Equatable, Sendable {
         struct Candidate {
             var number: UInt8
             var interfaceClass: UInt8
+            var interfaceProtocol: UInt8
             var classDescriptor: ClassDescriptor?
             var bulkIn: (address: UInt8, packet: Int)?
             var bulkOut: UInt8?
             var interruptIn: UInt8?
-            var usable: Bool { classDescriptor != nil && bulkIn != nil && bulkOut != nil }
+            var hasBulk: Bool { bulkIn != nil && bulkOut != nil }
+            var iccd: ICCDVersion? { hasBulk || bulkIn != nil || bulkOut != nil ? nil : ICCDVersion(rawValue: interfaceProtocol) }
+            var usable: Bool { classDescriptor != nil && (hasBulk || iccd != nil) }
         }
         var current: Candidate? = nil
         var found: Candidate? = nil
@@ -140,7 +153,7 @@ public struct USBDescriptorSet: Equatable, Sendable {
                 current = nil
                 let number = desc[at + 2], cls = desc[at + 5], alternate = desc[at + 3]
                 if found == nil, alternate == 0, cls == 0x0B || cls == 0xFF, wanted == nil || wanted == number {
-                    current = Candidate(number: number, interfaceClass: cls)
+                    current = Candidate(number: number, interfaceClass: cls, interfaceProtocol: desc[at + 7])
                 }
             case 0x21, 0xFF:
                 if length == ClassDescriptor.length, current != nil, current?.classDescriptor == nil {
@@ -160,14 +173,14 @@ public struct USBDescriptorSet: Equatable, Sendable {
             offset += length
         }
         if found == nil, let c = current, c.usable { found = c }
-        guard let ccid = found, let descriptor = ccid.classDescriptor, let bulkIn = ccid.bulkIn,
-              let bulkOut = ccid.bulkOut else { throw .noCCIDInterface }
+        guard let ccid = found, let descriptor = ccid.classDescriptor else { throw .noCCIDInterface }
         return DeviceIdentity(vendorID: vid, productID: pid, bcdDevice: bcd,
                               manufacturer: strings[iMan] ?? "", product: strings[iProd] ?? "",
                               serialNumber: strings[iSerial] ?? "", interfaceNumber: ccid.number,
                               classDescriptor: descriptor,
-                              endpoints: CCIDEndpoints(bulkOut: bulkOut, bulkIn: bulkIn.address,
-                                                       interruptIn: ccid.interruptIn, bulkInPacketSize: bulkIn.packet))
+                              endpoints: CCIDEndpoints(bulkOut: ccid.bulkOut ?? 0, bulkIn: ccid.bulkIn?.address ?? 0,
+                                                       interruptIn: ccid.interruptIn, bulkInPacketSize: ccid.bulkIn?.packet ?? 64),
+                              iccd: ccid.iccd)
     }
 }
 
@@ -180,7 +193,7 @@ public enum USBDescriptorError: Error, Equatable, Sendable, CustomStringConverti
         switch self {
         case .badDeviceDescriptor: "malformed USB device descriptor"
         case .badConfiguration(let o): "malformed USB configuration descriptor at byte \(o)"
-        case .noCCIDInterface: "no CCID interface with a 54-byte class descriptor and bulk endpoints"
+        case .noCCIDInterface: "no CCID interface with a 54-byte class descriptor and bulk endpoints (nor an ICCD one without)"
         }
     }
 }

@@ -58,6 +58,11 @@ extension Reader {
             }
             return atr
         }
+        if quirks.presenceUnknown, lastError == .cardMute {
+            // Quirk M6: the reader said a card is in; the power-up says otherwise.
+            log("slot \(slot): no card answers the power-up; reporting the slot empty until the reader is reopened")
+            noCardFound.withLock { _ = $0.insert(slot) }
+        }
         throw lastError
     }
 
@@ -115,8 +120,9 @@ extension Reader {
     public func iccStatus(slot: Int) throws(DriverError) -> ICCStatus {
         let s = try checkSlot(slot)
         let reply = try exchange(.getSlotStatus, slot: s, waitingTime: controlWaitingTime)
-        if reply.status.icc == .absent { update(slot) { $0.poweredOff() } }
-        return reply.status.icc
+        let icc = noCardFound.withLock { $0.contains(slot) } ? .absent : reply.status.icc
+        if icc == .absent { update(slot) { $0.poweredOff() } }
+        return icc
     }
 
     /// Chooses a protocol from those `requested`, the

@@ -25,9 +25,13 @@ public final class Reader: Sendable {
     /// pcscd serialises a reader's calls itself; the driver does not rely on it.
     let slotGates: [SlotGate]
     let events: CardEvents
+    /// Quirk M6: slots whose power-up found no card, on a reader that cannot sense one; empty until reopened.
+    let noCardFound = Mutex<Set<Int>>([])
 
     public init(transport: CCIDTransport, timeouts: ExchangeTimeouts = ExchangeTimeouts(), quirks: AppliedQuirks = .none,
                 log: @escaping @Sendable (String) -> Void) {
+        // An ICCD token is driven through the same commands; its transport makes them class requests.
+        let transport = ICCDTransport.wrapping(transport)
         self.transport = transport
         identity = quirks.adjusted(transport.identity)
         self.quirks = quirks

@@ -19,6 +19,7 @@ extension Reader {
         }
         for line in quirks.descriptions { log(line) }
         if let delay = quirks.openDelay { Deadline.after(delay).sleepUntil() }
+        if let version = identity.iccd { try resetICCD(version) }
         do throws(DriverError) {
             _ = try exchange(.getSlotStatus, slot: 0, waitingTime: controlWaitingTime)
         } catch .noDevice {
@@ -40,6 +41,22 @@ extension Reader {
         }
         let ms = Int(short / .milliseconds(1))
         throw .refused("no answer to GetSlotStatus within \(ms) ms at open (\(failures.map { "\($0)" }.joined(separator: ", ")))")
+    }
+
+    /// G3: an ICCD token's chip is powered off, on and off again at open (its
+    /// state machine may be mid-command from an earlier host); failures are logged, not fatal.
+    private func resetICCD(_ version: ICCDVersion) throws(DriverError) {
+        log("\(version): power off, on, off at open")
+        let steps: [Command.Body] = [.iccPowerOff, .iccPowerOn(voltage: .automatic), .iccPowerOff]
+        for body in steps {
+            do throws(DriverError) {
+                _ = try exchange(body, slot: 0, waitingTime: controlWaitingTime)
+            } catch .noDevice {
+                throw .noDevice
+            } catch {
+                log("\(version) at open: \(body): \(error)")
+            }
+        }
     }
 
 }

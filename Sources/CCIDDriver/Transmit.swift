@@ -52,7 +52,14 @@ extension Reader {
             + quirks.longerT1WaitingTime
         var engine = state.t1 ?? t1Engine(atr: state.parsedATR)
         defer { update(Int(slot)) { $0.t1 = engine } }
-        var action = engine.transmit(apdu)
+        return try runT1(engine.transmit(apdu), engine: &engine, slot: slot, bwt: bwt, cap: cap)
+    }
+
+    /// Carries the T=1 exchange on from `action` until the engine has the response.
+    /// `neverResend`: a block the driver cannot send again (the PIN pad's, which holds the PIN).
+    func runT1(_ action: T1Host.Action, engine: inout T1Host, slot: UInt8, bwt: Duration, cap: Deadline,
+               neverResend: [UInt8]? = nil) throws(DriverError) -> [UInt8] {
+        var action = action
         while true {
             switch action {
             case .complete(let response):
@@ -60,16 +67,23 @@ extension Reader {
             case .failed(let error):
                 throw .cardProtocol(error.description)
             case .send(let block, let multiplier):
-                switch try t1Transfer(slot: slot, block: block, multiplier: multiplier, bwt: bwt, edc: engine.edc, cap: cap) {
-                case .block(let data): action = engine.received(data)
-                case .parityError: action = engine.receiveFailed(.parityError)
-                case .mute: action = engine.receiveFailed(.timeout)
-                }
+                if block == neverResend { throw .cardProtocol("the card asks for the PIN block again; only the PIN pad has it") }
+                action = try t1Round(slot: slot, block: block, multiplier: multiplier, engine: &engine, bwt: bwt, cap: cap)
             }
         }
     }
 
     enum T1Transfer { case block([UInt8]), parityError, mute }
+
+    /// One block out, and the card's answer (or the reader's word that none came, or garbled) into `engine`.
+    func t1Round(slot: UInt8, block: [UInt8], multiplier: UInt8, engine: inout T1Host, bwt: Duration,
+                 cap: Deadline) throws(DriverError) -> T1Host.Action {
+        switch try t1Transfer(slot: slot, block: block, multiplier: multiplier, bwt: bwt, edc: engine.edc, cap: cap) {
+        case .block(let data): return engine.received(data)
+        case .parityError: return engine.receiveFailed(.parityError)
+        case .mute: return engine.receiveFailed(.timeout)
+        }
+    }
 
     /// One T=1 block out and the card's next block in. At TPDU level the reader
     /// frames blocks; at character level the driver reads the prologue, then LEN + EDC bytes.
@@ -252,6 +266,9 @@ extension Reader {
         let frame = quirks.pinFrame(for: entry)
         if entry.operation == .verify, quirks.delayBeforeVerify > .zero {
             Deadline.after(quirks.delayBeforeVerify).sleepUntil()   // quirk P12: the user's Enter key must be up
+        }
+        if descriptor.exchangeLevel == .tpdu, state.protocolType == 1 {
+            return try secureT1(slot: s, state: state, frame: frame, waitingTime: .seconds(seconds))
         }
         let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: frame.ccidEncoded()), slot: s,
                                  waitingTime: .seconds(seconds))

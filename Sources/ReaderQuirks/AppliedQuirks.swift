@@ -103,6 +103,7 @@ public struct AppliedQuirks: Equatable, Sendable {
     public var resetInsteadOfParameters: Bool { quirks.contains { $0.behaviour == .resetInsteadOfParameters } }
     public var noPPS: Bool { quirks.contains { $0.behaviour == .noPPS } }
     public var powerOffBeforePowerOn: Bool { quirks.contains { $0.behaviour == .powerOffBeforePowerOn } }
+    public var presenceUnknown: Bool { quirks.contains { $0.behaviour == .presenceUnknown } }
 
     public var isoModeEscapeError: UInt8? {
         quirks.lazy.compactMap { if case .isoModeEscape(let e) = $0.behaviour { e } else { nil } }.first

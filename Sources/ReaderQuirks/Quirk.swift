@@ -100,6 +100,10 @@ public enum QuirkBehaviour: Equatable, Sendable {
     case noAutosuspend
     /// The driver answers the vendor's "reader information" APDUs itself (Reader.transmit).
     case readerInformation(ReaderInformation)
+    /// The reader cannot tell whether a card is in: its status always says one is.
+    /// A slot counts as holding a card until a power-up finds it mute, then as
+    /// empty until the reader is opened again (Reader.powerOn, Reader.iccStatus).
+    case presenceUnknown
 }
 
 /// The answers to KOBIL's reader-information APDUs (FF 9A 01 P2 00), for middleware that asks.

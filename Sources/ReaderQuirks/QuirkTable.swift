@@ -115,6 +115,8 @@ public enum QuirkTable {
         Quirk("O4", "prox-du-interface-escape", [DeviceMatch(0x08E6, 0x5503)],
               .escapeAllowed(prefixes: [[0x52, 0xF8, 0x04, 0x01, 0x00]]),
               "Gemalto Prox-DU: vendor tools switch between its contactless and contact interfaces with Escape 52 F8 04 01 00"),
+        Quirk("M6", "gemcore-simpro-presence", [DeviceMatch(0x08E6, 0x3480, firmware: 0x0000...0x01FF)], .presenceUnknown,
+              "GemCore SIM Pro before firmware 2.00: cannot sense a card; its status always says one is in"),
         Quirk("O7", "autosuspend-exceptions", [DeviceMatch(0x0783, 0x0003), DeviceMatch(0x058F, 0x9520)], .noAutosuspend,
               "C3PO LTC31 v1, Alcor AU9520: mute or I/O errors after a USB autosuspend and resume"),
         Quirk("O2", "idtoken-info-apdus", [DeviceMatch(0x0D46, 0x301D)],

@@ -10,9 +10,15 @@ enum LibUSB {
     private static let lock = Lock()
     nonisolated(unsafe) private static var context: OpaquePointer?
 
+    static let initAttempts = 5
+
     static func shared() -> OpaquePointer? {
         lock.withLock {
-            if context == nil {
+            // libusb's udev backend enumerates every USB device at init, and fails
+            // if one is half-added meanwhile (readers plugged together; seen under
+            // umockdev with two tokens): a few tries, 50 ms apart, get past it.
+            for attempt in 0..<initAttempts where context == nil {
+                if attempt > 0 { Deadline.after(.milliseconds(50)).sleepUntil() }
                 var c: OpaquePointer? = nil
                 if libusb_init(&c) == 0 { context = c }
             }

@@ -93,6 +93,9 @@ struct Doctor: ParsableCommand {
         }
         if workerMode { out.append("an attach worker serves it on \(socket)") }
         if out.isEmpty { out.append("nothing wrong found") }
+        if let version = d.iccdVersion {
+            out.append("a USB \(version) token: no bulk pipes, every exchange a class request on the control pipe (docs/iccd.md)")
+        }
         for q in quirks.quirks where q != quirks.refusal { out.append("quirk \(q.id) \(q.name) applies: \(q.reason)") }
         for id in quirks.switchedOff {
             out.append("quirk \(id) matches this device but the bundle's ifdDriverOptions switch it off (quirks-off)")

@@ -59,6 +59,14 @@ import Testing
         #expect(gates.count == 17 && Set(gates).count == 17)
     }
 
+    @Test func presenceQuirkIsBoundToFirmwareBefore2() {
+        #expect(AppliedQuirks(vendorID: 0x08E6, productID: 0x3480, bcdDevice: 0x0100).presenceUnknown)
+        #expect(AppliedQuirks(vendorID: 0x08E6, productID: 0x3480, bcdDevice: 0x01FF).presenceUnknown)
+        #expect(!AppliedQuirks(vendorID: 0x08E6, productID: 0x3480, bcdDevice: 0x0200).presenceUnknown)
+        #expect(!AppliedQuirks(vendorID: 0x08E6, productID: 0x3479, bcdDevice: 0x0100).presenceUnknown)
+        #expect(!AppliedQuirks(vendorID: 0x08E6, productID: 0x3480, bcdDevice: 0x0100, off: ["m6"]).presenceUnknown)
+    }
+
     @Test func firmwareGateRefusesBelowTheFirstGoodRelease() {
         for q in QuirkTable.entries {
             guard case .firmwareRefused(let firstGood) = q.behaviour, let d = q.devices.first, let pid = d.productID else { continue }

@@ -385,7 +385,8 @@ def unplug_mid_apdu(args):
 
 def reference(args):
     reader = reader_for(args.marker)
-    return {"reader": reader, "script": [list(step) for step in reference_script(reader, t0=not args.t1_only)]}
+    return {"reader": reader, "script": [list(step) for step in reference_script(reader, t0=not args.t1_only,
+                                                                                t1=not args.t0_only)]}
 
 
 def interfaces(args):
@@ -641,6 +642,7 @@ def main():
     a = sub.add_parser("reference")
     a.add_argument("marker")
     a.add_argument("--t1-only", action="store_true", help="the reader's dwProtocols has T=1 only (a token)")
+    a.add_argument("--t0-only", action="store_true", help="the reader's dwProtocols has T=0 only (an ICCD version A token)")
     a = sub.add_parser("interfaces")
     a.add_argument("serial")
     a = sub.add_parser("foreign")
