@@ -46,9 +46,9 @@ class Reader:
     shipped or some switched off; `name` is its PC/SC name once listed."""
 
     def __init__(self, entry, bcd, bugs=(), off=None, features=None, expect_listed=True, pcap=None, card="compliance",
-                 usb=False):
+                 usb=False, cards=None):
         self.config = {"descriptorFile": CORPUS, "entry": entry, "bcdDevice": "0x%04X" % bcd,
-                       "firmwareBugs": list(bugs), "cards": [card]}
+                       "firmwareBugs": list(bugs), "cards": cards if cards is not None else [card]}
         if features is not None:
             self.config["descriptor"] = with_features(descriptor(entry), features)
             del self.config["descriptorFile"], self.config["entry"]

@@ -8,10 +8,10 @@ import unittest
 
 from smartcard import scard as S
 
-from pcsc import OK, SELECT_TEST_APPLET, Context, PCSCError
+from pcsc import OK, SELECT_TEST_APPLET, Context, PCSCError, tlv_properties
 from quirksim import (ATTACH, MODIFY_FEATURE, ROOT, T0_OR_T1, TLV_FEATURE, VERIFY_FEATURE, Reader, case2, escape,
                       feature_tags, features, pin_entry, pin_modify, pin_verify, transmit)
-from simharness import wait_for
+from simharness import reader_names, wait_for
 
 # pcsc-lite's SCARD_E_TRANSACTION_FAILED (IFD_COMMUNICATION_ERROR from the driver); pyscard does not name it.
 SCARD_E_TRANSACTION_FAILED = 0x80100016
@@ -105,6 +105,45 @@ class PINPads(unittest.TestCase):
 
     def test_p13_dell_sk3106_max_extra_digit_swapped(self):
         self.on_and_off("P13", "DellSK-3106.txt", 0x0101, ["pin-extra-digit-swapped"], VERIFY_FEATURE, pin_verify())
+
+    def test_p5_gempc_display_prompts(self):
+        # The pad takes a PIN only once its prompts are loaded (Escape B2 A0 00 4D 4C, ten 16-byte texts).
+        self.on_and_off("P5", "GemPCPinpad.txt", 0x0100, self.GEMPC + ["needs-prompts"], VERIFY_FEATURE, pin_verify())
+        with Reader("GemPCPinpad.txt", 0x0100, self.GEMPC + ["needs-prompts"]) as r:
+            self.assertIn("quirk P5: display prompts loaded (%s)" % self.language(), r.pcscd.log_text())
+
+    @staticmethod
+    def language():
+        """The prompts' language as the driver picks it from pcscd's LANG (ccid-sim passes its environment on)."""
+        code = os.environ.get("LANG", "")[:2].lower()
+        return code if code in ("fr", "de") else "en"
+
+    def test_p4_gemalto_firmware_features(self):
+        # The Ezio Shield says at open (Escape 6A, 21 bytes) that it validates with its key only and takes
+        # PINs of 4 to 8 digits: a verification asking for any condition (0x07) goes with 0x02, and the
+        # PIN sizes are the firmware's. A 20-byte answer is not the structure: ignored.
+        verify_any = pin_verify(validation=0x07)
+        self.on_and_off("P4", "Gemalto_Ezio_Shield.txt", 0x0102, ["firmware-features=21"], VERIFY_FEATURE, verify_any)
+        with Reader("Gemalto_Ezio_Shield.txt", 0x0102, ["firmware-features=21"]) as r:
+            self.assertIn("quirk P4: the firmware reports validation conditions 0x02, PINs of 4 to 8 digits, "
+                          "modification fix absent", r.pcscd.log_text())
+            with Context() as c:
+                card = c.connect(r.name, T0_OR_T1)
+                tlv = tlv_properties(card)
+                card.disconnect(S.SCARD_LEAVE_CARD)
+            self.assertEqual((tlv[0x06], tlv[0x07], tlv[0x02]), (4, 8, 0x02))   # bMinPINSize, bMaxPINSize, bEntryValidationCondition
+        with Reader("Gemalto_Ezio_Shield.txt", 0x0102, ["firmware-features=20"]) as r:
+            self.assertNotIn("quirk P4: the firmware reports", r.pcscd.log_text())
+            with self.assertRaises(PCSCError) as e:
+                pin_entry(r.name, VERIFY_FEATURE, verify_any)
+            self.assertEqual(e.exception.rv, S.SCARD_E_NOT_TRANSACTED)
+
+    def test_p14_spr532_case1_verify_appends_the_pin_unpadded(self):
+        # A verification whose APDU is the bare header 00 20 00 01, no PIN block (bmPINBlockString 0):
+        # the pad appends Lc and the PIN as typed, once Escape 80 02 00 said so, in a command of its own.
+        case1 = [0x1E, 0x00, 0x82, 0x00, 0x00, 0x08, 0x04, 0x02, 0x01, 0x09, 0x04, 0x00, 0x00, 0x00, 0x00,
+                 4, 0, 0, 0, 0x00, 0x20, 0x00, 0x01]
+        self.on_and_off("P14", "SPR532.txt", 0x0510, ["pin-case1-escape"], VERIFY_FEATURE, case1)
 
     def test_p16_pin_sizes_reported(self):
         with Reader("GemPCPinpad.txt", 0x0100, self.GEMPC) as r:
@@ -221,6 +260,26 @@ class Presence(unittest.TestCase):
         with Reader("GemCoreSIMPro.txt", 0x0200, []) as r:
             self.assertEqual(transmit(r.name, apdu), answer)
             self.assertNotIn("quirk M6", r.pcscd.log_text())
+
+
+class SlotRates(unittest.TestCase):
+    """M5: the GemCore POS Pro's slots after the first run 10753, 21505, 43011 and 125000 bps only."""
+
+    def test_m5_gemcore_pos_pro_second_slot(self):
+        apdu, answer = case2(32)
+        cards = ["compliance-fast", "compliance-fast"]     # TA1 0x96: 250000 bps at 4 MHz
+        with Reader("GemCorePOSPro.txt", 0x0100, ["secondary-rates"], cards=cards) as r:
+            second = next(n for n in reader_names() if n.endswith(" 01"))
+            self.assertEqual(transmit(r.name, apdu), answer)
+            self.assertEqual(transmit(second, apdu), answer)
+            self.assertIn("slot 1: PPS T=1 Fi/Di 0x95", r.pcscd.log_text())     # 125000 bps
+            self.assertIn("slot 0: PPS T=1 Fi/Di 0x96", r.pcscd.log_text())
+        with Reader("GemCorePOSPro.txt", 0x0100, ["secondary-rates"], cards=cards, off="M5") as r:
+            second = next(n for n in reader_names() if n.endswith(" 01"))
+            self.assertEqual(transmit(r.name, apdu), answer)
+            with self.assertRaises(PCSCError) as e:
+                transmit(second, apdu)
+            self.assertEqual(e.exception.rv, SCARD_E_TRANSACTION_FAILED)
 
 
 class ReaderInformation(unittest.TestCase):

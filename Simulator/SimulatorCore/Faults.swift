@@ -16,6 +16,9 @@ public struct Faults: Sendable, Equatable {
     public var stuck = false
     /// How the card answers PPS: 0 echo (accept), 1 accept but keep Fi/Di (PPS1 absent), 2 no answer.
     public var ppsAnswer = 0
+    /// The card answers a power-up only at this voltage (bPowerSelect: 1 5 V, 2 3 V, 3 1.8 V) or
+    /// at the reader's automatic choice; at another it is mute (a class B or C card).
+    public var onlyVoltage: UInt8? = nil
 
     /// What the reader itself gets wrong in its bulk-in messages (the row of the same name says how).
     public enum ReaderLie: String, Sendable, CaseIterable {
@@ -55,6 +58,8 @@ public struct Faults: Sendable, Equatable {
         flag("stuck", \.stuck, "the reader stops answering (no reply at all)"),
         valued("pps", "pps=0/1/2", 0...2, "the card answers PPS by echo / without PPS1 (keeps Fi/Di) / not at all",
                set: { f, v in f.ppsAnswer = v }, shown: { f in f.ppsAnswer == 0 ? nil : "pps=\(f.ppsAnswer)" }),
+        valued("voltage", "voltage=1/2/3", 0...3, "the card answers power-up only at 5 V / 3 V / 1.8 V (or automatic); 0 off",
+               set: { f, v in f.onlyVoltage = v == 0 ? nil : UInt8(v) }, shown: { f in f.onlyVoltage.map { "voltage=\($0)" } }),
         lie(.wrongSlot, "every Nth reply first comes for another slot"),
         lie(.garbage, "every Nth reply is preceded by random bytes (0–300)"),
         lie(.truncated, "every Nth reply is cut short: dwLength promises more than comes"),

@@ -44,6 +44,31 @@ public struct FirmwareBugs: Sendable, Equatable {
     public var escapeEcho = false
     /// The reader starts in EMV mode: power-up fails with bError 0xBB until Escape 1F 01 (Gemplus 433-Swap, Cherry XX33).
     public var startsInEMVMode = false
+    /// The pad takes a PIN only once the host has loaded its display prompts: an Escape
+    /// B2 A0 00 4D 4C with ten 16-byte texts, 165 bytes in all (GemPC Pinpad).
+    public var needsDisplayPrompts = false
+    /// The firmware answers Escape 6A (GET_FIRMWARE_FEATURES) with this many bytes:
+    /// validation key only (0x02), PINs of 4 to 8 digits, no modification fix; and it
+    /// refuses a PIN entry asking for another validation condition (Gemalto PIN pads).
+    public var firmwareFeaturesLength: Int? = nil
+    public static func firmwareFeatures(length: Int) -> [UInt8] {
+        var answer = [UInt8](repeating: 0, count: max(length, 15))
+        answer[3] = 0x02
+        answer[13] = 4
+        answer[14] = 8
+        return Array(answer.prefix(length))
+    }
+    /// Slots after the first run only `secondaryRates`: once SetParameters sets another
+    /// rate there, the card is mute (GemCore POS Pro).
+    public var limitsSecondarySlots = false
+    public static let secondaryRates: [UInt32] = [10_753, 21_505, 43_011, 125_000]
+    /// A verification whose APDU is a bare header with no PIN block is refused unless
+    /// Escape 80 02 00 came first; then the PIN is appended as typed, its length as Lc.
+    /// A Secure that reuses the Escape's bSeq is refused too (SCM SPR 532).
+    public var unpaddedPINNeedsEscape = false
+    /// SetParameters is carried out but answered "failed" with this bError (1–127: the
+    /// offset of a field the reader kept its own value of, CCID §6.2.6).
+    public var setParametersKeepsField: UInt8? = nil
     /// The reader cannot sense a card: its status says one is in (present, inactive) whether or
     /// not, no card event is sent, and with none a power-up fails ICC_MUTE (GemCore SIM Pro before 2.00).
     public var cannotSenseCards = false
@@ -119,6 +144,18 @@ public struct FirmwareBugs: Sendable, Equatable {
         flag("setparams-ta1-only", \.setParametersOnlyAtTA1, "a T=1 SetParameters at a Fi/Di other than TA1 fails: card mute"),
         flag("escape-echo", \.escapeEcho, "a vendor Escape command: each Escape is answered with its own bytes"),
         flag("emv-mode", \.startsInEMVMode, "power-up fails with bError 0xBB until Escape 1F 01 (ISO mode)"),
+        Row(name: "setparams-keeps", syntax: "setparams-keeps=OFFSET",
+            effect: "SetParameters is carried out but answered failed, bError OFFSET (a field the reader kept)",
+            set: { b, v in guard let v, (1...127).contains(v) else { return false }; b.setParametersKeepsField = UInt8(v); return true }),
+        Row(name: "firmware-features", syntax: "firmware-features=N",
+            effect: "Escape 6A answers N bytes of firmware features (validation key only, PINs of 4 to 8); a PIN entry asking another validation is refused",
+            set: { b, v in guard let v, (1...64).contains(v) else { return false }; b.firmwareFeaturesLength = v; return true }),
+        flag("needs-prompts", \.needsDisplayPrompts,
+             "a PIN entry is refused until the host loads the display prompts (Escape B2 A0 00 4D 4C, 165 bytes)"),
+        flag("secondary-rates", \.limitsSecondarySlots,
+             "slots after the first run only 10753, 21505, 43011 and 125000 bps: at another rate the card is mute"),
+        flag("pin-case1-escape", \.unpaddedPINNeedsEscape,
+             "a case-1 verification with no PIN block needs Escape 80 02 00 first (then the PIN is appended unpadded) and a new bSeq"),
         flag("no-presence", \.cannotSenseCards, "the status always says a card is in, no card event is sent; with none, power-up fails ICC_MUTE"),
     ] + PINFrameBug.allCases.map { bug in
         Row(name: bug.rawValue, syntax: bug.rawValue, effect: bug.effect, set: { b, v in

@@ -126,7 +126,16 @@ extension ReaderModel {
         case .cancel: return [context.failed(.pinCancelled)]
         case .timeout: return [context.failed(.pinTimeout)]
         case .enter(let digits):
-            guard let apdu = PINBlock.fill(entry, digits: digits) else { return malformed }
+            let apdu: [UInt8]
+            if profile.firmwareBugs.unpaddedPINNeedsEscape, entry.operation == .verify, entry.apdu.count == 4, entry.pinBlockString == 0 {
+                // The SPR 532 appends the PIN as typed to a bare header, once told so, in a command of its own.
+                guard let escape = unpaddedPINEscape, escape != context.sequence else { return [context.failed(.badParameter(at: 6))] }
+                let typed = Array(digits.utf8)
+                apdu = entry.apdu + [UInt8(truncatingIfNeeded: typed.count)] + typed
+            } else {
+                guard let filled = PINBlock.fill(entry, digits: digits) else { return malformed }
+                apdu = filled
+            }
             if descriptor.exchangeLevel == .tpdu, slots[slot].protocolType == 1 {
                 return secureT1Block(card: card, slot: slot, context: context, prologue: entry.teoPrologue, apdu: apdu)
             }

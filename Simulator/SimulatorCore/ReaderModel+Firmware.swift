@@ -19,23 +19,46 @@ extension ReaderModel {
     static let emvModeError: UInt8 = 0xBB
 
     /// The Escape commands this firmware knows, and their answer; nil: not supported.
-    mutating func firmwareEscape(_ data: [UInt8]) -> [UInt8]? {
+    mutating func firmwareEscape(_ data: [UInt8], sequence: UInt8) -> [UInt8]? {
         if profile.firmwareBugs.startsInEMVMode, data == [0x1F, 0x01] {
             isoMode = true
+            return []
+        }
+        if profile.firmwareBugs.needsDisplayPrompts, data.starts(with: [0xB2, 0xA0, 0x00, 0x4D, 0x4C]) {
+            // Ten prompts of 16 characters after the header, or the firmware refuses them.
+            guard data.count == 5 + 10 * 16 else { return nil }
+            displayPrompts = (0..<10).map { i in
+                var text = data[(5 + 16 * i)..<(5 + 16 * (i + 1))]
+                while text.last == 0x20 { text.removeLast() }
+                return String(decoding: text, as: UTF8.self)
+            }
+            return []
+        }
+        if let length = profile.firmwareBugs.firmwareFeaturesLength, data == [0x6A] {
+            return FirmwareBugs.firmwareFeatures(length: length)
+        }
+        if profile.firmwareBugs.unpaddedPINNeedsEscape, data == [0x80, 0x02, 0x00] {
+            unpaddedPINEscape = sequence
             return []
         }
         return profile.firmwareBugs.escapeEcho ? data : nil
     }
 
     /// Whether the card now runs at a rate this reader cannot follow (`max-rate`).
+    /// (`secondary-rates`: or one a slot after the first cannot.)
     func firmwareTooFast(slot: Int) -> Bool {
-        guard let limit = profile.firmwareBugs.maxWorkingRate else { return false }
         // The rate the reader was set to (SetParameters); PPS itself runs at the default one, which always works.
         let fiDi = slots[slot].readerFiDi
         guard fiDi != 0x11 else { return false }
         let fi = ClockRateConversion.fi(index: fiDi >> 4) ?? 372
         let di = BitRateAdjustment.di(index: fiDi & 0x0F) ?? 1
-        return UInt64(descriptor.defaultClock) * 1000 * UInt64(di) / UInt64(max(fi, 1)) > UInt64(limit)
+        let rate = UInt64(descriptor.defaultClock) * 1000 * UInt64(di) / UInt64(max(fi, 1))
+        if profile.firmwareBugs.limitsSecondarySlots, slot > 0,
+           !FirmwareBugs.secondaryRates.contains(where: { abs(Double($0) - Double(rate)) <= Double(rate) * 0.02 }) {
+            return true
+        }
+        guard let limit = profile.firmwareBugs.maxWorkingRate else { return false }
+        return rate > UInt64(limit)
     }
 
     /// What a PIN pad's firmware does with a Secure frame it does not take (a
@@ -47,6 +70,10 @@ extension ReaderModel {
         func field(_ offset: UInt8) -> (ReplyContext) -> TimedReply { { $0.failed(.badParameter(at: offset)) } }
         if verify, let wait = bugs.keyRelease, let since = sinceLastCommand, since < wait {
             return { $0.failed(.badParameter(at: 10)) }
+        }
+        if bugs.needsDisplayPrompts, displayPrompts == nil { return field(10) }
+        if bugs.firmwareFeaturesLength != nil, entry.entryValidationCondition & ~0x02 != 0 {
+            return field(verify ? 17 : 20)   // only the validation key, as its features say
         }
         for bug in bugs.pinFrame.sorted(by: { $0.rawValue < $1.rawValue }) {
             switch bug {

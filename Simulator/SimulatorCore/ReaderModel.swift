@@ -46,6 +46,10 @@ public struct ReaderModel: Sendable {
     public var sinceLastCommand: Duration? = nil
     /// An ICCD token's state between its class requests (ReaderModel+ICCD).
     var iccd = ICCDDeviceState()
+    /// For the `pin-case1-escape` bug: the bSeq of the Escape 80 02 00 that armed the next verification.
+    var unpaddedPINEscape: UInt8? = nil
+    /// For the `needs-prompts` bug: the display prompts the host loaded.
+    public internal(set) var displayPrompts: [String]? = nil
 
     /// Time extensions are sent at this interval while the card is busy.
     static let timeExtensionInterval: Duration = .milliseconds(200)
@@ -189,8 +193,11 @@ public struct ReaderModel: Sendable {
             if slots[slot].powered { slots[slot].card?.powerDown() }
             slots[slot].poweredOff()
             return ok(.slotStatus(clockStatus: 0))
-        case .iccPowerOn:
+        case .iccPowerOn(let voltage):
             if let refusal = firmwareRefusesPowerUp(slot: slot) { return fail(refusal) }
+            if let only = slots[slot].faults.onlyVoltage, voltage != .automatic, voltage.rawValue != only {
+                return [context.mute()]
+            }
             guard let atr = slots[slot].card?.powerUp() else { return fail(.iccMute) }
             slots[slot].poweredOn()
             negotiateAfterATR(slot: slot)
@@ -218,6 +225,9 @@ public struct ReaderModel: Sendable {
             } else {
                 slots[slot].session.t1 = nil
             }
+            if let kept = profile.firmwareBugs.setParametersKeepsField {
+                return [context.failed(.badParameter(at: kept), type: .parameters)]
+            }
             return ok(.parameters(protocolNumber: p, data: parameters.encoded()))
         case .getParameters, .resetParameters:
             guard slots[slot].card != nil else { return fail(.iccMute) }
@@ -230,9 +240,10 @@ public struct ReaderModel: Sendable {
             return withReplyFaults(transfer(card: card, slot: slot, context: context, level: level, data: data), slot: slot)
         case .secure(_, _, let data):
             guard let card = slots[slot].card, slots[slot].powered else { return fail(.iccMute) }
+            defer { unpaddedPINEscape = nil }
             return secure(card: card, slot: slot, context: context, data: data)
         case .escape(let data):
-            return firmwareEscape(data).map { ok(.escape(data: $0)) } ?? fail(.commandNotSupported)
+            return firmwareEscape(data, sequence: command.sequence).map { ok(.escape(data: $0)) } ?? fail(.commandNotSupported)
         case .mechanical:
             return fail(.commandNotSupported)
         case .setDataRateAndClockFrequency:

@@ -73,6 +73,8 @@ public final class SimulatedReader: RelayDevice, Sendable {
     public func setPINPad(_ action: PINPadAction) { model.withLock { $0.setPINPad(action) } }
     public func faults(slot: Int) -> Faults? { model.withLock { $0.faults(slot: slot) } }
     public var dataRates: [UInt32] { model.withLock { $0.dataRates } }
+    /// The display prompts the host loaded (`needs-prompts`), if it did.
+    public var displayPrompts: [String]? { model.withLock { $0.displayPrompts } }
 
     /// Switches faults on the slot (`name[=value]` settings); returns false on an unknown setting.
     public func setFaults(slot: Int, _ settings: [String]) throws(SlotActionError) -> Bool {

@@ -56,8 +56,17 @@ public struct Command: Equatable, Sendable {
 }
 
 /// bPowerSelect of PC_to_RDR_IccPowerOn.
-public enum VoltageSelection: UInt8, Sendable, Equatable {
+public enum VoltageSelection: UInt8, Sendable, Equatable, CustomStringConvertible {
     case automatic = 0, v5 = 1, v3 = 2, v1_8 = 3
+
+    public var description: String {
+        switch self {
+        case .automatic: "the reader's choice of voltage"
+        case .v5: "5 V"
+        case .v3: "3 V"
+        case .v1_8: "1.8 V"
+        }
+    }
 }
 
 /// wLevelParameter / bChainParameter values for extended APDU exchange (CCID 1.1 §6.1.4).

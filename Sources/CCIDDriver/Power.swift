@@ -31,6 +31,7 @@ extension Reader {
             } catch {
                 lastError = error
                 if error == .noCard { throw error }
+                log("slot \(slot): power-up at \(voltage) failed (\(error))")
                 continue
             }
             guard case .dataBlock(_, let atr) = reply.body, !atr.isEmpty else {
@@ -86,8 +87,10 @@ extension Reader {
     }
 
     /// Automatic when the reader selects the voltage; otherwise class A, B, C in turn (ISO 7816-3 §6.2.4).
+    /// G6: the reader's own choice if it makes one (automatic voltage selection or
+    /// activation); else 5 V, 3 V, 1.8 V (classes A, B, C), those it supports.
     var voltageSequence: [VoltageSelection] {
-        if descriptor.features.contains(.automaticVoltageSelection) { return [.automatic] }
+        if !descriptor.features.isDisjoint(with: [.automaticVoltageSelection, .automaticActivationOnInsert]) { return [.automatic] }
         var order: [VoltageSelection] = []
         if descriptor.voltageSupport.contains(.v5) { order.append(.v5) }
         if descriptor.voltageSupport.contains(.v3) { order.append(.v3) }
@@ -120,7 +123,13 @@ extension Reader {
     public func iccStatus(slot: Int) throws(DriverError) -> ICCStatus {
         let s = try checkSlot(slot)
         let reply = try exchange(.getSlotStatus, slot: s, waitingTime: controlWaitingTime)
-        let icc = noCardFound.withLock { $0.contains(slot) } ? .absent : reply.status.icc
+        var icc = noCardFound.withLock { $0.contains(slot) } ? .absent : reply.status.icc
+        if icc == .presentInactive, state(of: slot)?.powered == true {
+            // G14: a card the driver powered is now unpowered: it was swapped between two polls.
+            // Reported absent once, so that its users see a removal; the next poll finds the new card.
+            log("slot \(slot): the powered card is now unpowered (swapped between polls); reporting a removal")
+            icc = .absent
+        }
         if icc == .absent { update(slot) { $0.poweredOff() } }
         return icc
     }
@@ -157,7 +166,7 @@ extension Reader {
         var parameters = ProtocolParameters(atr: atr, protocolType: chosen, readerNegotiates: readerNegotiates)
         if readerNegotiates, atr?.specificMode == nil {
             // The reader runs PPS at the rate SetParameters names: one it can run (TA1 with Di lowered if need be).
-            parameters.fiDi = wantedFiDi(atr)
+            parameters.fiDi = wantedFiDi(atr, slot: slot)
         }
         // At TPDU and character level the driver negotiates, unless the reader does or the card is in specific mode.
         if !readerNegotiates, !quirks.noPPS, atr?.specificMode == nil,
@@ -171,6 +180,9 @@ extension Reader {
             log("slot \(slot): SetParameters left the card mute; resetting it and going on with the reader's own parameters")
             _ = try powerOnLocked(slot: s)
             _ = try powerOnLocked(slot: s)
+        } else if reply.status.command == .failed, reply.status.icc != .absent, (1...0x7F).contains(reply.error) {
+            // G9: bError 01–7F names a field the reader would not change; it took the rest, and the protocol holds.
+            log("slot \(slot): reader kept its own value of SetParameters' byte \(reply.error); the protocol holds")
         } else if reply.status.command == .failed {
             // Readers that configure themselves from the ATR may refuse SetParameters; the protocol still holds.
             guard descriptor.features.contains(.automaticParameterConfigurationFromATR) else {
@@ -200,10 +212,11 @@ extension Reader {
     /// Fi/Di to ask for: the card's TA1, with Di lowered until the reader can
     /// run the resulting rate at its default clock: within dwMaxDataRate and,
     /// if the reader lists its rates, one of them (±2 %, as readers round).
+    /// Quirk M5: a slot after the first may have rates of its own.
     /// Never slower than the default 372/1: then the default it is.
-    func wantedFiDi(_ atr: ATR?) -> UInt8 {
+    func wantedFiDi(_ atr: ATR?, slot: Int) -> UInt8 {
         guard let atr, let fi = atr.fi, let di = atr.di else { return 0x11 }
-        let listed = supportedDataRates()
+        let listed = slot > 0 ? quirks.secondarySlotRates ?? supportedDataRates() : supportedDataRates()
         let fiIndex = atr.ta1 >> 4
         // Integer bps, rounded down as readers state their rates (4 MHz × 12 / 372 = 129 032).
         let clockHz = UInt64(descriptor.defaultClock) * 1000
@@ -223,7 +236,7 @@ extension Reader {
     /// PPS exchange (ISO/IEC 7816-3 §9) when the protocol or Fi/Di differ from
     /// the defaults. A refused or failed PPS resets the card and keeps the defaults.
     func negotiatePPS(slot: UInt8, atr: ATR?, protocolType: UInt8) throws(DriverError) -> UInt8 {
-        let fiDi = wantedFiDi(atr)
+        let fiDi = wantedFiDi(atr, slot: Int(slot))
         guard fiDi != 0x11 || protocolType != (atr?.defaultProtocol ?? 0) else { return 0x11 }
         let request = PPS(protocolType: protocolType, fiDi: fiDi == 0x11 ? nil : fiDi)
         let character = descriptor.exchangeLevel == .character

@@ -10,8 +10,10 @@ public final class Reader: Sendable {
     public let transport: CCIDTransport
     /// The device as it really behaves: its descriptor with the quirks' rewrites applied.
     public let identity: DeviceIdentity
-    /// What the driver does differently for this device (ReaderQuirks).
-    public let quirks: AppliedQuirks
+    /// What the driver does differently for this device (ReaderQuirks); refined
+    /// at open by what the firmware says of itself (quirk P4).
+    public var quirks: AppliedQuirks { appliedQuirks.withLock { $0 } }
+    private let appliedQuirks: Mutex<AppliedQuirks>
     public var descriptor: ClassDescriptor { identity.classDescriptor }
     public let timeouts: ExchangeTimeouts
     let log: @Sendable (String) -> Void
@@ -34,7 +36,7 @@ public final class Reader: Sendable {
         let transport = ICCDTransport.wrapping(transport)
         self.transport = transport
         identity = quirks.adjusted(transport.identity)
-        self.quirks = quirks
+        appliedQuirks = Mutex(quirks)
         self.timeouts = timeouts
         self.log = log
         let slotCount = identity.classDescriptor.slotCount
@@ -50,6 +52,11 @@ public final class Reader: Sendable {
                 log("cannot start the interrupt thread; card events will be polled")
             }
         }
+    }
+
+    /// What the firmware said of itself (quirk P4) refines the quirks from now on.
+    func refineQuirks(by features: GemaltoFirmwareFeatures) {
+        appliedQuirks.withLock { $0 = $0.refined(by: features) }
     }
 
     /// Fixed at init, so that checking a slot number takes no lock.
@@ -74,10 +81,26 @@ public final class Reader: Sendable {
         return try slotGates[slot].lock.withLock { () throws(DriverError) -> T in try body(s) }
     }
 
-    public func close() {
+    /// Lets the device go. `poweringOff` (the last user closed it, G24): powered
+    /// cards are powered off first, each within a short deadline, failures
+    /// ignored; skipped while a command is in flight (that user is being torn down).
+    public func close(poweringOff: Bool = false) {
+        if poweringOff, !isExchanging {
+            for slot in 0..<slotCount where state(of: slot)?.powered == true {
+                guard let s = UInt8(exactly: slot) else { continue }
+                do throws(DriverError) {
+                    _ = try exchange(.iccPowerOff, slot: s, waitingTime: .zero, cap: .after(Self.powerOffAtClose))
+                } catch {
+                    log("slot \(slot): power-off at close: \(error)")
+                }
+            }
+        }
         events.stopAll()
         transport.close()
     }
+
+    /// What powering a card off may take when the reader is closed.
+    static let powerOffAtClose: Duration = .milliseconds(500)
 
     /// Whether a command is in flight right now (a snapshot, for shutdown decisions).
     public var isExchanging: Bool {

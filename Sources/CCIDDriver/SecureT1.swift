@@ -12,12 +12,11 @@ extension Reader {
     /// card that first asks for time, as the Swiss health card does) or a
     /// chained response are carried on with XfrBlocks. A block the engine would
     /// have to send again holds the PIN, which only the pad has: that ends it.
-    func secureT1(slot: UInt8, state: SlotState, frame: PINFrame, waitingTime: Duration) throws(DriverError) -> [UInt8] {
+    func secureT1(slot: UInt8, state: SlotState, frame: PINFrame, waitingTime: Duration, cap: Deadline) throws(DriverError) -> [UInt8] {
         let before = state.t1 ?? t1Engine(atr: state.parsedATR)
         var engine = before
         let bwt = ExchangeTimeouts.cardWaitingTime(atr: state.parsedATR, protocolType: 1, clockKHz: descriptor.defaultClock)
             + quirks.longerT1WaitingTime
-        let cap = Deadline.after(max(timeouts.maximum, waitingTime + timeouts.transportMargin))
         // A pending IFSD negotiation goes first, on its own.
         var action = engine.transmit(frame.entry.apdu)
         var first: [UInt8] = []
@@ -36,7 +35,8 @@ extension Reader {
         guard first[1] & 0x20 == 0 else { throw .notSupported("PIN APDU of \(frame.entry.apdu.count) bytes exceeds the card's IFSC") }
         var entry = frame
         entry.entry.teoPrologue = Array(first.prefix(3))
-        let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: entry.ccidEncoded()), slot: slot, waitingTime: waitingTime)
+        let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: entry.ccidEncoded()), slot: slot,
+                                 waitingTime: waitingTime, cap: cap)
         if reply.status.command == .failed {
             // The block never reached the card: the engine's sequence numbers stay as they were.
             update(Int(slot)) { $0.t1 = before }

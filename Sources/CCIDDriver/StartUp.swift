@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CCID
 import ReaderQuirks
 import ThreadSupport
@@ -32,6 +35,8 @@ extension Reader {
         for _ in 0..<2 {
             do throws(DriverError) {
                 _ = try exchange(.getSlotStatus, slot: 0, waitingTime: .zero, cap: .after(short))
+                try askFirmwareFeatures()
+                try loadDisplayPrompts()
                 return
             } catch .noDevice {
                 throw .noDevice
@@ -41,6 +46,42 @@ extension Reader {
         }
         let ms = Int(short / .milliseconds(1))
         throw .refused("no answer to GetSlotStatus within \(ms) ms at open (\(failures.map { "\($0)" }.joined(separator: ", ")))")
+    }
+
+    /// Quirk P4: the firmware's own word on its PIN pad, when it gives it exactly;
+    /// anything else (refused, another length) leaves the quirks as they are.
+    private func askFirmwareFeatures() throws(DriverError) {
+        guard let escape = quirks.firmwareFeaturesEscape else { return }
+        let reply: Reply
+        do throws(DriverError) { reply = try exchange(.escape(data: escape), slot: 0, waitingTime: controlWaitingTime) } catch {
+            if error == .noDevice { throw error }
+            return
+        }
+        guard reply.status.command == .processed, case .escape(let answer) = reply.body,
+              let features = GemaltoFirmwareFeatures(answer: answer) else { return }
+        refineQuirks(by: features)
+        log("quirk P4: the firmware reports validation conditions 0x\(hexString([features.validationMask])), PINs of "
+            + "\(features.minimumPINSize) to \(features.maximumPINSize) digits, modification fix \(features.modifyFixed ? "present" : "absent")")
+    }
+
+    /// What the GemPC Pinpad needs before it may show its prompts.
+    static let promptsDelay: Duration = .seconds(1)
+
+    /// Quirk P5: the pad's prompts, in the language of pcscd's LANG. The reference
+    /// driver fails the open if the pad refuses them; a pad without prompts still
+    /// takes PINs, so here a refusal is only logged.
+    private func loadDisplayPrompts() throws(DriverError) {
+        guard quirks.loadsDisplayPrompts else { return }
+        Deadline.after(Self.promptsDelay).sleepUntil()
+        let language = DisplayPrompts.language(fromLocale: getenv("LANG").map { String(cString: $0) })
+        do throws(DriverError) {
+            let reply = try exchange(.escape(data: DisplayPrompts.command(language: language)), slot: 0, waitingTime: controlWaitingTime)
+            try check(reply)
+            log("quirk P5: display prompts loaded (\(language))")
+        } catch {
+            if error == .noDevice { throw error }
+            log("quirk P5: the pad refused its display prompts (\(error))")
+        }
     }
 
     /// G3: an ICCD token's chip is powered off, on and off again at open (its

@@ -249,6 +249,11 @@ extension Reader {
         return (response, chain)
     }
 
+    /// How long the host waits for a PIN entry: the pad's own timeout (bTimeOut, 0 for its
+    /// default) plus 10 s, and at least 90 s, as the reference driver waits. One deadline
+    /// for the whole entry, its own cap: a person is typing, not a card working.
+    static func pinEntryWaitingTime(timeout: UInt8) -> Duration { .seconds(max(90, Int(timeout) + 10)) }
+
     /// SW1 SW2 for a PIN entry the user cancelled (64 01) or let time out (64 00).
     static let pinEntryStatus: [SlotError: [UInt8]] = [.pinCancelled: [0x64, 0x01], .pinTimeout: [0x64, 0x00]]
 
@@ -260,18 +265,24 @@ extension Reader {
     private func secureLocked(slot s: UInt8, entry: PINEntry) throws(DriverError) -> [UInt8] {
         let slot = Int(s)
         guard let state = state(of: slot), state.powered else { throw .noCard }
-        // The user types: allow the timeout the structure asks for (bTimeOut, 0 = reader default).
-        let seconds = entry.timeout != 0 ? Int(entry.timeout) : 30
+        // The user types: the pad ends the entry at bTimeOut; the host's deadline lies beyond it (G12).
+        let waitingTime = Self.pinEntryWaitingTime(timeout: entry.timeout)
+        let cap = Deadline.after(waitingTime + timeouts.transportMargin)
         // The structure as this reader's firmware takes it (quirks P1–P13, and the validation sanity check).
         let frame = quirks.pinFrame(for: entry)
+        if entry.operation == .verify, frame.entry.apdu.count == 4, frame.entry.pinBlockString == 0,
+           let escape = quirks.escapeBeforeUnpaddedPIN {
+            // Quirk P14: the firmware appends an unpadded PIN to a bare header only when told so first.
+            try check(try exchange(.escape(data: escape), slot: s, waitingTime: controlWaitingTime))
+        }
         if entry.operation == .verify, quirks.delayBeforeVerify > .zero {
             Deadline.after(quirks.delayBeforeVerify).sleepUntil()   // quirk P12: the user's Enter key must be up
         }
         if descriptor.exchangeLevel == .tpdu, state.protocolType == 1 {
-            return try secureT1(slot: s, state: state, frame: frame, waitingTime: .seconds(seconds))
+            return try secureT1(slot: s, state: state, frame: frame, waitingTime: waitingTime, cap: cap)
         }
         let reply = try exchange(.secure(bwi: 0, levelParameter: 0, data: frame.ccidEncoded()), slot: s,
-                                 waitingTime: .seconds(seconds))
+                                 waitingTime: waitingTime, cap: cap)
         // The user's cancel and timeout are answers, as PC/SC Part 10 and the reference driver give them: a status word.
         if reply.status.command == .failed, let sw = Self.pinEntryStatus[reply.slotError] { return sw }
         try check(reply)

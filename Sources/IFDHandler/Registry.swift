@@ -95,7 +95,7 @@ final class Registry: Sendable {
             s.devices[key] = (d.reader, d.users - 1)
             return nil
         }
-        last?.close()
+        last?.close(poweringOff: true)
     }
 
     /// TAG_IFD_DEVICE_REMOVED: the device is gone, for every slot it has (pcscd

@@ -14,13 +14,16 @@ public struct AppliedQuirks: Equatable, Sendable {
     /// How much longer than its ATR says a T=1 card may take (zero: no longer).
     public let longerT1WaitingTime: Duration
     public let readerInformation: ReaderInformation?
+    /// What the firmware said of itself at open (quirk P4), if it was asked and answered.
+    public let firmwareFeatures: GemaltoFirmwareFeatures?
 
     public static let none = AppliedQuirks(quirks: [], switchedOff: [], cardEntries: [])
 
-    init(quirks: [Quirk], switchedOff: [String], cardEntries: [Quirk]) {
+    init(quirks: [Quirk], switchedOff: [String], cardEntries: [Quirk], firmwareFeatures: GemaltoFirmwareFeatures? = nil) {
         self.quirks = quirks
         self.switchedOff = switchedOff
         self.cardEntries = cardEntries
+        self.firmwareFeatures = firmwareFeatures
         longerT1WaitingTime = quirks.lazy.compactMap { if case .longerT1WaitingTime(let d) = $0.behaviour { d } else { nil } }
             .max() ?? .zero
         readerInformation = quirks.lazy.compactMap { if case .readerInformation(let i) = $0.behaviour { i } else { nil } }.first
@@ -104,6 +107,12 @@ public struct AppliedQuirks: Equatable, Sendable {
     public var noPPS: Bool { quirks.contains { $0.behaviour == .noPPS } }
     public var powerOffBeforePowerOn: Bool { quirks.contains { $0.behaviour == .powerOffBeforePowerOn } }
     public var presenceUnknown: Bool { quirks.contains { $0.behaviour == .presenceUnknown } }
+    public var loadsDisplayPrompts: Bool { quirks.contains { $0.behaviour == .displayPrompts } }
+
+    /// Quirk M5: the rates slots after the first can run, if this device limits them.
+    public var secondarySlotRates: [UInt32]? {
+        quirks.lazy.compactMap { if case .secondarySlotRates(let r) = $0.behaviour { r } else { nil } }.first
+    }
 
     public var isoModeEscapeError: UInt8? {
         quirks.lazy.compactMap { if case .isoModeEscape(let e) = $0.behaviour { e } else { nil } }.first

@@ -59,8 +59,16 @@ extension AppliedQuirks {
                 break
             }
         }
+        if let mask = validationMask {
+            // Quirk P4: only the conditions the firmware says it has; none of them asked: its first.
+            let kept = e.entryValidationCondition & mask
+            e.entryValidationCondition = kept != 0 ? kept : mask & (~mask &+ 1)
+        }
         return PINFrame(entry: e, modifyIndexCount: indexCount)
     }
+
+    /// The validation conditions this firmware has (quirk P4's answer), if it said.
+    var validationMask: UInt8? { firmwareFeatures.map(\.validationMask).flatMap { $0 != 0 ? $0 : nil } }
 
     var pinFrameRewrites: [PINFrameRewrite] {
         quirks.compactMap { if case .pinFrame(let r) = $0.behaviour { r } else { nil } }
@@ -71,9 +79,17 @@ extension AppliedQuirks {
         quirks.lazy.compactMap { if case .delayBeforeVerify(let d) = $0.behaviour { d } else { nil } }.max() ?? .zero
     }
 
-    /// PIN sizes and validation condition the descriptor cannot say.
+    /// Quirk P14: the Escape that goes before a case-1 verification with no PIN block, if this device needs one.
+    public var escapeBeforeUnpaddedPIN: [UInt8]? {
+        quirks.lazy.compactMap { if case .escapeBeforeUnpaddedPIN(let e) = $0.behaviour { e } else { nil } }.first
+    }
+
+    /// PIN sizes and validation condition the descriptor cannot say: the firmware's own word (P4) first.
     public var pinProperties: PINProperties? {
-        quirks.lazy.compactMap { if case .pinProperties(let p) = $0.behaviour { p } else { nil } }.first
+        if let f = firmwareFeatures, f.maximumPINSize > 0 {
+            return PINProperties(minimumSize: f.minimumPINSize, maximumSize: f.maximumPINSize, validationCondition: validationMask)
+        }
+        return quirks.lazy.compactMap { if case .pinProperties(let p) = $0.behaviour { p } else { nil } }.first
     }
 }
 

@@ -70,6 +70,9 @@ public enum QuirkBehaviour: Equatable, Sendable {
     /// Rates above this do not work, whatever the descriptor and GET_DATA_RATES say
     /// (descriptor rewrite, and listed rates cut in Reader.supportedDataRates).
     case maxDataRate(UInt32)
+    /// Slots after the first run only these rates (bps at the default clock); the first
+    /// runs what the descriptor says (Reader.wantedFiDi).
+    case secondarySlotRates([UInt32])
     /// Never send S(IFS request): the reader behaves as if it negotiated IFSD itself (descriptor rewrite).
     case automaticIFSD
     /// Never send PPS; the card stays in its default protocol at Fi/Di 0x11 (Reader.selectProtocol).
@@ -90,6 +93,17 @@ public enum QuirkBehaviour: Equatable, Sendable {
     case pinFrame(PINFrameRewrite)
     /// Wait this long before each PIN verification (Reader.secure).
     case delayBeforeVerify(Duration)
+    /// At open, after a second, load the pad's display prompts in the user's
+    /// language (`DisplayPrompts`, one Escape); a refusal is logged (Reader.startUp).
+    case displayPrompts
+    /// At open, ask the firmware what its descriptor cannot say with this Escape
+    /// (Gemalto's GET_FIRMWARE_FEATURES); only an exact answer counts, and
+    /// refines the PIN frame and properties (`GemaltoFirmwareFeatures`; Reader.startUp).
+    case firmwareFeaturesEscape([UInt8])
+    /// Before a verification whose APDU is a bare header (case 1) with no PIN
+    /// block (bmPINBlockString 0), send this Escape: the firmware then appends
+    /// the PIN as typed, with its length as Lc; the Secure follows with a new bSeq (Reader.secure).
+    case escapeBeforeUnpaddedPIN([UInt8])
     /// PIN sizes and validation condition to report (IFDHControl's TLV and PIN properties).
     case pinProperties(PINProperties)
     /// Escape commands starting with one of these prefixes ([] for any) are

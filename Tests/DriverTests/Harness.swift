@@ -1,6 +1,7 @@
 import Testing
 @testable import CCID
 @testable import CCIDDriver
+import ReaderQuirks
 @testable import SimulatorCore
 import ThreadSupport
 
@@ -18,21 +19,25 @@ struct Harness {
         try self.init(readerProfile: try #require(ReaderProfile.named(profile)), cards: cards, timeouts: timeouts)
     }
 
-    init(readerProfile: ReaderProfile, cards: [String?] = ["compliance"], timeouts: ExchangeTimeouts = ExchangeTimeouts()) throws {
+    /// `quirksOff`: the quirk table applies to the device, but for these ids (nil: no quirks at all).
+    init(readerProfile: ReaderProfile, cards: [String?] = ["compliance"], timeouts: ExchangeTimeouts = ExchangeTimeouts(),
+         quirksOff: Set<String>? = nil) throws {
         try self.init(sim: SimulatedReader(name: "sim0", profile: readerProfile, serialNumber: "T1", timing: .quick),
-                      cards: cards, timeouts: timeouts)
+                      cards: cards, timeouts: timeouts, quirksOff: quirksOff)
     }
 
     /// Around a simulated reader made by the test (with a recorder, say).
-    init(sim: SimulatedReader, cards: [String?], timeouts: ExchangeTimeouts = ExchangeTimeouts()) throws {
+    init(sim: SimulatedReader, cards: [String?], timeouts: ExchangeTimeouts = ExchangeTimeouts(), quirksOff: Set<String>? = nil) throws {
         self.sim = sim
         for (slot, card) in cards.enumerated() {
             if let card { try sim.insert(try #require(CardSpec(card).flatMap(\.builtInCard)), slot: slot) }
         }
-        transport = try InProcessTransport(reader: sim)
+        let transport = try InProcessTransport(reader: sim)
+        self.transport = transport
         let log = Lines()
         self.log = log
-        reader = Reader(transport: transport, timeouts: timeouts, log: { log.append($0) })
+        let quirks = quirksOff.map { AppliedQuirks(for: transport.identity, off: $0) } ?? .none
+        reader = Reader(transport: transport, timeouts: timeouts, quirks: quirks, log: { log.append($0) })
     }
 
     /// Powers up and selects `protocolType` (or any), then selects the test applet.

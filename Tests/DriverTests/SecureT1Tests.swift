@@ -2,6 +2,7 @@ import Testing
 @testable import CCID
 @testable import CCIDDriver
 @testable import SimulatorCore
+import ReaderQuirks
 import ThreadSupport
 
 /// PIN entry on a TPDU reader with a T=1 card (G20, quirk R1): the driver runs
@@ -60,5 +61,39 @@ import ThreadSupport
         h.sim.setPINPad(.enter("1234"))
         #expect(try h.reader.secure(slot: 0, entry: entry) == Self.ok)
         #expect(try Self.cardSaw(h).prefix(9) == [0x00, 0x20, 0x00, 0x01, 0x08, 0x31, 0x32, 0x33, 0x34])
+    }
+}
+
+/// Quirk P14 on the SPR 532 (a TPDU pad, T=1 card): a case-1 verification with no
+/// PIN block goes after Escape 80 02 00, in a Secure of its own bSeq; the pad appends the PIN.
+@Suite struct UnpaddedPINTests {
+    static let case1: [UInt8] = [0x1E, 0x00, 0x82, 0x00, 0x00, 0x08, 0x04, 0x02, 0x01, 0x09, 0x04, 0x00, 0x00, 0x00, 0x00,
+                                 4, 0, 0, 0, 0x00, 0x20, 0x00, 0x01]
+
+    static func reader(off: Set<String>) throws -> Reader {
+        var p = try ReaderProfile.custom(name: "spr532", vendorID: 0x04E6, productID: 0xE003, manufacturer: "SCM",
+                                         product: "SPR 532", descriptorHex: SecureT1Tests.spr532)
+        p.bcdDevice = 0x0510
+        let applied = p.firmwareBugs.apply("pin-case1-escape")
+        #expect(applied)
+        let h = try Harness(readerProfile: p, quirksOff: off)
+        try h.connect(protocolType: 1)
+        return h.reader
+    }
+
+    @Test func escapeFirstThenThePINAppended() throws {
+        let reader = try Self.reader(off: [])
+        let entry = try #require(PINEntry(part10Verify: Self.case1))
+        #expect(try reader.secure(slot: 0, entry: entry) == [0x90, 0x00])
+        let last = try reader.transmit(slot: 0, apdu: [0x80, 0x40, 0x00, 0x00, 0x00])
+        #expect(Array(last.prefix(9)) == [0x00, 0x20, 0x00, 0x01, 0x04, 0x31, 0x32, 0x33, 0x34])
+    }
+
+    @Test func withoutTheQuirkThePadRefuses() throws {
+        let reader = try Self.reader(off: ["P14"])
+        let entry = try #require(PINEntry(part10Verify: Self.case1))
+        #expect(throws: DriverError.commandFailed(.badParameter(at: 6))) { try reader.secure(slot: 0, entry: entry) }
+        // The T=1 numbering is intact after the refusal.
+        #expect(try reader.transmit(slot: 0, apdu: [0x80, 0x34, 0x00, 0x04, 0x04]) == Harness.sequence(4) + [0x90, 0x00])
     }
 }
